@@ -1,0 +1,20 @@
+"""The error types chiptuner raises at its boundary.
+
+Every message names the bad value and says how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ChiptunerError", "MidiFileError", "ParameterError"]
+
+
+class ChiptunerError(Exception):
+    """Base class of every error chiptuner raises on purpose."""
+
+
+class MidiFileError(ChiptunerError, ValueError):
+    """A file that cannot be read as MIDI, or whose content is unusable (too long, too many notes)."""
+
+
+class ParameterError(ChiptunerError, ValueError):
+    """An argument with a wrong value (an unknown mode, a negative size)."""

@@ -1,0 +1,283 @@
+"""Reading and writing MIDI files.
+
+``read_midi`` is a thin typed wrapper over the byte-level kernel in
+``chiptuner._kernels.midi_io``; ``write_midi`` uses mido, the one place where a file
+leaves the package.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Union
+
+import mido
+import numpy as np
+
+from chiptuner._kernels import midi_io as _k
+from chiptuner.errors import MidiFileError
+from chiptuner.timebase import ticks_to_seconds
+from chiptuner.types import DEFAULT_US_PER_BEAT, Notes, Score, TempoMap, TimeSignatures
+
+__all__ = ["read_midi", "write_midi", "MAX_FILE_BYTES", "MAX_NOTES", "MAX_DURATION_SEC"]
+
+logger = logging.getLogger(__name__)
+
+#: Files larger than this are refused before they are parsed (the largest real song
+#: files are a few MB).
+MAX_FILE_BYTES = 32 * 1024 * 1024
+#: A song with more notes than this is refused (a long orchestral piece has ~50k).
+MAX_NOTES = 1_000_000
+#: A song that lasts longer than this is refused: a corrupt delta time, not music.
+MAX_DURATION_SEC = 2 * 3600.0
+
+PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+_ERRORS = {
+    _k.ERR_TOO_SHORT: "too short to be a MIDI file ({size} bytes; a header alone is 14)",
+    _k.ERR_NOT_MIDI: "not a MIDI file: it starts with {head!r}{guess}, where a MIDI file starts with b'MThd'",
+    _k.ERR_BAD_HEADER: "the MThd header chunk is damaged (length field or size wrong)",
+    _k.ERR_BAD_DIVISION: "the header's time division is {division}; it must be ticks per beat > 0 or SMPTE",
+    _k.ERR_TOO_MANY_NOTES: "more than {max_notes:,} notes: refused as absurd (raise chiptuner.midi_io.MAX_NOTES to read it)",
+    _k.ERR_BAD_RIFF: "a RIFF file without a 'data' chunk holding MIDI (not an RMID file?)",
+}
+
+_REPAIRS = {
+    _k.REP_MISSING_END_OF_TRACK: "track without end-of-track event",
+    _k.REP_TRUNCATED_CHUNK: "chunk longer than the bytes left (file truncated)",
+    _k.REP_BAD_EVENT: "malformed event: rest of its track skipped",
+    _k.REP_STRAY_NOTE_OFF: "note-off without a sounding note (ignored)",
+    _k.REP_UNRELEASED_NOTE: "note never released (ended at its track's last event)",
+    _k.REP_RETRIGGERED_NOTE: "note-on on a sounding key (the earlier note ended there)",
+    _k.REP_DATA_BYTE_CLIPPED: "data byte above 127 (clipped to 127)",
+    _k.REP_TRACK_COUNT: "header's track count differs from the track chunks present",
+    _k.REP_WRONG_CHUNK_LENGTH: "track chunk length wrong (read up to end-of-track)",
+    _k.REP_SKIPPED_GARBAGE: "bytes between chunks skipped",
+    _k.REP_BAD_META: "invalid tempo or time-signature event (ignored)",
+}
+
+_SIGNATURES = (
+    (b"<!DOCTYPE", " (looks like HTML)"),
+    (b"<html", " (looks like HTML)"),
+    (b"<?xml", " (looks like XML, MusicXML perhaps)"),
+    (b"\x89PNG", " (a PNG image)"),
+    (b"PK\x03\x04", " (a zip archive)"),
+    (b"ID3", " (an MP3 file)"),
+    (b"%PDF", " (a PDF document)"),
+    (b"RIFF", " (a RIFF file that is not MIDI, WAV perhaps)"),
+)
+
+
+def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > MAX_FILE_BYTES:
+            raise MidiFileError(f"<bytes>: {len(source):,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file")
+        return np.frombuffer(source, dtype=np.uint8), "<bytes>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"read_midi takes a path or bytes, not {type(source).__name__}")
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise MidiFileError(f"{path}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file")
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise MidiFileError(f"{path}: is a folder, not a MIDI file") from None
+    except FileNotFoundError:
+        raise MidiFileError(f"{path}: no such file") from None
+    except PermissionError:
+        raise MidiFileError(f"{path}: not readable (permission denied)") from None
+    return np.frombuffer(data, dtype=np.uint8), str(path)
+
+
+def read_midi(source: PathOrBytes) -> Score:
+    """Read a Standard MIDI File (format 0, 1 or 2; plain or RIFF RMID).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        A path to the file, or its bytes.
+
+    Returns
+    -------
+    Score
+        Notes of every track (grouped by track, by onset within a track), the tempo map
+        (starting at tick 0; 120 BPM where the file has none), time signatures, ticks per
+        beat and track names. ``score.repairs`` lists what had to be recovered.
+
+    Raises
+    ------
+    MidiFileError
+        The bytes are not MIDI, the header is damaged, or the song is absurd (over
+        ``MAX_NOTES`` notes or ``MAX_DURATION_SEC`` long). The message names the problem.
+
+    Notes
+    -----
+    Overlapping notes of one key in one track are resolved by retriggering: a note-on on a
+    key that already sounds ends the sounding note at that tick. Stray note-offs are
+    ignored; notes never released end at their track's last event.
+    """
+    data, name = _load_bytes(source)
+    n_bytes = data.shape[0]
+    max_notes = min(n_bytes // 3 + 1, MAX_NOTES)
+    max_events = n_bytes // 5 + 1
+    max_tracks = n_bytes // 8 + 1
+    info = np.zeros(16, dtype=np.int64)
+    start_tick = np.empty(max_notes, dtype=np.int64)
+    end_tick = np.empty(max_notes, dtype=np.int64)
+    pitch = np.empty(max_notes, dtype=np.int16)
+    velocity = np.empty(max_notes, dtype=np.int16)
+    channel = np.empty(max_notes, dtype=np.int8)
+    track = np.empty(max_notes, dtype=np.int32)
+    tempo_tick = np.empty(max_events, dtype=np.int64)
+    tempo_us = np.empty(max_events, dtype=np.int64)
+    ts_tick = np.empty(max_events, dtype=np.int64)
+    ts_num = np.empty(max_events, dtype=np.int16)
+    ts_den = np.empty(max_events, dtype=np.int16)
+    program_tick = np.empty(max_events, dtype=np.int64)
+    program_channel = np.empty(max_events, dtype=np.int8)
+    program_value = np.empty(max_events, dtype=np.int16)
+    name_pos = np.empty(max_tracks, dtype=np.int64)
+    name_len = np.empty(max_tracks, dtype=np.int64)
+    _k.parse_smf(
+        data, start_tick, end_tick, pitch, velocity, channel, track,
+        tempo_tick, tempo_us, ts_tick, ts_num, ts_den,
+        program_tick, program_channel, program_value, name_pos, name_len, info,
+    )  # fmt: skip
+    error = int(info[_k.INFO_ERROR])
+    if error:
+        head = bytes(data[:8])
+        guess = next((what for magic, what in _SIGNATURES if head.startswith(magic)), "")
+        message = _ERRORS[error].format(
+            size=n_bytes, head=head, guess=guess, division=int(info[_k.INFO_DIVISION]), max_notes=MAX_NOTES
+        )
+        raise MidiFileError(f"{name}: {message}")
+
+    n = int(info[_k.INFO_NOTES])
+    n_programs = int(info[_k.INFO_PROGRAMS])
+    program = np.empty(n, dtype=np.int16)
+    _k.assign_programs(
+        start_tick[:n], channel[:n], track[:n],
+        program_tick[:n_programs], program_channel[:n_programs], program_value[:n_programs], program,
+    )  # fmt: skip
+    notes = Notes(start_tick[:n], end_tick[:n], pitch[:n], velocity[:n], channel[:n], program, track[:n], channel[:n] == 9)
+
+    ticks_per_beat, smpte = _ticks_per_beat(int(info[_k.INFO_DIVISION]), name)
+    tempo = _tempo_map(tempo_tick[: info[_k.INFO_TEMPOS]], tempo_us[: info[_k.INFO_TEMPOS]], smpte)
+    n_ts = int(info[_k.INFO_TIME_SIGNATURES])
+    order = np.argsort(ts_tick[:n_ts], kind="stable")
+    time_signatures = TimeSignatures(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
+
+    raw = data.tobytes() if name_pos.shape[0] else b""
+    n_tracks = int(info[_k.INFO_TRACKS])
+    track_names = tuple(
+        raw[name_pos[i] : name_pos[i] + name_len[i]].decode("latin-1").strip("\x00 ") if name_pos[i] >= 0 else ""
+        for i in range(n_tracks)
+    )
+    repairs_mask = int(info[_k.INFO_REPAIRS])
+    repairs = tuple(text for flag, text in _REPAIRS.items() if repairs_mask & flag)
+
+    score = Score(notes, tempo, time_signatures, ticks_per_beat, track_names, smpte, repairs)
+    if n:
+
+
+        duration_sec = float(ticks_to_seconds(np.array([notes.end_tick.max()]), tempo, ticks_per_beat)[0])
+        if duration_sec > MAX_DURATION_SEC:
+            raise MidiFileError(
+                f"{name}: the notes run for {duration_sec:.3g} s, over the {MAX_DURATION_SEC:.0f} s cap "
+                "(a corrupt delta time, not a song)"
+            )
+    if repairs:
+        logger.debug("%s: recovered from %s", name, "; ".join(repairs))
+    return score
+
+
+def _ticks_per_beat(division: int, name: str) -> tuple[int, bool]:
+    if division < 0x8000:
+        return division, False
+    frames_per_sec = 256 - (division >> 8)
+    ticks_per_frame = division & 0xFF
+    if frames_per_sec not in (24, 25, 29, 30) or ticks_per_frame == 0:
+        raise MidiFileError(
+            f"{name}: SMPTE time division with {frames_per_sec} frames/s and {ticks_per_frame} ticks/frame; "
+            "frames/s must be 24, 25, 29 or 30 and ticks/frame > 0"
+        )
+    ticks_per_sec = (29.97 if frames_per_sec == 29 else frames_per_sec) * ticks_per_frame
+    # With the default 120 BPM map a beat is half a second: this many ticks keeps seconds right.
+    return max(1, round(ticks_per_sec * DEFAULT_US_PER_BEAT / 1e6)), True
+
+
+def _tempo_map(tick: np.ndarray, us_per_beat: np.ndarray, smpte: bool) -> TempoMap:
+    if smpte or len(tick) == 0:
+        return TempoMap(np.zeros(1, np.int64), np.full(1, DEFAULT_US_PER_BEAT, np.int64))
+    order = np.argsort(tick, kind="stable")
+    tick = tick[order]
+    us_per_beat = us_per_beat[order]
+    # On one tick the last change wins; before the first change the default holds.
+    keep = np.append(tick[1:] != tick[:-1], True)
+    tick, us_per_beat = tick[keep], us_per_beat[keep]
+    if tick[0] != 0:
+        tick = np.concatenate(([0], tick))
+        us_per_beat = np.concatenate(([DEFAULT_US_PER_BEAT], us_per_beat))
+    return TempoMap(tick, us_per_beat)
+
+
+def write_midi(score: Score, path: str | os.PathLike) -> None:
+    """Write a Score as a format-1 MIDI file: a tempo track, then one track per source track.
+
+    Parameters
+    ----------
+    score : Score
+    path : str or os.PathLike
+
+    Notes
+    -----
+    ``read_midi(path)`` gives back the same notes (ticks, pitches, velocities, channels,
+    tracks, and programs wherever a channel's programs do not interleave across tracks).
+    A note whose release coincides with a new onset of the same key is written without
+    its note-off: the onset releases it under the reader's retrigger policy.
+    """
+    mid = mido.MidiFile(type=1, ticks_per_beat=int(score.ticks_per_beat))
+    conductor = [(0, 0, mido.MetaMessage("track_name", name="tempo", time=0))]
+    for tick, us in zip(score.tempo.tick.tolist(), score.tempo.us_per_beat.tolist()):
+        conductor.append((tick, 1, mido.MetaMessage("set_tempo", tempo=us, time=0)))
+    for tick, num, den in zip(
+        score.time_signatures.tick.tolist(), score.time_signatures.numerator.tolist(), score.time_signatures.denominator.tolist()
+    ):
+        conductor.append((tick, 1, mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0)))
+    mid.tracks.append(_as_track(conductor))
+
+    notes = score.notes
+    n_tracks = max(len(score.track_names), int(notes.track.max()) + 1 if len(notes) else 0)
+    for t in range(n_tracks):
+        index = np.flatnonzero(notes.track == t)
+        name = score.track_names[t] if t < len(score.track_names) else ""
+        events = [(0, 0, mido.MetaMessage("track_name", name=name, time=0))]
+        starts = set(
+            zip(notes.channel[index].tolist(), notes.pitch[index].tolist(), notes.start_tick[index].tolist())
+        )
+        program_now = [-1] * 16
+        for i in index.tolist():
+            ch, key, vel = int(notes.channel[i]), int(notes.pitch[i]), int(notes.velocity[i])
+            on, off = int(notes.start_tick[i]), int(notes.end_tick[i])
+            if program_now[ch] != notes.program[i]:
+                program_now[ch] = int(notes.program[i])
+                events.append((on, 1, mido.Message("program_change", channel=ch, program=program_now[ch])))
+            events.append((on, 2, mido.Message("note_on", channel=ch, note=key, velocity=vel)))
+            if (ch, key, off) not in starts:
+                # Offs sort before onsets on a tick, except the off of a zero-length note.
+                events.append((off, 3 if off == on else 0, mido.Message("note_off", channel=ch, note=key, velocity=0)))
+        mid.tracks.append(_as_track(events))
+    mid.save(os.fspath(path))
+
+
+def _as_track(events: list) -> mido.MidiTrack:
+    events.sort(key=lambda event: (event[0], event[1]))
+    track = mido.MidiTrack()
+    now = 0
+    for tick, _, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track

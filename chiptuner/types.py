@@ -1,0 +1,246 @@
+"""Frozen containers of arrays: the values that flow between the stages.
+
+Notes are parallel arrays (struct of arrays), never an object per note. Every
+array is read-only once it is inside a container, so no stage can mutate what
+another stage holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Notes",
+    "TempoMap",
+    "TimeSignatures",
+    "Score",
+    "Melody",
+    "Arrangement",
+    "VOICE_NAMES",
+    "DEFAULT_US_PER_BEAT",
+]
+
+#: Tempo assumed where a file has no tempo event (120 BPM), as the MIDI standard says.
+DEFAULT_US_PER_BEAT = 500_000
+
+#: The four chip voices, in the order of every (T, 4) array.
+VOICE_NAMES = ("pulse1", "pulse2", "triangle", "noise")
+
+
+def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out is array or out.base is array:
+        out = out.copy()
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Notes:
+    """Notes as parallel arrays, all of length N.
+
+    Attributes
+    ----------
+    start_tick, end_tick : np.ndarray [shape=(N,), dtype=int64]
+        Onset and release in ticks from the start of the file; ``end_tick >= start_tick``.
+    pitch, velocity : np.ndarray [shape=(N,), dtype=int16]
+        MIDI key 0-127 and note-on velocity 1-127.
+    channel : np.ndarray [shape=(N,), dtype=int8]
+        MIDI channel 0-15.
+    program : np.ndarray [shape=(N,), dtype=int16]
+        General MIDI program 0-127 in force on the channel at the onset.
+    track : np.ndarray [shape=(N,), dtype=int32]
+        Index of the track chunk the note was read from.
+    is_drum : np.ndarray [shape=(N,), dtype=bool]
+        True for notes on channel 10 (index 9), the General MIDI percussion channel.
+    """
+
+    start_tick: np.ndarray
+    end_tick: np.ndarray
+    pitch: np.ndarray
+    velocity: np.ndarray
+    channel: np.ndarray
+    program: np.ndarray
+    track: np.ndarray
+    is_drum: np.ndarray
+
+    def __post_init__(self) -> None:
+        dtypes = {
+            "start_tick": np.int64,
+            "end_tick": np.int64,
+            "pitch": np.int16,
+            "velocity": np.int16,
+            "channel": np.int8,
+            "program": np.int16,
+            "track": np.int32,
+            "is_drum": np.bool_,
+        }
+        n = len(self.start_tick)
+        for name, dtype in dtypes.items():
+            array = _frozen(getattr(self, name), dtype)
+            if array.shape != (n,):
+                raise ValueError(f"Notes.{name} has shape {array.shape}; expected ({n},) like start_tick")
+            object.__setattr__(self, name, array)
+
+    def __len__(self) -> int:
+        return len(self.start_tick)
+
+    @classmethod
+    def empty(cls) -> Notes:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z, z, z, z, z.astype(bool))
+
+    def take(self, index: np.ndarray) -> Notes:
+        """The notes selected by an integer index or a boolean mask, in that order."""
+        return Notes(
+            self.start_tick[index],
+            self.end_tick[index],
+            self.pitch[index],
+            self.velocity[index],
+            self.channel[index],
+            self.program[index],
+            self.track[index],
+            self.is_drum[index],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TempoMap:
+    """Tempo changes, sorted by tick; the first entry is always at tick 0.
+
+    Attributes
+    ----------
+    tick : np.ndarray [shape=(K,), dtype=int64]
+    us_per_beat : np.ndarray [shape=(K,), dtype=int64]
+        Microseconds per quarter note from that tick on.
+    """
+
+    tick: np.ndarray
+    us_per_beat: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tick", _frozen(self.tick, np.int64))
+        object.__setattr__(self, "us_per_beat", _frozen(self.us_per_beat, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.tick)
+
+
+@dataclass(frozen=True, eq=False)
+class TimeSignatures:
+    """Time-signature changes, sorted by tick (may be empty: 4/4 is then assumed).
+
+    Attributes
+    ----------
+    tick : np.ndarray [shape=(K,), dtype=int64]
+    numerator, denominator : np.ndarray [shape=(K,), dtype=int16]
+        As written, e.g. 6 and 8 for 6/8.
+    """
+
+    tick: np.ndarray
+    numerator: np.ndarray
+    denominator: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tick", _frozen(self.tick, np.int64))
+        object.__setattr__(self, "numerator", _frozen(self.numerator, np.int16))
+        object.__setattr__(self, "denominator", _frozen(self.denominator, np.int16))
+
+    def __len__(self) -> int:
+        return len(self.tick)
+
+
+@dataclass(frozen=True, eq=False)
+class Score:
+    """A MIDI file's musical content.
+
+    Attributes
+    ----------
+    notes : Notes
+        Every note of every track, sorted by ``start_tick`` (stable: within one tick,
+        in file order).
+    tempo : TempoMap
+    time_signatures : TimeSignatures
+    ticks_per_beat : int
+        Ticks per quarter note. For SMPTE files (ticks per second) this is set so that
+        the default 120 BPM tempo map gives the right seconds, and ``smpte`` is True.
+    track_names : tuple of str
+        One entry per track chunk actually present ("" where unnamed).
+    smpte : bool
+    repairs : tuple of str
+        What the reader had to recover from (missing end-of-track, unreleased notes,
+        a truncated chunk, ...); empty for a clean file.
+    """
+
+    notes: Notes
+    tempo: TempoMap
+    time_signatures: TimeSignatures
+    ticks_per_beat: int
+    track_names: tuple[str, ...] = ()
+    smpte: bool = False
+    repairs: tuple[str, ...] = field(default=())
+
+    @property
+    def end_tick(self) -> int:
+        """The last release tick (0 for a score without notes)."""
+        return int(self.notes.end_tick.max()) if len(self.notes) else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Melody:
+    """A monophonic line on the 16th-note step grid.
+
+    Attributes
+    ----------
+    pitch : np.ndarray [shape=(T,), dtype=int16]
+        Sounding MIDI pitch per step, -1 for a rest.
+    onset : np.ndarray [shape=(T,), dtype=bool]
+        True where a note starts at that step (a repeated pitch has a new onset).
+    steps_per_beat : int
+    """
+
+    pitch: np.ndarray
+    onset: np.ndarray
+    steps_per_beat: int = 4
+
+    def __post_init__(self) -> None:
+        pitch = _frozen(self.pitch, np.int16)
+        onset = _frozen(self.onset, np.bool_)
+        if pitch.ndim != 1 or onset.shape != pitch.shape:
+            raise ValueError(f"Melody pitch {pitch.shape} and onset {onset.shape} must be equal 1-D shapes")
+        object.__setattr__(self, "pitch", pitch)
+        object.__setattr__(self, "onset", onset)
+
+    def __len__(self) -> int:
+        return len(self.pitch)
+
+
+@dataclass(frozen=True, eq=False)
+class Arrangement:
+    """The four chip voices on the step grid, in the order of ``VOICE_NAMES``.
+
+    Attributes
+    ----------
+    pitch : np.ndarray [shape=(T, 4), dtype=int16]
+        Sounding pitch per step and voice, -1 for silence. For the noise voice the
+        pitch is the General MIDI drum key (36, 38, 42, 46, 49).
+    onset : np.ndarray [shape=(T, 4), dtype=bool]
+    steps_per_beat : int
+    """
+
+    pitch: np.ndarray
+    onset: np.ndarray
+    steps_per_beat: int = 4
+
+    def __post_init__(self) -> None:
+        pitch = _frozen(self.pitch, np.int16)
+        onset = _frozen(self.onset, np.bool_)
+        if pitch.ndim != 2 or pitch.shape[1] != 4 or onset.shape != pitch.shape:
+            raise ValueError(f"Arrangement pitch {pitch.shape} and onset {onset.shape} must both be (T, 4)")
+        object.__setattr__(self, "pitch", pitch)
+        object.__setattr__(self, "onset", onset)
+
+    def __len__(self) -> int:
+        return len(self.pitch)
