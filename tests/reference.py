@@ -84,3 +84,109 @@ def tempo_from_mido(mid) -> tuple[np.ndarray, np.ndarray]:
         by_tick[tick] = tempo
     ticks = sorted(by_tick)
     return np.array(ticks, dtype=np.int64), np.array([by_tick[t] for t in ticks], dtype=np.int64)
+
+
+# --- voices: the per-step voice choice of chiptuner._kernels.voices -------------------------
+
+
+def mark_lead(start_tick, pitch, lead_start_tick, lead_pitch) -> np.ndarray:
+    """True for each note whose (onset tick, pitch) is that of some lead note."""
+    keys = {(int(s), int(p)) for s, p in zip(lead_start_tick, lead_pitch)}
+    return np.array([(int(s), int(p)) in keys for s, p in zip(start_tick, pitch)], dtype=bool)
+
+
+def note_line(start_step, end_step, pitch, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Monophonic line: at step t the note with the latest (start, pitch, index) that started
+    at or before t owns it if it still sounds; else silence (earlier notes were cut)."""
+    notes = []
+    for i, (s, e, p) in enumerate(zip(start_step, end_step, pitch)):
+        s0, e0 = max(int(s), 0), min(int(e), n_steps)
+        if 0 <= p <= 127 and s0 < e0:
+            notes.append(((int(s), int(p), i), s0, e0, int(p)))
+    out_pitch = np.full(n_steps, -1, dtype=np.int16)
+    out_onset = np.zeros(n_steps, dtype=bool)
+    for t in range(n_steps):
+        started = [n for n in notes if n[1] <= t]
+        if not started:
+            continue
+        _, s0, e0, p = max(started)
+        if t < e0:
+            out_pitch[t] = p
+            out_onset[t] = s0 == t
+    return out_pitch, out_onset
+
+
+def bass_line(roll, onset) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest starting pitch unless the held bass is lower; held bass; else silence."""
+    n_steps = len(roll)
+    out_pitch = np.full(n_steps, -1, dtype=np.int16)
+    out_onset = np.zeros(n_steps, dtype=bool)
+    prev = -1
+    for t in range(n_steps):
+        starting = [p for p in range(128) if onset[t][p]]
+        held = prev >= 0 and bool(roll[t][prev])
+        if starting and (not held or min(starting) <= prev):
+            prev = min(starting)
+            out_pitch[t], out_onset[t] = prev, True
+        elif held:
+            out_pitch[t] = prev
+        else:
+            prev = -1
+    return out_pitch, out_onset
+
+
+def harmony_line(roll, onset, lead_pitch, bass_pitch) -> tuple[np.ndarray, np.ndarray]:
+    """Best of: highest start below the lead (any start if the lead rests); the held previous
+    harmony pitch; the lowest start above the lead; silence. Lead and bass pitch excluded."""
+    n_steps = len(roll)
+    out_pitch = np.full(n_steps, -1, dtype=np.int16)
+    out_onset = np.zeros(n_steps, dtype=bool)
+    prev = -1
+    for t in range(n_steps):
+        lead, bass = int(lead_pitch[t]), int(bass_pitch[t])
+        starting = [p for p in range(128) if onset[t][p] and p != bass and p != lead]
+        below = [p for p in starting if lead < 0 or p < lead]
+        above = [p for p in starting if lead >= 0 and p > lead]
+        held = prev >= 0 and prev not in (lead, bass) and bool(roll[t][prev]) and not onset[t][prev]
+        if below:
+            prev = max(below)
+            out_pitch[t], out_onset[t] = prev, True
+        elif held:
+            out_pitch[t] = prev
+        elif above:
+            prev = min(above)
+            out_pitch[t], out_onset[t] = prev, True
+        else:
+            prev = -1
+    return out_pitch, out_onset
+
+
+def drum_line(roll, onset, priority_key) -> tuple[np.ndarray, np.ndarray]:
+    """First key of the priority list hit at t; else the previous drum while it sounds."""
+    n_steps = len(roll)
+    out_pitch = np.full(n_steps, -1, dtype=np.int16)
+    out_onset = np.zeros(n_steps, dtype=bool)
+    prev = -1
+    for t in range(n_steps):
+        hits = [int(k) for k in priority_key if onset[t][k]]
+        if hits:
+            prev = hits[0]
+            out_pitch[t], out_onset[t] = prev, True
+        elif prev >= 0 and roll[t][prev]:
+            out_pitch[t] = prev
+        else:
+            prev = -1
+    return out_pitch, out_onset
+
+
+def fold_octaves(pitch, low: int, high: int) -> np.ndarray:
+    """Each pitch moved by octaves, one at a time, into [low, high]; -1 stays."""
+    out = []
+    for p in pitch:
+        p = int(p)
+        while p >= 0 and p < low:
+            p += 12
+        while p > high:
+            p -= 12
+        out.append(p)
+    return np.array(out, dtype=np.int16).reshape(len(out))

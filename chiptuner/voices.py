@@ -1,0 +1,243 @@
+"""Voice reduction: a full song to the four chip voices (thin wrapper over ``_kernels.voices``).
+
+``reduce_voices`` gives the model's training target: pulse1 = the lead, triangle = the
+bass line, pulse2 = the most salient remaining line, noise = the drums in five classes.
+Every voice is monophonic and starts a note only where a note of the song starts.
+
+The rules, step by step (16th-note grid):
+
+- **pulse1** (lead): the given lead notes; a later onset cuts a sounding note; of notes
+  starting on one step the highest wins.
+- **triangle** (bass): among the notes that are neither drums nor lead notes, the lowest
+  pitch starting at the step, unless the bass note already sounding is lower (it is then
+  held); when the bass note ends and nothing starts, silence. A lead note is any note
+  with the (onset tick, pitch) of a note of ``lead``, so unison doublings of the melody in
+  other tracks count as lead too.
+- **pulse2** (harmony), salience best first: the highest pitch starting at the step below
+  the lead (any starting pitch where the lead rests); the previous harmony note while it
+  still sounds; the lowest pitch starting above the lead; silence. The lead's and the bass's
+  pitch at the step are never candidates. Onsets win over sustained chords, so
+  arpeggios and counter-lines are kept.
+- **noise** (drums): channel-10 notes mapped by ``GM_DRUM_MAP`` to kick 36, snare 38,
+  closed hat 42, open hat 46 or crash 49; of hits on one step the first of
+  ``DRUM_PRIORITY`` (kick > snare > crash > open hat > closed hat) wins; a drum is held
+  while its note lasts. Melodic channels with percussive programs are not read as drums
+  (about 3% of the NES corpus keeps drums only there; see ``bench/measure_voices.py``).
+- pitched voices are folded by whole octaves into ``VOICE_RANGES`` after the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from chiptuner._kernels import voices as _k
+from chiptuner.errors import ParameterError
+from chiptuner.roll import piano_roll
+from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes
+from chiptuner.types import VOICE_NAMES, Arrangement, Notes, Score
+
+__all__ = [
+    "VOICE_RANGES",
+    "DRUM_KEYS",
+    "DRUM_NAMES",
+    "DRUM_PRIORITY",
+    "GM_DRUM_MAP",
+    "reduce_voices",
+    "voice_notes",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Inclusive MIDI pitch range of each pitched voice; reduced lines are octave-folded into it.
+VOICE_RANGES = {"pulse1": (48, 96), "pulse2": (40, 88), "triangle": (28, 64)}
+
+#: The five drum classes of the noise voice, as General MIDI keys:
+#: kick, snare, closed hat, open hat, crash.
+DRUM_KEYS = np.array([36, 38, 42, 46, 49], dtype=np.int16)
+DRUM_KEYS.flags.writeable = False
+DRUM_NAMES = ("kick", "snare", "closed_hat", "open_hat", "crash")
+
+#: Drum keys by importance: when several classes hit on one step, the first one wins.
+DRUM_PRIORITY = np.array([36, 38, 49, 46, 42], dtype=np.int16)
+DRUM_PRIORITY.flags.writeable = False
+
+_KICK, _SNARE, _CLOSED, _OPEN, _CRASH = (int(k) for k in DRUM_KEYS)
+_GM_CLASSES = {
+    # GM2 / GS extensions below 35: clicks and sticks read as hats, the slap as a snare
+    27: _CLOSED, 28: _SNARE, 29: _CLOSED, 30: _CLOSED, 31: _CLOSED, 32: _CLOSED, 33: _CLOSED, 34: _CLOSED,
+    35: _KICK, 36: _KICK,  # bass drums
+    37: _SNARE, 38: _SNARE, 39: _SNARE, 40: _SNARE,  # side stick, snares, hand clap
+    41: _KICK, 43: _KICK,  # floor toms: low toms sound like a kick on the noise channel
+    45: _SNARE, 47: _SNARE, 48: _SNARE, 50: _SNARE,  # low to high toms
+    42: _CLOSED, 44: _CLOSED, 46: _OPEN,  # hi-hats (pedal = closed)
+    49: _CRASH, 52: _CRASH, 55: _CRASH, 57: _CRASH,  # crash, china, splash, crash 2
+    51: _CLOSED, 59: _CLOSED,  # rides keep time like a closed hat
+    53: _OPEN,  # ride bell: an accent that rings
+    54: _CLOSED, 56: _CLOSED, 58: _OPEN,  # tambourine, cowbell, vibraslap
+    60: _SNARE, 61: _SNARE, 62: _SNARE, 63: _SNARE, 64: _KICK,  # bongos, congas (low conga = kick)
+    65: _SNARE, 66: _SNARE,  # timbales
+    67: _CLOSED, 68: _CLOSED, 69: _CLOSED, 70: _CLOSED,  # agogos, cabasa, maracas
+    71: _CLOSED, 72: _OPEN, 73: _CLOSED, 74: _OPEN,  # whistles, guiros (short / long)
+    75: _CLOSED, 76: _CLOSED, 77: _CLOSED,  # claves, wood blocks
+    78: _CLOSED, 79: _OPEN, 80: _CLOSED, 81: _OPEN,  # cuicas, triangles (mute / open)
+    # GM2 / GS extensions above 81
+    82: _CLOSED, 83: _OPEN, 84: _CRASH, 85: _CLOSED, 86: _KICK, 87: _KICK, 88: _OPEN,
+}
+
+#: Drum class key (36, 38, 42, 46 or 49) of each channel-10 key; -1 for keys that are no drum.
+GM_DRUM_MAP = np.full(128, -1, dtype=np.int16)
+GM_DRUM_MAP[list(_GM_CLASSES)] = list(_GM_CLASSES.values())
+GM_DRUM_MAP.flags.writeable = False
+
+
+def _order(start: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Permutation sorting by (start, pitch); one int64 key where it cannot overflow."""
+    if len(start) == 0 or (start.min() >= 0 and start.max() < 2**54):
+        return np.argsort(start * 256 + pitch.clip(0, 255), kind="stable").astype(np.int64, copy=False)
+    return np.lexsort((pitch, start)).astype(np.int64, copy=False)
+
+
+def _is_lead(notes: Notes, lead: Notes) -> np.ndarray:
+    """Boolean mask over ``notes``: (onset tick, pitch) equal to that of a lead note."""
+    is_lead = np.zeros(len(notes), dtype=np.bool_)
+    if len(lead) and len(notes):
+        order = _order(notes.start_tick, notes.pitch)
+        lead_order = _order(lead.start_tick, lead.pitch)
+        _k.mark_lead(notes.start_tick, notes.pitch, order, lead.start_tick, lead.pitch, lead_order, is_lead)
+    return is_lead
+
+
+def _line(start_step: np.ndarray, end_step: np.ndarray, pitch: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    out_pitch = np.full(n_steps, -1, dtype=np.int16)
+    out_onset = np.zeros(n_steps, dtype=np.bool_)
+    owner = np.full(n_steps, -1, dtype=np.int64)
+    pitch = np.ascontiguousarray(pitch, dtype=np.int16)
+    order = _order(start_step, pitch)
+    _k.note_line(start_step, end_step, pitch, order, owner, out_pitch, out_onset)
+    return out_pitch, out_onset
+
+
+def _fold(pitch: np.ndarray, voice: str) -> np.ndarray:
+    low, high = VOICE_RANGES[voice]
+    out = np.empty_like(pitch)
+    _k.fold_octaves(pitch, low, high, out)
+    return out
+
+
+def reduce_voices(
+    score: Score,
+    lead: Notes,
+    *,
+    steps_per_beat: int = STEPS_PER_BEAT,
+    n_steps: int | None = None,
+) -> Arrangement:
+    """Reduce a song to the four monophonic chip voices (pulse1, pulse2, triangle, noise).
+
+    Parameters
+    ----------
+    score : Score
+        The whole song.
+    lead : Notes
+        The melody, normally a monophonic subset of ``score.notes`` chosen by the melody
+        stage. Its notes are pulse1; notes of the score with the (onset tick, pitch) of
+        a lead note are kept out of the other voices.
+    steps_per_beat : int, keyword-only
+        Grid resolution (4 = 16th notes).
+    n_steps : int or None, keyword-only
+        Length T of the result; by default the last release step of the score. Notes
+        beyond it are cut.
+
+    Returns
+    -------
+    Arrangement
+        ``pitch`` [shape=(T, 4), dtype=int16], -1 where silent, noise as GM drum keys of
+        ``DRUM_KEYS``; ``onset`` [shape=(T, 4), dtype=bool], True only where a voice starts
+        a note. The rules are in the module docstring.
+
+    Raises
+    ------
+    TypeError
+        If ``score`` is not a Score or ``lead`` is not Notes.
+    ParameterError
+        If ``steps_per_beat`` is not a positive integer or ``n_steps`` is negative.
+    """
+    if not isinstance(score, Score):
+        raise TypeError(f"score is a {type(score).__name__}; pass a chiptuner.Score (from chiptuner.read_midi)")
+    if not isinstance(lead, Notes):
+        raise TypeError(f"lead is a {type(lead).__name__}; pass chiptuner.Notes (e.g. score.notes.take(mask))")
+    if isinstance(steps_per_beat, bool) or not isinstance(steps_per_beat, (int, np.integer)) or steps_per_beat <= 0:
+        raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer such as 4")
+    notes = score.notes
+    tpb = score.ticks_per_beat
+    start_step, end_step = quantize_notes(notes, tpb, steps_per_beat=steps_per_beat)
+    if n_steps is None:
+        n_steps = int(end_step.max()) if len(end_step) else 0
+    elif isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ParameterError(f"n_steps is {n_steps!r}; it must be an integer >= 0, or None for the song's length")
+    n_steps = int(n_steps)
+
+    lead_start, lead_end = quantize_notes(lead, tpb, steps_per_beat=steps_per_beat)
+    lead_pitch, lead_onset = _line(lead_start, lead_end, lead.pitch, n_steps)
+
+    accompaniment = ~(notes.is_drum | _is_lead(notes, lead))
+    roll, onset = piano_roll(
+        start_step[accompaniment], end_step[accompaniment], notes.pitch[accompaniment], n_steps=n_steps
+    )
+    bass_pitch = np.empty(n_steps, dtype=np.int16)
+    bass_onset = np.empty(n_steps, dtype=np.bool_)
+    _k.bass_line(roll, onset, bass_pitch, bass_onset)
+    harmony_pitch = np.empty(n_steps, dtype=np.int16)
+    harmony_onset = np.empty(n_steps, dtype=np.bool_)
+    _k.harmony_line(roll, onset, lead_pitch, bass_pitch, harmony_pitch, harmony_onset)
+
+    drum_key = GM_DRUM_MAP[notes.pitch[notes.is_drum].clip(0, 127)]
+    keep = drum_key >= 0
+    drum_roll, drum_onset_roll = piano_roll(
+        start_step[notes.is_drum][keep], end_step[notes.is_drum][keep], drum_key[keep], n_steps=n_steps
+    )
+    drum_pitch = np.empty(n_steps, dtype=np.int16)
+    drum_onset = np.empty(n_steps, dtype=np.bool_)
+    _k.drum_line(drum_roll, drum_onset_roll, DRUM_PRIORITY, drum_pitch, drum_onset)
+
+    pitch = np.stack(
+        [_fold(lead_pitch, "pulse1"), _fold(harmony_pitch, "pulse2"), _fold(bass_pitch, "triangle"), drum_pitch],
+        axis=1,
+    )
+    onset_out = np.stack([lead_onset, harmony_onset, bass_onset, drum_onset], axis=1)
+    return Arrangement(pitch, onset_out, steps_per_beat=int(steps_per_beat))
+
+
+def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One voice of an arrangement back to notes: a note runs from an onset to the next
+    onset, pitch change or silence.
+
+    A pitch that starts without an onset flag (not produced by ``reduce_voices``) still
+    starts a note; an onset flag on a silent step is ignored.
+
+    Parameters
+    ----------
+    arrangement : Arrangement
+    voice : int
+        0-3, in the order of ``VOICE_NAMES``.
+
+    Returns
+    -------
+    start_step, end_step : np.ndarray [shape=(N,), dtype=int64]
+        Exclusive end, ``end_step > start_step``.
+    pitch : np.ndarray [shape=(N,), dtype=int16]
+    """
+    if isinstance(voice, bool) or not isinstance(voice, (int, np.integer)) or not 0 <= voice < len(VOICE_NAMES):
+        raise ParameterError(f"voice is {voice!r}; it must be an index 0-3 into {VOICE_NAMES}")
+    pitch = arrangement.pitch[:, voice]
+    onset = arrangement.onset[:, voice]
+    n_steps = len(pitch)
+    boundary = onset.copy()
+    if n_steps:
+        boundary[0] = True
+        boundary[1:] |= pitch[1:] != pitch[:-1]
+    start_step = np.flatnonzero(boundary)
+    end_step = np.append(start_step[1:], n_steps)
+    sounding = pitch[start_step] >= 0
+    return start_step[sounding].astype(np.int64), end_step[sounding].astype(np.int64), pitch[start_step[sounding]].astype(np.int16)
