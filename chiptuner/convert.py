@@ -1,0 +1,688 @@
+"""Corpus conversion: MIDI files to sharded training arrays, with a robust process pool.
+
+``convert_corpus`` walks folders for MIDI files, converts each in a pool of worker
+processes (``pipeline.convert_file``) and writes:
+
+- ``OUT_DIR/shard-NNNNN.npz``: the training arrays of up to ``songs_per_shard`` songs,
+  each per-step array concatenated over the songs, with ``offsets`` (song i is rows
+  ``offsets[i]:offsets[i+1]``), ``song_id`` (relative paths, fixed-width unicode) and one
+  entry per song for the scalars; no pickled objects.
+- ``OUT_DIR/report.json``: one entry per input file (``path``, ``id``, ``status`` ok /
+  rejected / failed, ``reason``, ``notes``, ``steps``, ``seconds``, ``shard``) and a summary.
+
+The pool survives its workers: a file that runs over the timeout gets its worker killed,
+a worker that dies (memory cap, a crash in native code) is replaced, and either way the
+file is recorded as ``failed`` and the run goes on. Every shard and the report are
+written under a temporary name and ``os.replace``d; the report is rewritten after each
+shard and names the shards it covers, so a killed run loses at most the songs of the
+shard being filled, and a re-run with the same ``OUT_DIR`` redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import resource
+import signal
+import time
+import traceback
+import typing
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chiptuner.errors import ChiptunerError, MidiFileError, ParameterError
+from chiptuner.pipeline import SONG_KEYS, STEP_KEYS, MaxOnsets, convert_file, warmup
+from chiptuner.timebase import STEPS_PER_BEAT
+
+__all__ = [
+    "MIDI_SUFFIXES",
+    "REPORT_NAME",
+    "SourceFile",
+    "ConvertSummary",
+    "find_midi_files",
+    "convert_corpus",
+    "read_report",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings taken as MIDI (compared case-insensitively).
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
+REPORT_NAME = "report.json"
+SHARD_PATTERN = re.compile(r"^shard-(\d{5,})\.npz$")
+REPORT_FORMAT = 1
+
+#: (files done, files to do, counts by status) after each file.
+ProgressCallback = Callable[[int, int, Mapping[str, int]], None]
+#: A path in, the song's arrays out; raises MidiFileError to reject the file.
+Converter = Callable[[str], dict]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: its absolute path and its song id (path relative to the source root)."""
+
+    path: str
+    song_id: str
+
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """Counts over the whole report and the speed of this run.
+
+    Attributes
+    ----------
+    files, ok, rejected, failed : int
+        Entries in the report, all runs together.
+    skipped : int
+        Files already recorded by an earlier run and not redone.
+    seconds : float
+        Wall-clock time of this run.
+    files_per_sec : float
+        Files converted by this run per second of wall-clock time.
+    ns_per_note : float
+        Wall-clock nanoseconds per note read by this run (all workers together).
+    cpu_ns_per_note : float
+        Nanoseconds per note inside the workers (one worker's cost per note).
+    top_reasons : tuple of (str, int)
+        The most frequent rejection reasons (numbers replaced by ``#``).
+    """
+
+    files: int
+    ok: int
+    rejected: int
+    failed: int
+    skipped: int
+    seconds: float
+    files_per_sec: float
+    ns_per_note: float
+    cpu_ns_per_note: float
+    top_reasons: tuple[tuple[str, int], ...] = ()
+
+    def line(self) -> str:
+        """Return the one-line summary the command prints."""
+        return (
+            f"converted {self.files} files: ok {self.ok}, rejected {self.rejected}, failed {self.failed} "
+            f"in {self.seconds:.1f} s ({self.files_per_sec:.1f} files/s, {self.ns_per_note:.0f} ns/note)"
+        )
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
+    """Every MIDI file named or found (recursively) under the sources, sorted by path.
+
+    Parameters
+    ----------
+    sources : sequence of str or os.PathLike
+        Files (taken whatever their ending) and folders (searched for ``MIDI_SUFFIXES``).
+
+    Returns
+    -------
+    list of SourceFile
+        Song ids are paths relative to the common folder of the sources, with ``/``.
+
+    Raises
+    ------
+    ParameterError
+        A source does not exist.
+    """
+    roots = []
+    for source in sources:
+        path = Path(source).expanduser().resolve()
+        if not path.exists():
+            raise ParameterError(f"{source}: no such file or folder; name MIDI files or folders that hold them")
+        roots.append(path)
+    if not roots:
+        return []
+    base = Path(os.path.commonpath([root if root.is_dir() else root.parent for root in roots]))
+    found: dict[str, SourceFile] = {}
+    for root in roots:
+        if root.is_file():
+            candidates = [root]
+        else:
+            candidates = []
+            for folder, dirs, names in os.walk(root):
+                dirs.sort()
+                candidates.extend(Path(folder, name) for name in names if name.lower().endswith(MIDI_SUFFIXES))
+        for path in candidates:
+            found[str(path)] = SourceFile(str(path), path.relative_to(base).as_posix())
+    return sorted(found.values(), key=lambda f: f.path)
+
+
+# ----------------------------------------------------------------------------- report and shards
+
+
+def _atomic_write(path: Path, write: Callable[[typing.BinaryIO], None]) -> None:
+    """Write through ``write(file)`` to a temporary name, sync, and rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def read_report(out_dir: str | os.PathLike) -> dict:
+    """Read the report of a conversion folder (``{}`` where there is none yet)."""
+    path = Path(out_dir) / REPORT_NAME
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ParameterError(f"{path}: unreadable report ({error}); delete it or choose a new output folder") from None
+    if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
+        raise ParameterError(f"{path}: not a chiptuner conversion report; choose a new output folder")
+    return report
+
+
+def _write_shard(path: Path, songs: list[tuple[str, dict]]) -> None:
+    """Concatenate the songs' arrays into one ``.npz`` (uncompressed pickles: none)."""
+    ids = np.array([song_id for song_id, _ in songs], dtype=str)
+    lengths = np.array([len(arrays["melody_pitch"]) for _, arrays in songs], dtype=np.int64)
+    data = {
+        "song_id": ids,
+        "offsets": np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+        "step_keys": np.array(list(STEP_KEYS), dtype=str),
+        "song_keys": np.array(list(SONG_KEYS), dtype=str),
+    }
+    for key, dtype in STEP_KEYS.items():
+        data[key] = np.concatenate([arrays[key] for _, arrays in songs]).astype(dtype, copy=False)
+    for key, dtype in SONG_KEYS.items():
+        data[key] = np.array([arrays[key] for _, arrays in songs], dtype=dtype)
+    _atomic_write(path, lambda file: np.savez_compressed(file, **data))
+
+
+def _reason_kind(reason: str) -> str:
+    return re.sub(r"\d[\d,.]*", "#", reason)
+
+
+class _Report:
+    """The report being built: entries by absolute path, shards, options; written atomically."""
+
+    def __init__(self, out_dir: Path, options: dict) -> None:
+        self.out_dir = out_dir
+        self.path = out_dir / REPORT_NAME
+        old = read_report(out_dir)
+        if old and old.get("options") != options:
+            raise ParameterError(
+                f"{out_dir} holds a conversion made with {old.get('options')}; "
+                f"this run asks for {options}: use the same options or a new output folder"
+            )
+        self.options = options
+        shards = [name for name in old.get("shards", []) if (out_dir / name).is_file()]
+        self.shards = shards
+        live = set(shards)
+        self.entries: dict[str, dict] = {}
+        for entry in old.get("files", []):
+            if entry.get("status") == "ok" and entry.get("shard") not in live:
+                continue  # its shard is gone: redo it
+            self.entries[entry["path"]] = entry
+        for name in os.listdir(out_dir):
+            stale_tmp = name.startswith(".") and ".tmp-" in name
+            orphan = SHARD_PATTERN.match(name) and name not in live
+            if stale_tmp or orphan:
+                logger.info("removing %s left by an interrupted run", name)
+                with contextlib.suppress(OSError):
+                    (out_dir / name).unlink()
+        numbers = [int(SHARD_PATTERN.match(name).group(1)) for name in shards]
+        self.next_shard = max(numbers, default=-1) + 1
+
+    def done(self, path: str) -> bool:
+        return self.entries.get(path, {}).get("status") in ("ok", "rejected")
+
+    def counts(self) -> Counter:
+        return Counter(entry["status"] for entry in self.entries.values())
+
+    def write(self, summary: dict) -> None:
+        report = {
+            "format": REPORT_FORMAT,
+            "options": self.options,
+            "summary": summary,
+            "shards": self.shards,
+            "files": [self.entries[path] for path in sorted(self.entries)],
+        }
+        text = json.dumps(report, indent=1).encode()
+        _atomic_write(self.path, lambda file: file.write(text))
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _address_space_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, converter: Converter, warm: bool, memory_mb: int) -> None:
+    """Worker loop: warm up, cap memory, then convert chunks of (index, path) until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if warm:
+        try:
+            warmup()
+        except Exception:  # a broken stage shows up again, file by file, as `failed`
+            logger.exception("warm-up failed")
+    if memory_mb > 0:
+        cap = _address_space_bytes() + memory_mb * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    conn.send(("ready",))
+    while True:
+        chunk = conn.recv()
+        if chunk is None:
+            return
+        for index, path in chunk:
+            conn.send(_convert_one(index, path, converter, memory_mb))
+
+
+def _convert_one(index: int, path: str, converter: Converter, memory_mb: int) -> tuple:
+    """(index, status, reason, arrays, n_notes, n_steps, seconds, traceback)."""
+    t0 = time.perf_counter()
+    arrays, notes, steps, tb = None, 0, 0, ""
+    try:
+        arrays = converter(path)
+        status, reason = "ok", ""
+        notes = int(arrays["n_notes"])
+        steps = len(arrays["melody_pitch"])
+    except MidiFileError as error:
+        status, reason = "rejected", str(error).removeprefix(f"{path}: ")
+        notes, steps = getattr(error, "n_notes", 0), getattr(error, "n_steps", 0)
+    except MemoryError:
+        status, reason = "failed", f"out of memory (over the {memory_mb} MB cap)"
+    except Exception as error:  # a bug in a stage: recorded with its traceback, the run goes on
+        status, reason = "failed", f"{type(error).__name__}: {error}"
+        tb = traceback.format_exc()
+    return index, status, reason, arrays, notes, steps, time.perf_counter() - t0, tb
+
+
+class _Worker:
+    """A worker process, its pipe, and the chunk it is working on."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext, converter: Converter, warm: bool, memory_mb: int):
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, converter, warm, memory_mb), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.ready = False
+        self.chunk: deque[int] = deque()
+        self.since = time.monotonic()
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError, BrokenPipeError):
+            self.conn.send(None)
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.kill()
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+def _death_reason(proc: multiprocessing.Process) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"worker died (memory cap?): killed by {signal.Signals(-code).name}"
+    return f"worker died (memory cap?): exit code {code}"
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def convert_corpus(
+    sources: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    max_onsets: MaxOnsets = "beat",
+    timeout_sec: float = 10.0,
+    memory_mb: int = 1024,
+    songs_per_shard: int = 256,
+    chunk_size: int = 8,
+    progress: ProgressCallback | None = None,
+    converter: Converter | None = None,
+) -> ConvertSummary:
+    """Convert every MIDI file under ``sources`` into training shards in ``out_dir``.
+
+    Parameters
+    ----------
+    sources : sequence of str or os.PathLike
+        MIDI files and folders (searched recursively for ``MIDI_SUFFIXES``).
+    out_dir : str or os.PathLike
+        Created if needed. A folder holding an earlier run is resumed: files recorded
+        ``ok`` or ``rejected`` are skipped, ``failed`` ones are tried again.
+    workers : int, optional
+        Worker processes; by default one per CPU.
+    max_onsets : {"beat", "half_beat"}
+        Melody simplification (see ``pipeline.song_arrays``).
+    timeout_sec : float
+        A file still converting after this long has its worker killed and is ``failed``.
+    memory_mb : int
+        Address space each worker may add (``RLIMIT_AS``) beyond what it holds after its
+        warm-up; 0 for no cap.
+    songs_per_shard : int
+    chunk_size : int
+        Files sent to a worker at once (fewer near the end of the run).
+    progress : callable, optional
+        Called as ``progress(done, total, counts)`` after each file; without it a log line
+        is written every 10 s.
+    converter : callable, optional
+        ``converter(path) -> arrays`` run in the workers, in place of
+        ``pipeline.convert_file`` (for tests and for other pipelines). Workers are forked,
+        so any function will do.
+
+    Returns
+    -------
+    ConvertSummary
+
+    Raises
+    ------
+    ParameterError
+        A bad option, a missing source, no MIDI file found, an unwritable ``out_dir``, or an
+        ``out_dir`` converted with other options.
+    """
+    if max_onsets not in typing.get_args(MaxOnsets):
+        raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    for name, value, low in (
+        ("workers", workers, 1),
+        ("songs_per_shard", songs_per_shard, 1),
+        ("chunk_size", chunk_size, 1),
+        ("memory_mb", memory_mb, 0),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ParameterError(f"{name} is {value!r}; it must be an integer >= {low}")
+    if not timeout_sec > 0:
+        raise ParameterError(f"timeout_sec is {timeout_sec!r}; it must be a positive number of seconds")
+
+    files = find_midi_files(sources)
+    if not files:
+        listed = ", ".join(str(source) for source in sources)
+        raise ParameterError(f"no MIDI files ({'/'.join(MIDI_SUFFIXES)}) found in {listed}")
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ParameterError(
+            f"cannot write to {out}: {error.strerror or error}; choose a writable folder with -o"
+        ) from None
+
+    options = {"max_onsets": max_onsets, "steps_per_beat": STEPS_PER_BEAT}
+    report = _Report(out, options)
+    todo = [f for f in files if not report.done(f.path)]
+    skipped = len(files) - len(todo)
+    if skipped:
+        logger.info("%d of %d files already converted in %s; doing the other %d", skipped, len(files), out, len(todo))
+    warm = converter is None
+    if converter is None:
+        converter = functools.partial(convert_file, max_onsets=max_onsets, steps_per_beat=STEPS_PER_BEAT)
+    run = _Run(
+        report,
+        todo,
+        converter,
+        warm=warm,
+        workers=min(workers, max(len(todo), 1)),
+        timeout_sec=timeout_sec,
+        memory_mb=memory_mb,
+        songs_per_shard=songs_per_shard,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    return run.go(skipped)
+
+
+class _Run:
+    """The parent's side of one conversion: dispatch, collect, shard, report."""
+
+    def __init__(
+        self,
+        report: _Report,
+        todo: list[SourceFile],
+        converter: Converter,
+        *,
+        warm: bool,
+        workers: int,
+        timeout_sec: float,
+        memory_mb: int,
+        songs_per_shard: int,
+        chunk_size: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.report = report
+        self.todo = todo
+        self.converter = converter
+        self.warm = warm
+        self.n_workers = workers
+        self.timeout_sec = timeout_sec
+        self.memory_mb = memory_mb
+        self.songs_per_shard = songs_per_shard
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.ctx = multiprocessing.get_context("fork")
+        self.pending: deque[int] = deque(range(len(todo)))
+        self.buffer: list[tuple[str, dict]] = []
+        self.buffer_entries: list[dict] = []
+        self.done = 0
+        self.notes = 0
+        self.worker_sec = 0.0
+        self.run_counts: Counter = Counter()
+        self.t0 = time.monotonic()
+        self.last_log = self.t0
+        self.start_deaths = 0
+
+    # -- bookkeeping
+
+    def _summary(self, skipped: int) -> ConvertSummary:
+        counts = self.report.counts()
+        seconds = time.monotonic() - self.t0
+        reasons = Counter(
+            _reason_kind(entry["reason"]) for entry in self.report.entries.values() if entry["status"] == "rejected"
+        )
+        return ConvertSummary(
+            files=sum(counts.values()),
+            ok=counts["ok"],
+            rejected=counts["rejected"],
+            failed=counts["failed"],
+            skipped=skipped,
+            seconds=seconds,
+            files_per_sec=self.done / seconds if seconds > 0 else 0.0,
+            ns_per_note=seconds * 1e9 / self.notes if self.notes else 0.0,
+            cpu_ns_per_note=self.worker_sec * 1e9 / self.notes if self.notes else 0.0,
+            top_reasons=tuple(reasons.most_common(10)),
+        )
+
+    def _write_report(self, skipped: int) -> None:
+        summary = self._summary(skipped)
+        as_dict = {key: getattr(summary, key) for key in summary.__dataclass_fields__}
+        as_dict["top_reasons"] = [list(item) for item in summary.top_reasons]
+        self.report.write(as_dict)
+
+    def _flush_shard(self, skipped: int) -> None:
+        if self.buffer:
+            name = f"shard-{self.report.next_shard:05d}.npz"
+            _write_shard(self.report.out_dir / name, self.buffer)
+            self.report.next_shard += 1
+            self.report.shards.append(name)
+            for entry in self.buffer_entries:
+                entry["shard"] = name
+                self.report.entries[entry["path"]] = entry
+            logger.debug("wrote %s (%d songs)", name, len(self.buffer))
+            self.buffer, self.buffer_entries = [], []
+        self._write_report(skipped)
+
+    def _record(
+        self,
+        index: int,
+        status: str,
+        reason: str,
+        arrays: dict | None,
+        notes: int,
+        steps: int,
+        seconds: float,
+        tb: str,
+        skipped: int,
+    ) -> None:
+        source = self.todo[index]
+        entry = {
+            "path": source.path,
+            "id": source.song_id,
+            "status": status,
+            "reason": reason,
+            "notes": int(notes),
+            "steps": int(steps),
+            "seconds": round(float(seconds), 4),
+        }
+        if tb:
+            entry["traceback"] = tb
+            logger.warning("%s failed: %s", source.path, reason)
+        elif status == "failed":
+            logger.warning("%s failed: %s", source.path, reason)
+        self.done += 1
+        self.run_counts[status] += 1
+        if status != "failed":
+            self.notes += int(notes)
+            self.worker_sec += float(seconds)
+        if status == "ok":
+            self.buffer.append((source.song_id, arrays))
+            self.buffer_entries.append(entry)
+            if len(self.buffer) >= self.songs_per_shard:
+                self._flush_shard(skipped)
+        else:
+            self.report.entries[source.path] = entry
+        if self.progress is not None:
+            self.progress(self.done, len(self.todo), self.run_counts)
+        elif time.monotonic() - self.last_log >= 10.0:
+            self.last_log = time.monotonic()
+            rate = self.done / max(self.last_log - self.t0, 1e-9)
+            logger.info(
+                "%d/%d files (ok %d, rejected %d, failed %d), %.1f files/s",
+                self.done,
+                len(self.todo),
+                self.run_counts["ok"],
+                self.run_counts["rejected"],
+                self.run_counts["failed"],
+                rate,
+            )
+
+    # -- the pool
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self.ctx, self.converter, self.warm, self.memory_mb)
+
+    def _retire(self, worker: _Worker, reason: str, skipped: int) -> None:
+        """Kill a hung or dead worker: its current file failed, the rest of its chunk back in the queue."""
+        worker.kill()
+        if worker.chunk:
+            self._record(
+                worker.chunk.popleft(), "failed", reason, None, 0, 0, time.monotonic() - worker.since, "", skipped
+            )
+            self.pending.extendleft(reversed(worker.chunk))
+            worker.chunk.clear()
+
+    def _dispatch(self, worker: _Worker) -> None:
+        size = max(1, min(self.chunk_size, len(self.pending) // (2 * self.n_workers)))
+        chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+        worker.chunk.extend(chunk)
+        worker.since = time.monotonic()
+        worker.conn.send([(index, self.todo[index].path) for index in chunk])
+
+    def _drain(self, worker: _Worker, skipped: int) -> bool:
+        """Read every message the worker has sent; False when its pipe is closed (it died)."""
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message[0] == "ready":
+                    worker.ready = True
+                    self.start_deaths = 0
+                    continue
+                index = message[0]
+                if worker.chunk and worker.chunk[0] == index:
+                    worker.chunk.popleft()
+                worker.since = time.monotonic()
+                self._record(*message, skipped)
+        except (EOFError, OSError):
+            return False
+        except Exception:  # a message cut off by the worker's death
+            logger.debug("unreadable message from a dying worker", exc_info=True)
+            return False
+        return True
+
+    def go(self, skipped: int) -> ConvertSummary:
+        pool: list[_Worker] = []
+        try:
+            pool = [self._spawn() for _ in range(self.n_workers)] if self.todo else []
+            while self.pending or any(worker.chunk for worker in pool):
+                for worker in pool:
+                    if worker.ready and not worker.chunk and self.pending:
+                        self._dispatch(worker)
+                waits = [w.conn for w in pool] + [w.proc.sentinel for w in pool]
+                now = time.monotonic()
+                deadlines = [w.since + self.timeout_sec - now for w in pool if w.chunk]
+                timeout = min([0.5, *deadlines])
+                multiprocessing.connection.wait(waits, timeout=max(timeout, 0.0))
+                for i, worker in enumerate(pool):
+                    alive = self._drain(worker, skipped) and worker.proc.is_alive()
+                    if not alive:
+                        # the pipe may still hold results sent just before death
+                        self._drain(worker, skipped)
+                        self._retire(worker, _death_reason(worker.proc), skipped)
+                        if not worker.ready:
+                            self.start_deaths += 1
+                            if self.start_deaths > 3 * self.n_workers + 3:
+                                raise ChiptunerError(
+                                    f"worker processes die while starting ({_death_reason(worker.proc)}); "
+                                    "try a larger --memory-mb"
+                                )
+                        pool[i] = self._spawn()
+                    elif not worker.ready and time.monotonic() - worker.since > max(120.0, self.timeout_sec):
+                        worker.kill()
+                        self.start_deaths += 1
+                        if self.start_deaths > 3 * self.n_workers + 3:
+                            raise ChiptunerError("worker processes hang while starting (numba cache locked?)")
+                        pool[i] = self._spawn()
+                    elif worker.chunk and time.monotonic() - worker.since > self.timeout_sec:
+                        self._retire(worker, f"timeout after {self.timeout_sec:g} s", skipped)
+                        pool[i] = self._spawn()
+            self._flush_shard(skipped)
+        except KeyboardInterrupt:
+            for worker in pool:
+                worker.kill()
+            pool = []
+            self._flush_shard(skipped)
+            raise
+        finally:
+            for worker in pool:
+                worker.stop()
+        summary = self._summary(skipped)
+        logger.info(summary.line())
+        return summary

@@ -1,0 +1,278 @@
+"""One song to training arrays: melody, buttons, the four chip voices and bar positions.
+
+Every array of a song lies on one 16th-note step grid of length T, so a training
+example is a plain row slice ``[t0:t1]`` of each of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import typing
+from typing import Literal
+
+import numpy as np
+
+from chiptuner.errors import MidiFileError, ParameterError
+from chiptuner.melody import extract_melody, melody_notes, simplify, to_buttons
+from chiptuner.midi_io import read_midi
+from chiptuner.timebase import STEPS_PER_BEAT, ticks_to_steps
+from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
+from chiptuner.voices import reduce_voices
+
+__all__ = [
+    "MaxOnsets",
+    "SongRejected",
+    "song_arrays",
+    "convert_file",
+    "step_in_bar",
+    "warmup",
+    "MIN_BARS",
+    "MIN_MELODY_ONSETS",
+    "MAX_STEPS",
+    "STEP_KEYS",
+    "SONG_KEYS",
+]
+
+logger = logging.getLogger(__name__)
+
+MaxOnsets = Literal["beat", "half_beat"]
+
+#: A song shorter than this many 4/4 bars is refused: too little to learn an arrangement from.
+MIN_BARS = 4
+#: A melody with fewer onsets than this is no melody.
+MIN_MELODY_ONSETS = 8
+#: A song longer than this many steps is refused (about 3.5 hours at 120 BPM: a corrupt file).
+MAX_STEPS = 100_000
+
+#: Arrays of ``song_arrays`` with one row per step, and their dtypes.
+STEP_KEYS = {
+    "melody_pitch": np.int16,
+    "melody_onset": np.bool_,
+    "full_pitch": np.int16,
+    "full_onset": np.bool_,
+    "lane": np.int8,
+    "lane_onset": np.bool_,
+    "voice_pitch": np.int16,
+    "voice_onset": np.bool_,
+    "step_in_bar": np.int8,
+}
+#: Scalars of ``song_arrays`` (0-d arrays), and their dtypes.
+SONG_KEYS = {"ticks_per_beat": np.int32, "steps_per_beat": np.int8, "n_notes": np.int64}
+
+
+class SongRejected(MidiFileError):
+    """A readable file that makes no training example (no melody, too short, no accompaniment).
+
+    Attributes
+    ----------
+    n_notes, n_steps : int
+        Size of the refused song, for throughput accounting.
+    """
+
+    def __init__(self, message: str, *, n_notes: int = 0, n_steps: int = 0) -> None:
+        super().__init__(message)
+        self.n_notes = n_notes
+        self.n_steps = n_steps
+
+
+def _bar_steps(numerator: int, denominator: int, steps_per_beat: int) -> int:
+    """Return the steps per bar of a time signature, or 0 where the signature is not a sane bar line.
+
+    Sane: numerator 2-16, denominator 2, 4, 8 or 16, a whole number of steps, and a bar
+    of 1.5 to 12 quarter-note beats. POP909's 1/4 and vgmusic's 64/128 are not sane.
+    """
+    if not (2 <= numerator <= 16 and denominator in (2, 4, 8, 16)):
+        return 0
+    steps_x_den = numerator * 4 * steps_per_beat
+    if steps_x_den % denominator:
+        return 0
+    steps = steps_x_den // denominator
+    if not (1.5 * steps_per_beat <= steps <= 12 * steps_per_beat):
+        return 0
+    return steps
+
+
+def step_in_bar(
+    time_signatures: TimeSignatures, ticks_per_beat: int, n_steps: int, *, steps_per_beat: int = STEPS_PER_BEAT
+) -> np.ndarray:
+    """Index of each step within its bar.
+
+    Parameters
+    ----------
+    time_signatures : TimeSignatures
+    ticks_per_beat : int
+    n_steps : int
+        Length T of the grid.
+    steps_per_beat : int
+
+    Returns
+    -------
+    np.ndarray [shape=(T,), dtype=int8]
+        0 on each downbeat. Bars are 4/4 until the first sane time signature; a signature
+        starts a new bar at its (rounded) step. Nonsensical signatures (1/4, 64/128, bars
+        under 1.5 or over 12 beats) are ignored: the bar in force goes on.
+    """
+    if n_steps < 0:
+        raise ParameterError(f"n_steps is {n_steps}; it must be >= 0")
+    starts = [0]
+    lengths = [4 * steps_per_beat]
+    ts_step = ticks_to_steps(time_signatures.tick, ticks_per_beat, steps_per_beat=steps_per_beat)
+    for step, num, den in zip(
+        ts_step.tolist(), time_signatures.numerator.tolist(), time_signatures.denominator.tolist(), strict=True
+    ):
+        bar = _bar_steps(num, den, steps_per_beat)
+        if bar == 0 or step >= n_steps:
+            continue
+        if step == starts[-1]:
+            lengths[-1] = bar
+        elif bar != lengths[-1] or (step - starts[-1]) % lengths[-1]:
+            starts.append(step)
+            lengths.append(bar)
+    out = np.empty(n_steps, dtype=np.int8)
+    bounds = starts[1:] + [n_steps]
+    for start, end, bar in zip(starts, bounds, lengths, strict=True):
+        out[start:end] = np.arange(end - start) % bar
+    return out
+
+
+def _fit(array: np.ndarray, n_steps: int, fill: int | bool) -> np.ndarray:
+    """Rows 0..T-1 of ``array``, padded with ``fill`` where it is shorter."""
+    if len(array) >= n_steps:
+        return np.ascontiguousarray(array[:n_steps])
+    pad = np.full((n_steps - len(array),) + array.shape[1:], fill, dtype=array.dtype)
+    return np.concatenate((array, pad))
+
+
+def song_arrays(
+    score: Score, *, max_onsets: MaxOnsets = "beat", steps_per_beat: int = STEPS_PER_BEAT
+) -> dict[str, np.ndarray]:
+    """Make the training arrays of one song, all on one step grid of length T.
+
+    Parameters
+    ----------
+    score : Score
+    max_onsets : {"beat", "half_beat"}
+        How far the melody is simplified (see ``melody.simplify``).
+    steps_per_beat : int
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Per step (see ``STEP_KEYS``):
+
+        - ``melody_pitch`` [shape=(T,), dtype=int16], ``melody_onset`` [shape=(T,), dtype=bool]:
+          the simplified melody, -1 for a rest (the model's input).
+        - ``full_pitch``, ``full_onset``: the melody as extracted, before simplification.
+        - ``lane`` [shape=(T,), dtype=int8] (0-4, -1 none), ``lane_onset`` [shape=(T,), dtype=bool]:
+          the buttons that play the simplified melody.
+        - ``voice_pitch`` [shape=(T, 4), dtype=int16] (-1 silent), ``voice_onset`` [shape=(T, 4), dtype=bool]:
+          pulse1, pulse2, triangle, noise.
+        - ``step_in_bar`` [shape=(T,), dtype=int8].
+
+        Scalars (0-d arrays, see ``SONG_KEYS``): ``ticks_per_beat``, ``steps_per_beat``, ``n_notes``.
+
+    Raises
+    ------
+    SongRejected
+        No notes, no usable melody (under ``MIN_MELODY_ONSETS`` onsets), no accompaniment,
+        shorter than ``MIN_BARS`` bars, or longer than ``MAX_STEPS`` steps.
+    ParameterError
+        An unknown ``max_onsets``.
+    """
+    if max_onsets not in typing.get_args(MaxOnsets):
+        raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
+    if not isinstance(steps_per_beat, int) or steps_per_beat <= 0:
+        raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer")
+    n_notes = len(score.notes)
+    if n_notes == 0:
+        raise SongRejected("no notes")
+    last_step = int(ticks_to_steps(np.array([score.end_tick]), score.ticks_per_beat, steps_per_beat=steps_per_beat)[0])
+    if last_step > MAX_STEPS:
+        raise SongRejected(
+            f"{last_step:,} steps long, over the {MAX_STEPS:,}-step cap (a corrupt duration?)",
+            n_notes=n_notes,
+            n_steps=last_step,
+        )
+    full = extract_melody(score, steps_per_beat=steps_per_beat)
+    n_steps = max(len(full), last_step)
+    if n_steps < MIN_BARS * 4 * steps_per_beat:
+        raise SongRejected(
+            f"too short: {n_steps} steps, under {MIN_BARS} bars of 4/4", n_notes=n_notes, n_steps=n_steps
+        )
+    n_onsets = int(np.count_nonzero(full.onset))
+    if n_onsets < MIN_MELODY_ONSETS:
+        raise SongRejected(
+            f"no usable melody: {n_onsets} melody notes, under {MIN_MELODY_ONSETS}", n_notes=n_notes, n_steps=n_steps
+        )
+    simple = simplify(full, max_onsets=max_onsets)
+    lane, lane_onset = to_buttons(simple)
+    lead = melody_notes(score)
+    voices = reduce_voices(score, lead, steps_per_beat=steps_per_beat, n_steps=n_steps)
+    if len(voices) != n_steps:
+        raise RuntimeError(f"reduce_voices gave {len(voices)} steps for n_steps={n_steps}")
+    if not voices.onset[:, 1:].any():
+        raise SongRejected("no accompaniment: pulse2, triangle and noise are silent", n_notes=n_notes, n_steps=n_steps)
+    out = {
+        "melody_pitch": _fit(simple.pitch, n_steps, -1),
+        "melody_onset": _fit(simple.onset, n_steps, False),
+        "full_pitch": _fit(full.pitch, n_steps, -1),
+        "full_onset": _fit(full.onset, n_steps, False),
+        "lane": _fit(np.asarray(lane), n_steps, -1),
+        "lane_onset": _fit(np.asarray(lane_onset), n_steps, False),
+        "voice_pitch": np.array(voices.pitch),
+        "voice_onset": np.array(voices.onset),
+        "step_in_bar": step_in_bar(score.time_signatures, score.ticks_per_beat, n_steps, steps_per_beat=steps_per_beat),
+        "ticks_per_beat": np.array(score.ticks_per_beat),
+        "steps_per_beat": np.array(steps_per_beat),
+        "n_notes": np.array(n_notes),
+    }
+    return {key: out[key].astype(dtype, copy=False) for key, dtype in {**STEP_KEYS, **SONG_KEYS}.items()}
+
+
+def convert_file(
+    path: str | os.PathLike, *, max_onsets: MaxOnsets = "beat", steps_per_beat: int = STEPS_PER_BEAT
+) -> dict[str, np.ndarray]:
+    """Read one MIDI file and make its training arrays (``read_midi`` then ``song_arrays``).
+
+    Raises
+    ------
+    MidiFileError
+        The file is unreadable, or ``SongRejected``: it makes no training example.
+    """
+    return song_arrays(read_midi(path), max_onsets=max_onsets, steps_per_beat=steps_per_beat)
+
+
+def _demo_score() -> Score:
+    """Eight bars: a stepwise melody over a bass line and a hi-hat, for warming up."""
+    n = 32
+    beat = 96
+    melody_start = np.arange(n, dtype=np.int64) * beat
+    bass_start = np.arange(n // 2, dtype=np.int64) * 2 * beat
+    start = np.concatenate((melody_start, bass_start, melody_start))
+    length = np.concatenate((np.full(n, beat), np.full(n // 2, 2 * beat), np.full(n, beat // 4)))
+    pitch = np.concatenate((72 + np.arange(n) % 8, 48 + np.arange(n // 2) % 5, np.full(n, 42)))
+    channel = np.concatenate((np.zeros(n), np.ones(n // 2), np.full(n, 9))).astype(np.int8)
+    notes = Notes(
+        start,
+        start + length,
+        pitch,
+        np.full(len(start), 100),
+        channel,
+        np.zeros(len(start)),
+        channel.astype(np.int32),
+        channel == 9,
+    )
+    tempo = TempoMap(np.zeros(1, np.int64), np.full(1, 500_000, np.int64))
+    signatures = TimeSignatures(np.zeros(1, np.int64), np.full(1, 4), np.full(1, 4))
+    return Score(notes, tempo, signatures, beat, ("melody", "bass", "drums"))
+
+
+def warmup() -> None:
+    """Run every stage once on a tiny song, so numba's cache is loaded before real work."""
+    try:
+        song_arrays(_demo_score())
+    except SongRejected as error:
+        logger.debug("warm-up song rejected: %s", error)
+    # A plain Melody round trip keeps the buttons kernel warm even where the song is refused.
+    to_buttons(Melody(np.full(16, 60, np.int16), np.ones(16, bool)))

@@ -1,0 +1,365 @@
+"""Corpus conversion: the pool survives real hangs and crashes, resumes, and survives SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from chiptuner.convert import REPORT_NAME, convert_corpus, find_midi_files, read_report
+from chiptuner.errors import MidiFileError, ParameterError
+from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
+
+# ----------------------------------------------------------------------------- test-only converters
+# Workers are forked, so these module-level functions run in real worker processes.
+
+
+def fake_arrays(n_steps: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, dtype in STEP_KEYS.items():
+        shape = (n_steps, 4) if key.startswith("voice") else (n_steps,)
+        if dtype is np.bool_:
+            out[key] = rng.random(shape) < 0.3
+        else:
+            out[key] = rng.integers(-1, 100, shape).astype(dtype)
+    out["ticks_per_beat"] = np.array(480)
+    out["steps_per_beat"] = np.array(4)
+    out["n_notes"] = np.array(n_steps // 2)
+    return out
+
+
+def scripted_converter(path: str) -> dict[str, np.ndarray]:
+    """Behaves as the file's first word says: ok N, reject, bug, hang, crash, hog."""
+    words = Path(path).read_text().split()
+    kind = words[0]
+    pid_file = words[1] if len(words) > 1 else None
+    if pid_file and kind in ("hang", "crash"):
+        Path(pid_file).write_text(str(os.getpid()))
+    if kind == "ok":
+        return fake_arrays(int(words[1]), seed=int(words[1]))
+    if kind == "reject":
+        raise MidiFileError(f"{path}: refused on purpose")
+    if kind == "bug":
+        raise ZeroDivisionError("a bug in a stage")
+    if kind == "hang":
+        while True:  # a real hang: the worker must be killed from outside
+            time.sleep(0.05)
+    if kind == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "hog":
+        block = np.ones(2 * 1024**3, dtype=np.uint8)  # 2 GB, over a 300 MB cap
+        return fake_arrays(int(block[0]) + 32, seed=0)
+    raise AssertionError(kind)
+
+
+def write_scripts(folder: Path, scripts: dict[str, str]) -> None:
+    for name, text in scripts.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def entries_by_id(out: Path) -> dict[str, dict]:
+    return {entry["id"]: entry for entry in read_report(out)["files"]}
+
+
+def load_all_shards(out: Path) -> dict[str, dict[str, np.ndarray]]:
+    songs: dict[str, dict[str, np.ndarray]] = {}
+    for name in read_report(out)["shards"]:
+        with np.load(out / name, allow_pickle=False) as shard:
+            offsets = shard["offsets"]
+            for i, song_id in enumerate(shard["song_id"].tolist()):
+                assert song_id not in songs, f"{song_id} stored twice"
+                song = {key: shard[key][offsets[i] : offsets[i + 1]] for key in STEP_KEYS}
+                song.update({key: shard[key][i] for key in SONG_KEYS})
+                songs[song_id] = song
+    return songs
+
+
+def pid_dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0): read its state
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state in ("Z", "X")
+
+
+# ----------------------------------------------------------------------------- finding files
+
+
+def test_find_midi_files_walks_folders_case_insensitively(tmp_path):
+    write_scripts(
+        tmp_path / "src",
+        {"a.mid": "", "sub/B.MIDI": "", "sub/deep/c.Kar": "", "d.RMI": "", "notes.txt": "", "e.mid.bak": ""},
+    )
+    files = find_midi_files([tmp_path / "src"])
+    assert [f.song_id for f in files] == ["a.mid", "d.RMI", "sub/B.MIDI", "sub/deep/c.Kar"]
+    assert all(Path(f.path).is_absolute() for f in files)
+    two = find_midi_files([tmp_path / "src" / "sub", tmp_path / "src" / "a.mid"])
+    assert sorted(f.song_id for f in two) == ["a.mid", "sub/B.MIDI", "sub/deep/c.Kar"]
+
+
+def test_find_midi_files_missing_source(tmp_path):
+    with pytest.raises(ParameterError, match="no such file or folder"):
+        find_midi_files([tmp_path / "nowhere"])
+
+
+# ----------------------------------------------------------------------------- the pool
+
+
+def test_real_hang_and_crash_are_failed_and_the_run_goes_on(tmp_path):
+    src = tmp_path / "src"
+    scripts = {f"ok{i:02d}.mid": f"ok {40 + i}" for i in range(12)}
+    scripts.update(
+        {
+            "hang.mid": f"hang {tmp_path / 'hang.pid'}",
+            "crash.mid": f"crash {tmp_path / 'crash.pid'}",
+            "reject.mid": "reject",
+            "bug.mid": "bug",
+        }
+    )
+    write_scripts(src, scripts)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    summary = convert_corpus(
+        [src], out, workers=2, timeout_sec=1.5, songs_per_shard=5, chunk_size=3, converter=scripted_converter
+    )
+    assert time.monotonic() - t0 < 30
+    entries = entries_by_id(out)
+    assert len(entries) == len(scripts)
+    assert entries["hang.mid"]["status"] == "failed"
+    assert entries["hang.mid"]["reason"] == "timeout after 1.5 s"
+    assert entries["crash.mid"]["status"] == "failed"
+    assert entries["crash.mid"]["reason"].startswith("worker died (memory cap?)")
+    assert "SIGKILL" in entries["crash.mid"]["reason"]
+    assert entries["reject.mid"]["status"] == "rejected"
+    assert entries["reject.mid"]["reason"] == "refused on purpose"
+    assert entries["bug.mid"]["status"] == "failed"
+    assert entries["bug.mid"]["reason"] == "ZeroDivisionError: a bug in a stage"
+    assert "Traceback" in entries["bug.mid"]["traceback"]
+    assert all(entries[f"ok{i:02d}.mid"]["status"] == "ok" for i in range(12))
+    # the hanging and crashing workers were real processes, and they are gone
+    for name in ("hang.pid", "crash.pid"):
+        pid = int((tmp_path / name).read_text())
+        assert pid != os.getpid()
+        assert pid_dead(pid)
+    assert (summary.ok, summary.rejected, summary.failed) == (12, 1, 3)
+    songs = load_all_shards(out)
+    assert sorted(songs) == [f"ok{i:02d}.mid" for i in range(12)]
+    for i in range(12):
+        expected = fake_arrays(40 + i, seed=40 + i)
+        for key in STEP_KEYS:
+            np.testing.assert_array_equal(songs[f"ok{i:02d}.mid"][key], expected[key])
+        assert entries[f"ok{i:02d}.mid"]["steps"] == 40 + i
+
+
+def test_memory_cap_refuses_a_memory_hog(tmp_path):
+    write_scripts(tmp_path / "src", {"hog.mid": "hog", "ok.mid": "ok 50"})
+    summary = convert_corpus(
+        [tmp_path / "src"], tmp_path / "out", workers=1, memory_mb=300, converter=scripted_converter
+    )
+    entries = entries_by_id(tmp_path / "out")
+    assert entries["hog.mid"]["status"] == "failed"
+    assert "memory" in entries["hog.mid"]["reason"]
+    assert entries["ok.mid"]["status"] == "ok"
+    assert summary.failed == 1
+
+
+# ----------------------------------------------------------------------------- report, resume
+
+
+def test_report_schema(tmp_path):
+    write_scripts(tmp_path / "src", {"a.mid": "ok 64", "b.mid": "reject", "c.mid": "ok 70"})
+    summary = convert_corpus([tmp_path / "src"], tmp_path / "out", workers=1, converter=scripted_converter)
+    report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+    assert set(report) == {"format", "options", "summary", "shards", "files"}
+    assert report["options"] == {"max_onsets": "beat", "steps_per_beat": 4}
+    for entry in report["files"]:
+        assert {"path", "id", "status", "reason", "notes", "steps", "seconds"} <= set(entry)
+        assert entry["status"] in ("ok", "rejected", "failed")
+        assert Path(entry["path"]).is_absolute()
+        assert (entry["status"] == "ok") == ("shard" in entry)
+        assert entry["seconds"] >= 0
+    s = report["summary"]
+    assert (s["files"], s["ok"], s["rejected"], s["failed"]) == (3, 2, 1, 0)
+    assert s["ns_per_note"] > 0 and s["files_per_sec"] > 0 and s["seconds"] > 0
+    assert s["top_reasons"] == [["refused on purpose", 1]]
+    assert {e["id"]: e["notes"] for e in report["files"] if e["status"] == "ok"} == {"a.mid": 32, "c.mid": 35}
+    assert summary.line().startswith("converted 3 files: ok 2, rejected 1, failed 0 in ")
+    assert "files/s" in summary.line() and "ns/note" in summary.line()
+
+
+def counting_converter(path: str) -> dict[str, np.ndarray]:
+    log = Path(os.environ["CHIPTUNER_TEST_CALLS"])
+    with open(log, "a") as file:
+        file.write(Path(path).name + "\n")
+    return scripted_converter(path)
+
+
+def test_resume_skips_finished_files_and_retries_failed(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("CHIPTUNER_TEST_CALLS", str(calls))
+    src = tmp_path / "src"
+    write_scripts(src, {"a.mid": "ok 64", "b.mid": "reject", "c.mid": "bug"})
+    out = tmp_path / "out"
+    convert_corpus([src], out, workers=1, converter=counting_converter)
+    assert sorted(calls.read_text().split()) == ["a.mid", "b.mid", "c.mid"]
+    calls.unlink()
+    write_scripts(src, {"c.mid": "ok 80", "d.mid": "ok 90"})  # c is fixed, d is new
+    summary = convert_corpus([src], out, workers=1, converter=counting_converter)
+    assert sorted(calls.read_text().split()) == ["c.mid", "d.mid"]
+    assert summary.skipped == 2
+    assert (summary.files, summary.ok, summary.rejected, summary.failed) == (4, 3, 1, 0)
+    assert sorted(load_all_shards(out)) == ["a.mid", "c.mid", "d.mid"]
+    calls.unlink()
+    convert_corpus([src], out, workers=1, converter=counting_converter)
+    assert not calls.exists()
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    write_scripts(tmp_path / "src", {"a.mid": "ok 64"})
+    convert_corpus([tmp_path / "src"], tmp_path / "out", workers=1, converter=scripted_converter)
+    with pytest.raises(ParameterError, match="same options or a new output folder"):
+        convert_corpus(
+            [tmp_path / "src"], tmp_path / "out", workers=1, max_onsets="half_beat", converter=scripted_converter
+        )
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_convert import scripted_converter
+from chiptuner.convert import convert_corpus
+
+def slow(path):
+    time.sleep(0.02)
+    return scripted_converter(path)
+
+convert_corpus([{src!r}], {out!r}, workers=2, songs_per_shard=7, chunk_size=2, converter=slow)
+"""
+
+
+def test_sigkill_mid_run_then_resume_gives_complete_consistent_output(tmp_path):
+    src = tmp_path / "src"
+    n = 150
+    write_scripts(src, {f"s{i:03d}.mid": ("reject" if i % 10 == 3 else f"ok {32 + i}") for i in range(n)})
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).parent), src=str(src), out=str(out)))
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            report = read_report(out) if (out / REPORT_NAME).exists() else {}
+            if len(report.get("shards", [])) >= 3:
+                break
+            assert proc.poll() is None, "the conversion ended before it could be killed"
+            time.sleep(0.01)
+        else:
+            pytest.fail("no shard written within 60 s")
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, at once
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    partial = read_report(out)
+    assert 0 < len(partial["files"]) < n
+
+    summary = convert_corpus([src], out, workers=2, songs_per_shard=7, converter=scripted_converter)
+    report = read_report(out)
+    ids = [entry["id"] for entry in report["files"]]
+    assert sorted(ids) == sorted(f"s{i:03d}.mid" for i in range(n))  # every file once
+    assert (summary.ok, summary.rejected, summary.failed) == (n - n // 10, n // 10, 0)
+    on_disk = sorted(p.name for p in out.iterdir() if p.suffix == ".npz")
+    assert on_disk == sorted(report["shards"])  # no orphan, no temp file left
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    songs = load_all_shards(out)  # each shard loads; no song twice
+    ok_ids = sorted(e["id"] for e in report["files"] if e["status"] == "ok")
+    assert sorted(songs) == ok_ids
+    for song_id, song in songs.items():
+        i = int(song_id[1:4])
+        np.testing.assert_array_equal(song["voice_pitch"], fake_arrays(32 + i, seed=32 + i)["voice_pitch"])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_no_midi_files_found(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="no MIDI files"):
+        convert_corpus([tmp_path / "empty"], tmp_path / "out", converter=scripted_converter)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_out_dir(tmp_path):
+    write_scripts(tmp_path / "src", {"a.mid": "ok 64"})
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ParameterError, match="cannot write to"):
+        convert_corpus([tmp_path / "src"], locked / "out", converter=scripted_converter)
+
+
+def test_out_dir_is_a_file(tmp_path):
+    write_scripts(tmp_path / "src", {"a.mid": "ok 64"})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ParameterError, match="cannot write to"):
+        convert_corpus([tmp_path / "src"], tmp_path / "file", converter=scripted_converter)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"workers": 0}, {"timeout_sec": 0}, {"memory_mb": -1}, {"songs_per_shard": 0}, {"max_onsets": "bar"}],
+)
+def test_bad_options(tmp_path, options):
+    write_scripts(tmp_path / "src", {"a.mid": "ok 64"})
+    with pytest.raises(ParameterError, match=str(next(iter(options.values())))):
+        convert_corpus([tmp_path / "src"], tmp_path / "out", converter=scripted_converter, **options)
+
+
+# ----------------------------------------------------------------------------- the real pipeline
+
+
+def write_song(path: Path, *, bars: int, melody: bool = True, accompaniment: bool = True) -> None:
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    for channel, make in ((0, melody), (1, accompaniment), (9, accompaniment)):
+        track = mido.MidiTrack()
+        mid.tracks.append(track)
+        if not make:
+            continue
+        step = {0: 96, 1: 192, 9: 48}[channel]
+        for i in range(bars * 4 * 96 // step):
+            key = {0: 64 + (i * 5) % 12, 1: 40 + (i * 7) % 12, 9: 42 if i % 2 else 36}[channel]
+            track.append(mido.Message("note_on", channel=channel, note=key, velocity=90, time=0))
+            track.append(mido.Message("note_off", channel=channel, note=key, velocity=0, time=step))
+    mid.save(path)
+
+
+def test_real_pipeline_end_to_end(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "song.mid", bars=8)
+    write_song(src / "tiny.mid", bars=1)
+    (src / "html.mid").write_bytes(b"<!DOCTYPE html><html></html>")
+    summary = convert_corpus([src], tmp_path / "out", workers=2)
+    entries = entries_by_id(tmp_path / "out")
+    assert entries["song.mid"]["status"] == "ok", entries["song.mid"]
+    assert entries["tiny.mid"]["status"] == "rejected"
+    assert "too short" in entries["tiny.mid"]["reason"]
+    assert entries["html.mid"]["status"] == "rejected"
+    assert "not a MIDI file" in entries["html.mid"]["reason"]
+    assert summary.failed == 0
+    song = load_all_shards(tmp_path / "out")["song.mid"]
+    assert song["voice_pitch"].shape == (8 * 16, 4)
+    assert entries["song.mid"]["notes"] == int(song["n_notes"]) == 8 * 4 + 8 * 2 + 8 * 8
