@@ -6,9 +6,9 @@ few seconds of onsets every beat (the cost is linear in the onsets of the window
 
 Method: onsets are binned on a 10 ms grid (simultaneous notes add up), the impulse train
 is autocorrelated from pairs of impulses, the autocorrelation is smoothed along the lag
-axis (20 ms) and each candidate beat lag is scored by harmonic summation over the metrical
-levels around it (quarter, half, one, two and four times the lag), weighted by a log-normal
-prior around 120 BPM; the best lag is refined by parabolic interpolation.
+axis (15 ms) and each candidate beat lag is scored by harmonic summation over the metrical
+levels around it (a quarter, half, one and two times the lag), weighted by a log-normal
+prior around 120 BPM (0.7 octave wide); the best lag is refined by parabolic interpolation.
 
 Octave policy: a tempo and its double or half describe the same pulse; the estimate is
 the level the salience and the prior prefer inside ``[min_bpm, max_bpm]``, so callers
@@ -38,15 +38,22 @@ MIN_ONSETS = 4
 BIN_SEC = 0.01
 #: Gaussian smoothing of the autocorrelation along the lag axis (timing jitter tolerance).
 SMOOTH_SEC = 0.015
-#: Harmonic-summation weights on the lags k/4, k/2, k, 2k, 4k of a beat lag k.
-HARMONIC_WEIGHT = np.array([0.5, 1.0, 1.0, 1.0, 0.5])
+#: Harmonic-summation weights on the lags k/4, k/2, k and 2k of a beat lag k (subdivisions
+#: weigh fully, the half-bar less: that keeps the beat on a power-of-two multiple of the
+#: fastest pulse, as the 16th-note step grid needs, rather than on a dotted value).
+HARMONIC_WEIGHT = np.array([1.0, 1.0, 1.0, 0.5])
 #: Centre and width (octaves) of the log-normal tempo prior.
 PRIOR_BPM = 120.0
-PRIOR_SIGMA_OCT = 1.0
+PRIOR_SIGMA_OCT = 0.7
 #: Phase resolution and tolerances of the beat-phase estimate.
 PHASE_BINS = 64
 PHASE_SMOOTH_BINS = 1.5
 ACCENT_TOLERANCE_SEC = 0.05
+
+
+_NO_WEIGHT = np.zeros(0, dtype=np.float64)
+#: The highest max_bpm accepted: beats at least four bins apart.
+MAX_BPM = 60.0 / (4 * BIN_SEC)
 
 
 def _onsets_and_weight(onset_sec: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -65,16 +72,16 @@ def _onsets_and_weight(onset_sec: np.ndarray, weight: np.ndarray | None) -> tupl
 
 
 def _check_bpm_range(min_bpm: float, max_bpm: float) -> None:
-    if not (math.isfinite(min_bpm) and math.isfinite(max_bpm) and 0.0 < min_bpm < max_bpm):
+    """Raise the ParameterError that explains a bad range (called only when it is bad)."""
+    if not (0.0 < min_bpm < max_bpm):
         raise ParameterError(
             f"min_bpm={min_bpm!r}, max_bpm={max_bpm!r}; both must be finite with 0 < min_bpm < max_bpm "
             "(e.g. min_bpm=60.0, max_bpm=240.0)"
         )
-    if max_bpm > 60.0 / (4 * BIN_SEC):
-        raise ParameterError(
-            f"max_bpm={max_bpm!r} is above {60.0 / (4 * BIN_SEC):.0f}, where beats are under four "
-            f"{BIN_SEC * 1000:.0f} ms bins apart; lower it"
-        )
+    raise ParameterError(
+        f"max_bpm={max_bpm!r} is above {MAX_BPM:.0f}, where beats are under four "
+        f"{BIN_SEC * 1000:.0f} ms bins apart; lower it"
+    )
 
 
 def estimate_tempo(
@@ -108,35 +115,32 @@ def estimate_tempo(
     ParameterError
         For a bad BPM range, or ``weight`` and ``onset_sec`` of different shapes.
     """
-    onset_sec, weight = _onsets_and_weight(onset_sec, weight)
-    _check_bpm_range(float(min_bpm), float(max_bpm))
-    n = onset_sec.shape[0]
-    if n < MIN_ONSETS:
+    onset_sec = np.ascontiguousarray(onset_sec, dtype=np.float64)
+    if onset_sec.ndim != 1:
+        raise ParameterError(f"onset_sec has shape {onset_sec.shape}; pass a 1-D array of onset times in seconds")
+    if weight is None:
+        weight = _NO_WEIGHT
+    else:
+        weight = np.ascontiguousarray(weight, dtype=np.float64)
+        if weight.shape != onset_sec.shape:
+            raise ParameterError(
+                f"weight has shape {weight.shape} but onset_sec has {onset_sec.shape}; pass one weight per onset"
+            )
+    if not (0.0 < min_bpm < max_bpm <= MAX_BPM):  # False for NaN too
+        _check_bpm_range(min_bpm, max_bpm)
+    if onset_sec.shape[0] < MIN_ONSETS:
         return math.nan
-    min_lag = max(int(math.floor(60.0 / max_bpm / BIN_SEC)), 1)
-    max_lag = int(math.ceil(60.0 / min_bpm / BIN_SEC))
-    n_lag = int(max_lag * 2 ** (len(HARMONIC_WEIGHT) // 2)) + 2
-    bin_index = np.empty(n, dtype=np.int64)
-    bin_weight = np.empty(n, dtype=np.float64)
-    acf = np.empty(n_lag, dtype=np.float64)
-    acf_smooth = np.empty(n_lag, dtype=np.float64)
-    salience = np.empty(n_lag, dtype=np.float64)
     lag = _k.beat_lag(
         onset_sec,
         weight,
         BIN_SEC,
-        min_lag,
-        max_lag,
+        max(int(60.0 / max_bpm / BIN_SEC), 1),
+        math.ceil(60.0 / min_bpm / BIN_SEC),
         SMOOTH_SEC / BIN_SEC,
         HARMONIC_WEIGHT,
         60.0 / PRIOR_BPM / BIN_SEC,
         PRIOR_SIGMA_OCT,
         MIN_ONSETS,
-        bin_index,
-        bin_weight,
-        acf,
-        acf_smooth,
-        salience,
     )
     if not math.isfinite(lag):
         return math.nan

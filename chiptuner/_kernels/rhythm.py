@@ -232,43 +232,57 @@ def peak_lag(salience, min_lag, max_lag):
     return best + shift
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    "float64(float64[::1], float64[::1], float64, int64, int64, float64, float64[::1], float64, float64, int64)",
+    cache=True,
+    nogil=True,
+)
 def beat_lag(
-    onset_sec,
-    weight,
-    bin_sec,
-    min_lag,
-    max_lag,
-    sigma_bins,
-    harmonic_weight,
-    prior_lag,
-    prior_sigma_oct,
-    min_impulses,
-    bin_index,
-    bin_weight,
-    acf,
-    acf_smooth,
-    salience,
+    onset_sec, weight, bin_sec, min_lag, max_lag, sigma_bins, harmonic_weight, prior_lag, prior_sigma_oct, min_impulses
 ):
     """The whole tempo estimate in one call: merge, autocorrelate, smooth, score, pick.
 
-    Scratch and outputs are the caller's: ``bin_index`` and ``bin_weight`` of shape (N,),
-    ``acf``, ``acf_smooth`` and ``salience`` of one shape (L,), where L must exceed the
-    longest lag the harmonics reach. A live caller keeps them and calls this every beat.
+    The realtime entry point (explicit signature, one dispatch): a live caller passes the
+    onsets of its recent window every beat. Its scratch (O(N + lags)) is allocated here.
+
+    Parameters
+    ----------
+    onset_sec : np.ndarray [shape=(N,), dtype=float64]
+    weight : np.ndarray [shape=(N,) or (0,), dtype=float64]
+        Weight of each onset; an empty array weighs every onset 1.
+    bin_sec : float
+    min_lag, max_lag : int
+        Beat lags searched, in bins (inclusive).
+    sigma_bins : float
+        Lag smoothing (``smooth_lags``).
+    harmonic_weight : np.ndarray [shape=(H,), dtype=float64]
+        As in ``tempo_salience``.
+    prior_lag, prior_sigma_oct : float
+        As in ``tempo_salience``.
+    min_impulses : int
+        Fewer distinct impulses than this (or 2) give NaN.
 
     Returns
     -------
     float
-        The beat lag in bins; NaN with fewer than ``max(min_impulses, 2)`` distinct
-        impulses, or no periodicity in the lag range.
+        The beat lag in bins; NaN with too few distinct impulses or no periodicity in
+        the lag range.
     """
-    m = merge_onsets(onset_sec, weight, bin_sec, bin_index, bin_weight)
+    n = onset_sec.shape[0]
+    if weight.shape[0] == n:
+        w = weight
+    else:
+        w = np.ones(n, dtype=np.float64)
+    bin_index = np.empty(n, dtype=np.int64)
+    bin_weight = np.empty(n, dtype=np.float64)
+    m = merge_onsets(onset_sec, w, bin_sec, bin_index, bin_weight)
     if m < max(min_impulses, 2):
-        for k in range(salience.shape[0]):
-            acf[k] = 0.0
-            acf_smooth[k] = 0.0
-            salience[k] = 0.0
         return math.nan
+    centre = harmonic_weight.shape[0] // 2
+    n_lag = int(max_lag * 2.0 ** (harmonic_weight.shape[0] - 1 - centre)) + 2
+    acf = np.empty(n_lag, dtype=np.float64)
+    acf_smooth = np.empty(n_lag, dtype=np.float64)
+    salience = np.empty(n_lag, dtype=np.float64)
     pair_autocorrelation(bin_index, bin_weight, m, acf)
     smooth_lags(acf, sigma_bins, acf_smooth)
     tempo_salience(acf_smooth, min_lag, max_lag, harmonic_weight, prior_lag, prior_sigma_oct, salience)
