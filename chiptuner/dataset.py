@@ -1,0 +1,287 @@
+"""Training data: converted shards in memory, transposition on the fly, and a split by song.
+
+``load_shards`` reads what ``chiptuner convert`` wrote; ``transpose`` shifts one song's
+arrays by -5..+6 semitones when a batch is made (transposed copies are never stored);
+``split_by_song`` keeps every version of a song on one side of a train/test split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chiptuner.errors import ParameterError
+from chiptuner.types import VOICE_NAMES
+from chiptuner.voices import VOICE_RANGES
+
+__all__ = [
+    "Corpus",
+    "load_shards",
+    "transpose",
+    "safe_shifts",
+    "song_group",
+    "split_by_song",
+    "SHIFTS",
+    "MELODY_KEYS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The transpositions used for augmentation, in semitones.
+SHIFTS = np.arange(-5, 7)
+#: Per-step melody pitch arrays that move with a transposition (anywhere in 0-127).
+MELODY_KEYS = ("melody_pitch", "full_pitch")
+_MIDI_RANGE = (0, 127)
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """Many songs' training arrays, concatenated along the step axis.
+
+    Attributes
+    ----------
+    song_ids : np.ndarray [shape=(S,), dtype=str]
+        Relative path of each song's file; also the key of ``split_by_song``.
+    offsets : np.ndarray [shape=(S + 1,), dtype=int64]
+        Song i is rows ``offsets[i]:offsets[i + 1]`` of every per-step array.
+    steps : dict of str to np.ndarray
+        Per-step arrays, each [shape=(offsets[-1], ...)], read-only (see
+        ``pipeline.STEP_KEYS``).
+    songs : dict of str to np.ndarray
+        Per-song scalars, each [shape=(S,)], read-only (see ``pipeline.SONG_KEYS``).
+    """
+
+    song_ids: np.ndarray
+    offsets: np.ndarray
+    steps: dict[str, np.ndarray]
+    songs: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    @property
+    def n_steps(self) -> int:
+        """Steps of all songs together."""
+        return int(self.offsets[-1])
+
+    def song(self, index: int) -> dict[str, np.ndarray]:
+        """Return one song's arrays (read-only views), per-step and scalar keys together."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"song {index} of a corpus of {len(self)} songs")
+        index %= len(self)
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        out = {key: array[start:end] for key, array in self.steps.items()}
+        out.update({key: array[index] for key, array in self.songs.items()})
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return (self.song(i) for i in range(len(self)))
+
+
+def _shard_names(folder: Path) -> list[str]:
+    report = folder / "report.json"
+    if report.exists():
+        # The report lists the finished shards; a shard it does not name is left by a killed run.
+        return list(json.loads(report.read_text()).get("shards", []))
+    return sorted(name for name in os.listdir(folder) if re.fullmatch(r"shard-\d+\.npz", name))
+
+
+def load_shards(out_dir: str | os.PathLike) -> Corpus:
+    """Load the shards that ``chiptuner convert`` wrote into one ``Corpus``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The conversion's output folder. The shards its ``report.json`` lists are loaded
+        (every ``shard-*.npz`` where there is no report).
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    ParameterError
+        The folder does not exist or holds no shard, or shards disagree on their keys.
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        raise ParameterError(f"{folder}: no such folder; pass the output folder of `chiptuner convert`")
+    names = _shard_names(folder)
+    if not names:
+        raise ParameterError(f"{folder}: no shards; run `chiptuner convert SRC -o {folder}` first")
+    ids, lengths = [], []
+    steps: dict[str, list[np.ndarray]] = {}
+    songs: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        with np.load(folder / name, allow_pickle=False) as shard:
+            step_keys = shard["step_keys"].tolist()
+            song_keys = shard["song_keys"].tolist()
+            if steps and (set(step_keys) != set(steps) or set(song_keys) != set(songs)):
+                raise ParameterError(f"{folder / name}: keys differ from the other shards; convert into one folder")
+            ids.append(shard["song_id"])
+            lengths.append(np.diff(shard["offsets"]))
+            for key in step_keys:
+                steps.setdefault(key, []).append(shard[key])
+            for key in song_keys:
+                songs.setdefault(key, []).append(shard[key])
+    lengths_all = np.concatenate(lengths)
+    offsets = np.concatenate(([0], np.cumsum(lengths_all))).astype(np.int64)
+    corpus = Corpus(
+        song_ids=_readonly(np.concatenate(ids)),
+        offsets=_readonly(offsets),
+        steps={key: _readonly(np.concatenate(parts)) for key, parts in steps.items()},
+        songs={key: _readonly(np.concatenate(parts)) for key, parts in songs.items()},
+    )
+    logger.info("loaded %d songs, %d steps from %d shards in %s", len(corpus), corpus.n_steps, len(names), folder)
+    return corpus
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _shift(pitch: np.ndarray, semitones: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shifted pitches (rests stay -1) and where an octave fold was needed."""
+    pitch = np.asarray(pitch, dtype=np.int16)
+    sounding = pitch >= 0
+    inside = sounding & (pitch >= low) & (pitch <= high)
+    moved = (pitch + semitones).astype(np.int16)
+    # In range before, in range after: fold by octaves. Out of range before: shift as is,
+    # folded only to stay a MIDI key.
+    lo = np.where(inside, low, _MIDI_RANGE[0])
+    hi = np.where(inside, high, _MIDI_RANGE[1])
+    folded = moved.copy()
+    while True:
+        over, under = sounding & (folded > hi), sounding & (folded < lo)
+        if not (over.any() or under.any()):
+            break
+        folded[over] -= 12
+        folded[under] += 12
+    out = np.where(sounding, folded, pitch).astype(np.int16)
+    return out, sounding & (folded != moved)
+
+
+def _check_shift(semitones: int) -> int:
+    if isinstance(semitones, (bool, np.bool_)) or not isinstance(semitones, (int, np.integer)):
+        raise ParameterError(f"semitones is {semitones!r}; it must be an integer from -5 to 6")
+    if not SHIFTS[0] <= semitones <= SHIFTS[-1]:
+        raise ParameterError(f"semitones is {semitones}; transpose by -5 to 6 (every key is then reached once)")
+    return int(semitones)
+
+
+def _shift_all(arrays: Mapping[str, np.ndarray], semitones: int) -> tuple[dict[str, np.ndarray], bool]:
+    out = dict(arrays)
+    folded_any = False
+    for key in MELODY_KEYS:
+        if key in arrays:
+            out[key], folded = _shift(arrays[key], semitones, *_MIDI_RANGE)
+            folded_any |= bool(folded.any())
+    if "voice_pitch" in arrays:
+        voices = np.array(arrays["voice_pitch"], dtype=np.int16)
+        for column, name in enumerate(VOICE_NAMES):
+            if name in VOICE_RANGES:  # the noise voice holds drum keys: never shifted
+                voices[:, column], folded = _shift(voices[:, column], semitones, *VOICE_RANGES[name])
+                folded_any |= bool(folded.any())
+        out["voice_pitch"] = voices
+    return out, folded_any
+
+
+def transpose(arrays: Mapping[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
+    """Shift one song's melody and pitched voices by a number of semitones.
+
+    Parameters
+    ----------
+    arrays : mapping of str to np.ndarray
+        One song's arrays (``Corpus.song(i)`` or ``pipeline.song_arrays``), or a slice of them.
+    semitones : int
+        From -5 to 6.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        New ``melody_pitch``, ``full_pitch`` and ``voice_pitch`` arrays; every other
+        array (onsets, buttons, bar positions, scalars) is the input's own object, since a
+        transposition does not change it. The input is not modified.
+
+    Notes
+    -----
+    Rests (-1) stay rests and the noise voice (drum keys) is never shifted. A pitched
+    voice's note inside its ``voices.VOICE_RANGES`` range that the shift carries outside is
+    folded back by one octave (the reduction folds voices the same way), so the output
+    stays inside the ranges; a note already outside its range (not made by
+    ``reduce_voices``) is shifted without folding. Melody pitches are folded only to stay
+    MIDI keys 0-127. Where no folding happened, ``transpose(transpose(a, s), -s)`` gives
+    back ``a``; ``safe_shifts`` lists the shifts that need no folding.
+    """
+    return _shift_all(arrays, _check_shift(semitones))[0]
+
+
+def safe_shifts(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Return the shifts in ``SHIFTS`` that ``transpose`` makes without any octave fold.
+
+    Returns
+    -------
+    np.ndarray [shape=(K,), dtype=int64]
+        Always holds 0.
+    """
+    return np.array([s for s in SHIFTS.tolist() if not _shift_all(arrays, s)[1]], dtype=np.int64)
+
+
+def song_group(song_id: str) -> str:
+    """Name the song a file belongs to, so that versions of one song share a group.
+
+    Folders named ``versions``, ``melody`` or ``chords`` are dropped (POP909 keeps
+    alternative arrangements in ``NNN/versions/NNN-vK.mid``; Nottingham has the same tune
+    in ``MIDI/``, ``MIDI/melody/`` and ``MIDI/chords/``), as are a ``-vK`` version suffix
+    and the file ending; the rest is lower-cased.
+
+    Examples
+    --------
+    >>> song_group("pop909/POP909/001/versions/001-v2.mid")
+    'pop909/pop909/001/001'
+    >>> song_group("nottingham/MIDI/melody/ashover1.mid")
+    'nottingham/midi/ashover1'
+    """
+    parts = song_id.replace("\\", "/").split("/")
+    folders = [part for part in parts[:-1] if part.lower() not in ("versions", "melody", "chords")]
+    stem = re.sub(r"-v\d+$", "", parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1])
+    return "/".join([*folders, stem]).lower()
+
+
+def split_by_song(
+    song_ids: Sequence[str] | np.ndarray, *, test_size: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split songs into train and test so that no song (``song_group``) is on both sides.
+
+    Parameters
+    ----------
+    song_ids : sequence of str [shape=(S,)]
+    test_size : float
+        Fraction of the song groups put in the test set, between 0 and 1.
+    seed : int
+
+    Returns
+    -------
+    train_index, test_index : np.ndarray [dtype=int64]
+        Indices into ``song_ids``, sorted; together they cover every song once.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ParameterError(f"test_size is {test_size!r}; it must be a fraction between 0 and 1")
+    groups = np.array([song_group(str(song_id)) for song_id in song_ids])
+    if len(np.unique(groups)) < 2:
+        raise ParameterError(f"{len(groups)} songs in {len(np.unique(groups))} group(s); a split needs 2 songs or more")
+    # sklearn costs hundreds of ms at import: only the split pays for it.
+    from sklearn.model_selection import GroupShuffleSplit  # noqa: PLC0415
+
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(groups)), groups=groups))
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
