@@ -55,6 +55,7 @@ _REPAIRS = {
     _k.REP_WRONG_CHUNK_LENGTH: "track chunk length wrong (read up to end-of-track)",
     _k.REP_SKIPPED_GARBAGE: "bytes between chunks skipped",
     _k.REP_BAD_META: "invalid tempo or time-signature event (ignored)",
+    _k.REP_LONG_VLQ: "variable-length quantity over 4 bytes: rest of its track skipped",
 }
 
 _SIGNATURES = (
@@ -148,7 +149,8 @@ def read_midi(source: PathOrBytes) -> Score:
     error = int(info[_k.INFO_ERROR])
     if error:
         head = bytes(data[:8])
-        guess = next((what for magic, what in _SIGNATURES if head.startswith(magic)), "")
+        start = bytes(data[:16]).lstrip().lower()
+        guess = next((what for magic, what in _SIGNATURES if start.startswith(magic.lower())), "")
         message = _ERRORS[error].format(
             size=n_bytes, head=head, guess=guess, division=int(info[_k.INFO_DIVISION]), max_notes=MAX_NOTES
         )

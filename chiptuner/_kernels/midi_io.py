@@ -45,6 +45,7 @@ REP_TRACK_COUNT = 1 << 7
 REP_WRONG_CHUNK_LENGTH = 1 << 8
 REP_SKIPPED_GARBAGE = 1 << 9
 REP_BAD_META = 1 << 10
+REP_LONG_VLQ = 1 << 11
 
 _MAX_VLQ_BYTES = 4
 
@@ -78,7 +79,7 @@ def _is_chunk_id(data, p, end):
 
 @njit(cache=True, nogil=True)
 def _read_vlq(data, p, end):
-    """(value, new position); position -1 when the quantity runs past ``end`` or past 4 bytes."""
+    """(value, new position); position -1 when the quantity runs past ``end``, -2 past 4 bytes."""
     value = np.int64(0)
     for _ in range(_MAX_VLQ_BYTES):
         if p >= end:
@@ -88,7 +89,7 @@ def _read_vlq(data, p, end):
         value = (value << 7) | (b & 0x7F)
         if b < 0x80:
             return value, p
-    return value, -1
+    return value, -2
 
 
 @njit(cache=True, nogil=True)
@@ -232,7 +233,8 @@ def parse_smf(
         while q < parse_end:
             delta, q = _read_vlq(data, q, parse_end)
             if q < 0:
-                repairs |= REP_BAD_EVENT
+                # A delta over 4 bytes is how corrupt files claim hours of silence: stop the track there.
+                repairs |= REP_LONG_VLQ if q == -2 else REP_BAD_EVENT
                 break
             tick += delta
             if q >= parse_end:
@@ -304,8 +306,7 @@ def parse_smf(
                     q += 1
                 length, q = _read_vlq(data, q, parse_end)
                 if q < 0 or q + length > parse_end:
-                    repairs |= REP_BAD_EVENT
-                    q = parse_end
+                    repairs |= REP_LONG_VLQ if q == -2 else REP_BAD_EVENT
                     break
                 if meta_type == 0x2F:
                     q += length
