@@ -42,7 +42,8 @@ SMOOTH_SEC = 0.015
 #: weigh fully, the half-bar less: that keeps the beat on a power-of-two multiple of the
 #: fastest pulse, as the 16th-note step grid needs, rather than on a dotted value).
 HARMONIC_WEIGHT = np.array([1.0, 1.0, 1.0, 0.5])
-#: Centre and width (octaves) of the log-normal tempo prior.
+#: Centre and width (octaves) of the log-normal tempo prior (centred on the geometric mean
+#: of the range instead where the range excludes PRIOR_BPM).
 PRIOR_BPM = 120.0
 PRIOR_SIGMA_OCT = 0.7
 #: Phase resolution and tolerances of the beat-phase estimate.
@@ -138,7 +139,7 @@ def estimate_tempo(
         math.ceil(60.0 / min_bpm / BIN_SEC),
         SMOOTH_SEC / BIN_SEC,
         HARMONIC_WEIGHT,
-        60.0 / PRIOR_BPM / BIN_SEC,
+        60.0 / (PRIOR_BPM if min_bpm <= PRIOR_BPM <= max_bpm else math.sqrt(min_bpm * max_bpm)) / BIN_SEC,
         PRIOR_SIGMA_OCT,
         MIN_ONSETS,
     )

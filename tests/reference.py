@@ -136,8 +136,9 @@ def bass_line(roll, onset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def harmony_line(roll, onset, lead_pitch, bass_pitch) -> tuple[np.ndarray, np.ndarray]:
-    """Best of: highest start below the lead (any start if the lead rests); the held previous
-    harmony pitch; the lowest start above the lead; silence. Lead and bass pitch excluded."""
+    """Best of: the highest of (starts, held previous harmony pitch) under the lead (anywhere if
+    the lead rests); the held pitch above the lead; the lowest start above the lead; silence.
+    Lead and bass pitch are never chosen."""
     n_steps = len(roll)
     out_pitch = np.full(n_steps, -1, dtype=np.int16)
     out_onset = np.zeros(n_steps, dtype=bool)
@@ -148,9 +149,11 @@ def harmony_line(roll, onset, lead_pitch, bass_pitch) -> tuple[np.ndarray, np.nd
         below = [p for p in starting if lead < 0 or p < lead]
         above = [p for p in starting if lead >= 0 and p > lead]
         held = prev >= 0 and prev not in (lead, bass) and bool(roll[t][prev]) and not onset[t][prev]
-        if below:
-            prev = max(below)
-            out_pitch[t], out_onset[t] = prev, True
+        held_under = held and (lead < 0 or prev < lead)
+        if below or held_under:
+            best = max(below + ([prev] if held_under else []))
+            out_onset[t] = not (held_under and best == prev)
+            out_pitch[t] = prev = best
         elif held:
             out_pitch[t] = prev
         elif above:
@@ -190,3 +193,230 @@ def fold_octaves(pitch, low: int, high: int) -> np.ndarray:
             p -= 12
         out.append(p)
     return np.array(out, dtype=np.int16).reshape(len(out))
+
+
+# --- rhythm: tempo and beat phase from onsets -------------------------------------------------
+
+
+def onset_impulses_reference(onset_sec: np.ndarray, weight: np.ndarray, bin_sec: float) -> tuple[list, list]:
+    """(bins, summed weights) of the usable onsets, bins counted from the earliest, ascending."""
+    usable = [(float(t), float(w)) for t, w in zip(onset_sec, weight) if np.isfinite(t) and w > 0]
+    if not usable:
+        return [], []
+    first = min(t for t, _ in usable)
+    total: dict[int, float] = {}
+    for t, w in usable:
+        b = int(np.floor((t - first) / bin_sec + 0.5))
+        total[b] = total.get(b, 0.0) + w
+    bins = sorted(total)
+    return bins, [total[b] for b in bins]
+
+
+def dense_autocorrelation_reference(bins: list, weights: list, n_lag: int) -> np.ndarray:
+    """acf[k] = sum_t env[t] * env[t + k] of the dense binned envelope."""
+    acf = np.zeros(n_lag)
+    if not bins:
+        return acf
+    env = np.zeros(bins[-1] + 1)
+    for b, w in zip(bins, weights):
+        env[b] += w
+    for k in range(n_lag):
+        for t in range(len(env) - k):
+            acf[k] += env[t] * env[t + k]
+    return acf
+
+
+def smooth_lags_reference(acf: np.ndarray, sigma_bins: float) -> np.ndarray:
+    """Normalised Gaussian average over lags >= 1 within 3 sigma (lag 0 never contributes)."""
+    half = int(np.ceil(3 * sigma_bins))
+    out = np.zeros(len(acf))
+    for k in range(len(acf)):
+        if half <= 0:
+            out[k] = acf[k]
+            continue
+        num = den = 0.0
+        for j in range(max(k - half, 1), min(k + half, len(acf) - 1) + 1):
+            g = np.exp(-0.5 * ((j - k) / sigma_bins) ** 2)
+            num += g * acf[j]
+            den += g
+        out[k] = num / den if den > 0 else 0.0
+    return out
+
+
+def tempo_salience_reference(acf_smooth, min_lag, max_lag, harmonic_weight, prior_lag, prior_sigma_oct):
+    """Harmonic sum over lags k * 2**(h - H//2) (linear interpolation, 0 outside) times the prior."""
+    n = len(acf_smooth)
+    out = np.zeros(n)
+    for k in range(max(min_lag, 1), min(max_lag, n - 1) + 1):
+        total = 0.0
+        for h, w in enumerate(harmonic_weight):
+            x = k * 2.0 ** (h - len(harmonic_weight) // 2)
+            if 0 <= x <= n - 1:
+                total += w * np.interp(x, np.arange(n), acf_smooth)
+        if prior_lag > 0:
+            total *= np.exp(-0.5 * (np.log2(k / prior_lag) / prior_sigma_oct) ** 2)
+        out[k] = total
+    return out
+
+
+def phase_histogram_reference(onset_sec, weight, period_sec, n_phase):
+    """Onset weight on n_phase circular bins of the beat (nearest bin, wrapping)."""
+    hist = np.zeros(n_phase)
+    for t, w in zip(onset_sec, weight):
+        if np.isfinite(t) and w > 0:
+            frac = t / period_sec - np.floor(t / period_sec)
+            hist[int(np.floor(frac * n_phase + 0.5)) % n_phase] += w
+    return hist
+
+
+def bar_accent_reference(onset_sec, weight, period_sec, first_beat_sec, tolerance_sec, beats_per_bar):
+    """Onset weight within tolerance of beat k (k >= 0), summed by k mod beats_per_bar."""
+    accent = np.zeros(beats_per_bar)
+    for t, w in zip(onset_sec, weight):
+        if not (np.isfinite(t) and w > 0):
+            continue
+        x = (t - first_beat_sec) / period_sec
+        k = np.floor(x + 0.5)
+        if k >= 0 and abs(x - k) * period_sec <= tolerance_sec:
+            accent[int(k) % beats_per_bar] += w
+    return accent
+
+
+# --- melody (chiptuner._kernels.melody) -------------------------------------------------
+
+
+def melody_skyline(start_step, end_step, pitch) -> np.ndarray:
+    """Per onset step the highest note (first of equals), unless a higher kept note still sounds."""
+    keep = np.zeros(len(pitch), dtype=bool)
+    cur_end, cur_pitch = -1, -1
+    for s in sorted(set(int(x) for x in start_step)):
+        at = [i for i in range(len(pitch)) if start_step[i] == s]
+        top = at[0]
+        for i in at:
+            if pitch[i] > pitch[top]:
+                top = i
+        if s < cur_end and pitch[top] < cur_pitch:
+            continue
+        keep[top] = True
+        cur_end, cur_pitch = int(end_step[top]), int(pitch[top])
+    return keep
+
+
+def melody_note_features(start_step, end_step, pitch) -> np.ndarray:
+    """The 18 columns of ``_kernels.melody.FEATURE_NAMES``, computed note by note over all pairs."""
+    n = len(pitch)
+    out = np.zeros((n, 18))
+    if n == 0:
+        return out
+    n_steps = int(max(end_step))
+    top = [-1] * n_steps
+    for i in range(n):
+        for t in range(int(start_step[i]), int(end_step[i])):
+            top[t] = max(top[t], int(pitch[i]))
+    song_p80 = sorted(int(p) for p in pitch)[(n * 4) // 5]
+    for i in range(n):
+        s, e, p = int(start_step[i]), int(end_step[i]), int(pitch[i])
+        others = [j for j in range(n) if j != i and s - 64 <= start_step[j] < s + 64 and start_step[j] <= e + 1]
+        sounding = [j for j in others if start_step[j] <= s < end_step[j]]
+        same = [j for j in others if start_step[j] == s]
+        during = [j for j in others if s < start_step[j] < e]
+        pred = [abs(int(pitch[j]) - p) for j in others if start_step[j] < s and abs(int(end_step[j]) - s) <= 1]
+        succ = [abs(int(pitch[j]) - p) for j in others if start_step[j] > s and abs(int(start_step[j]) - e) <= 1]
+        near = [j for j in others if abs(int(start_step[j]) - s) <= 8 and abs(int(pitch[j]) - p) <= 4]
+        above = sum(1 for j in sounding if pitch[j] > p)
+        window = [top[t] for t in range(max(s - 32, 0), min(s + 32, n_steps)) if top[t] >= 0]
+        local = sum(window) / len(window) if window else p
+        out[i] = [
+            1.0,
+            (p - 60) / 12,
+            min(above, 4),
+            float(above == 0),
+            min(sum(1 for j in same if pitch[j] > p), 4),
+            min(len(same), 6),
+            float(any(pitch[j] == p + 12 for j in same)),
+            float(any(pitch[j] == p - 12 for j in same)),
+            np.log2(e - s),
+            (max([p] + [int(pitch[j]) for j in sounding]) - p) / 12,
+            min(len(during), 8),
+            min(sum(1 for j in during if pitch[j] > p), 8),
+            (p - local) / 12,
+            min(min(pred + [99]), 12) / 12,
+            min(min(succ + [99]), 12) / 12,
+            min(len(near), 10),
+            min(len(sounding), 8),
+            (p - song_p80) / 12,
+        ]
+    return out
+
+
+def melody_best_path(start_step, pitch, group, score, leap_cost, big_leap_cost, switch_cost, window_step) -> np.ndarray:
+    """Exhaustive-recursion check of the chain DP: best[i] over all predecessors, then backtrack."""
+    n = len(pitch)
+    best, prev = [0.0] * n, [-1] * n
+    for i in range(n):
+        options = [(0.0, -1)]
+        for j in range(i):
+            if start_step[i] - window_step <= start_step[j] < start_step[i]:
+                d = abs(int(pitch[i]) - int(pitch[j]))
+                cost = leap_cost * d + big_leap_cost * max(d - 7, 0) + switch_cost * (group[i] != group[j])
+                options.append((best[j] - cost, j))
+        value, j = options[0]
+        for v, k in options[1:]:
+            if v > value:
+                value, j = v, k
+        best[i], prev[i] = value + score[i], j
+    chosen = np.zeros(n, dtype=bool)
+    k, top = -1, 0.0
+    for i in range(n):
+        if best[i] > top:
+            k, top = i, best[i]
+    while k >= 0:
+        chosen[k] = True
+        k = prev[k]
+    return chosen
+
+
+def melody_thin_onsets(pitch, onset, window_step) -> tuple[np.ndarray, np.ndarray]:
+    """First note start per aligned window kept and held; a rest ends the held note."""
+    out_pitch, out_onset = [], []
+    held, used = -1, set()
+    for t, p in enumerate(int(x) for x in pitch):
+        if p < 0:
+            held = -1
+            out_pitch.append(-1)
+            out_onset.append(False)
+            continue
+        starts = bool(onset[t]) or t == 0 or pitch[t - 1] < 0
+        new = t // window_step not in used and (starts or held < 0)
+        if new:
+            held = p
+            used.add(t // window_step)
+        out_pitch.append(held)
+        out_onset.append(new)
+    return np.array(out_pitch, dtype=np.int16), np.array(out_onset, dtype=bool)
+
+
+def melody_button_lanes(pitch, onset, recenter_step) -> tuple[np.ndarray, np.ndarray]:
+    """Contour to lanes 0-4 as documented in ``chiptuner.melody.to_buttons``."""
+    lanes, starts_out = [], []
+    prev_pitch, prev_lane, rest_run, sounding = None, 2, 0, False
+    for t, p in enumerate(int(x) for x in pitch):
+        if p < 0:
+            lanes.append(-1)
+            starts_out.append(False)
+            rest_run += 1
+            sounding = False
+            continue
+        starts = bool(onset[t]) or not sounding or p != prev_pitch
+        if starts:
+            if prev_pitch is None or rest_run >= recenter_step:
+                lane = 2
+            else:
+                d = p - prev_pitch
+                size = 0 if d == 0 else 1 if abs(d) <= 4 else 2
+                lane = min(max(prev_lane + (size if d > 0 else -size), 0), 4)
+            prev_lane, prev_pitch = lane, p
+        rest_run, sounding = 0, True
+        lanes.append(prev_lane)
+        starts_out.append(starts)
+    return np.array(lanes, dtype=np.int8), np.array(starts_out, dtype=bool)
