@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import reference as ref
+
 from chiptuner import read_midi
 from chiptuner._kernels import voices as _k
 from chiptuner.errors import ParameterError
@@ -190,6 +190,15 @@ def test_chords_split_into_bass_and_harmony():
     assert np.flatnonzero(arr.onset[:, 1]).tolist() == [0, 4]
 
 
+def test_harmony_keeps_its_held_note_against_lower_onsets():
+    lead = make_notes([(0, 8, 76)])
+    inner = make_notes([(0, 8, 67), (0, 8, 48), (2, 4, 60), (4, 6, 72)], track=1)
+    arr = reduce_voices(make_score(concat(lead, inner)), lead)
+    # 60 starts under the held 67: 67 goes on; 72 starts above it (still under the lead): taken
+    assert arr.pitch[:, 1].tolist() == [67, 67, 67, 67, 72, 72, -1, -1]
+    assert np.flatnonzero(arr.onset[:, 1]).tolist() == [0, 4]
+
+
 def test_bass_holds_against_higher_onsets_and_takes_lower_ones():
     rows = [(0, 8, 40), (2, 3, 52), (4, 6, 36), (6, 8, 45)]
     arr = reduce_voices(make_score(make_notes(rows)), Notes.empty())
@@ -244,10 +253,10 @@ def test_random_songs_keep_the_invariants_and_the_source_onsets(seed):
     rng = np.random.default_rng(seed)
     start, end, pitch = random_rows(rng, 120, 96)
     start = np.maximum(start, 0)
-    lead_rows = [(s, s + 2, p) for s, p in zip(range(0, 96, 2), rng.integers(60, 84, 48))]
+    lead_rows = [(s, s + 2, p) for s, p in zip(range(0, 96, 2), rng.integers(60, 84, 48), strict=True)]
     lead = make_notes(lead_rows)
-    other = make_notes(zip(start, end, pitch), track=1)
-    drums = make_notes(zip(start[:30], start[:30] + 1, rng.integers(30, 90, 30)), drum=True)
+    other = make_notes(zip(start, end, pitch, strict=True), track=1)
+    drums = make_notes(zip(start[:30], start[:30] + 1, rng.integers(30, 90, 30), strict=True), drum=True)
     notes = concat(lead, other, drums)
     before = [a.copy() for a in (notes.start_tick, notes.pitch)]
     arr = reduce_voices(make_score(notes), lead, n_steps=100)
@@ -296,7 +305,7 @@ def test_bad_arguments():
 def grid_from_notes(start, end, pitch, n_steps):
     out_pitch = np.full(n_steps, -1, dtype=np.int16)
     out_onset = np.zeros(n_steps, dtype=bool)
-    for s, e, p in zip(start, end, pitch):
+    for s, e, p in zip(start, end, pitch, strict=True):
         out_pitch[s:e] = p
         out_onset[s] = True
     return out_pitch, out_onset
@@ -306,9 +315,9 @@ def grid_from_notes(start, end, pitch, n_steps):
 def test_voice_notes_round_trip(seed):
     rng = np.random.default_rng(seed)
     start, end, pitch = random_rows(rng, 150, 120)
-    lead = make_notes(zip(np.maximum(start[:40], 0), end[:40], pitch[:40] + 10))
-    other = make_notes(zip(np.maximum(start[40:], 0), end[40:], pitch[40:]), track=1)
-    drums = make_notes(zip(np.maximum(start[:40], 0), end[:40], rng.integers(35, 82, 40)), drum=True)
+    lead = make_notes(zip(np.maximum(start[:40], 0), end[:40], pitch[:40] + 10, strict=True))
+    other = make_notes(zip(np.maximum(start[40:], 0), end[40:], pitch[40:], strict=True), track=1)
+    drums = make_notes(zip(np.maximum(start[:40], 0), end[:40], rng.integers(35, 82, 40), strict=True), drum=True)
     arr = reduce_voices(make_score(concat(lead, other, drums)), lead)
     for voice in range(4):
         s, e, p = voice_notes(arr, voice)
@@ -330,8 +339,8 @@ def test_voice_notes_splits_repeated_pitches_and_pitch_changes_without_onset():
 
 # --- corpus sanity: the chorale bass is the triangle ------------------------------------------
 
-#: Measured 2025 with bench/measure_voices.py on 60 chorales (see the report); margin below.
-CHORALE_BASS_MIN = 0.95
+#: bench/measure_voices.py: 0.994 over all 365 chorales, 0.993 on this every-12th sample.
+CHORALE_BASS_MIN = 0.97
 
 
 def test_chorale_bass_is_recovered(corpora):
@@ -346,7 +355,7 @@ def test_chorale_bass_is_recovered(corpora):
         bass = notes.take(channel == 3)
         s, e = quantize_notes(bass, score.ticks_per_beat)
         truth = np.full(len(arr), -1, dtype=np.int16)
-        for a, b, p in zip(s, e, bass.pitch):
+        for a, b, p in zip(s, e, bass.pitch, strict=True):
             truth[a:b] = p
         sounding = truth >= 0
         folded = truth.copy()

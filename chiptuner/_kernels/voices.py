@@ -11,13 +11,17 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _row_has_any(row):
-    """True if any byte of a contiguous (128,) uint8 row is set (read as 16 words)."""
-    words = row.view(np.uint64)
-    for w in range(words.shape[0]):
-        if words[w] != 0:
-            return True
-    return False
+def _any_per_step(plane, out):
+    """out[t] = any byte of row t of a C-contiguous (T, 128) uint8 plane is set (read by words)."""
+    words = plane.reshape(plane.size).view(np.uint64)
+    per_row = plane.shape[1] // 8
+    for t in range(plane.shape[0]):
+        found = False
+        for w in range(t * per_row, (t + 1) * per_row):
+            if words[w] != 0:
+                found = True
+                break
+        out[t] = found
 
 
 @njit(cache=True, nogil=True)
@@ -43,8 +47,7 @@ def mark_lead(start_tick, pitch, order, lead_start_tick, lead_pitch, lead_order,
         key_tick = lead_start_tick[k]
         key_pitch = lead_pitch[k]
         while j < n and (
-            start_tick[order[j]] < key_tick
-            or (start_tick[order[j]] == key_tick and pitch[order[j]] < key_pitch)
+            start_tick[order[j]] < key_tick or (start_tick[order[j]] == key_tick and pitch[order[j]] < key_pitch)
         ):
             j += 1
         i = j
@@ -55,7 +58,7 @@ def mark_lead(start_tick, pitch, order, lead_start_tick, lead_pitch, lead_order,
 
 @njit(cache=True, nogil=True)
 def note_line(start_step, end_step, pitch, order, owner, out_pitch, out_onset):
-    """A monophonic line from notes on the grid: a later onset cuts the sounding note.
+    """Write a monophonic line from notes on the grid: a later onset cuts the sounding note.
 
     Notes starting on one step: the highest pitch wins. Pitches outside 0-127 are skipped.
 
@@ -102,7 +105,7 @@ def note_line(start_step, end_step, pitch, order, owner, out_pitch, out_onset):
 
 @njit(cache=True, nogil=True)
 def bass_line(roll, onset, out_pitch, out_onset):
-    """The lowest line: at each step the lowest new onset, unless the held bass is lower.
+    """Write the bass line: at each step the lowest new onset, unless the held bass is lower.
 
     Rule per step t (``prev`` = the bass pitch at t - 1):
     1. if some pitch starts at t and it is not above ``prev`` while ``prev`` still sounds,
@@ -112,16 +115,18 @@ def bass_line(roll, onset, out_pitch, out_onset):
 
     Parameters
     ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8]
+    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
         Sounding and starting pitches of the candidate notes.
     out_pitch : np.ndarray [shape=(T,), dtype=int16]
     out_onset : np.ndarray [shape=(T,), dtype=bool]
         Written at every step.
     """
+    starts = np.empty(roll.shape[0], dtype=np.bool_)
+    _any_per_step(onset, starts)
     prev = -1
     for t in range(roll.shape[0]):
         lowest_onset = -1
-        if _row_has_any(onset[t]):
+        if starts[t]:
             for p in range(128):
                 if onset[t, p]:
                     lowest_onset = p
@@ -142,25 +147,28 @@ def bass_line(roll, onset, out_pitch, out_onset):
 
 @njit(cache=True, nogil=True)
 def harmony_line(roll, onset, lead_pitch, bass_pitch, out_pitch, out_onset):
-    """The most salient remaining line, by onset first and register second.
+    """Write the harmony line: the highest line under the lead, held notes kept.
 
-    Candidates at step t are the sounding pitches of ``roll`` other than the lead's and
-    the bass's pitch at t. Salience, best first:
-    1. the highest pitch starting at t below the lead (any starting pitch when the lead
-       is silent);
-    2. the previous harmony pitch, still sounding and not re-struck (held, no onset);
+    Candidates at step t are the pitches of ``roll`` other than the lead's and the bass's
+    pitch at t. ``held`` = the previous harmony pitch, still sounding and not re-struck.
+    Salience, best first:
+    1. under the lead (anywhere when the lead rests): the highest of the pitches starting
+       at t and ``held``; a start begins a note (onset), ``held`` continues without one;
+    2. ``held`` above the lead;
     3. the lowest pitch starting at t above the lead (the one closest to it);
     4. silence.
 
     Parameters
     ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8]
+    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
     lead_pitch, bass_pitch : np.ndarray [shape=(T,), dtype=int16]
         -1 where silent.
     out_pitch : np.ndarray [shape=(T,), dtype=int16]
     out_onset : np.ndarray [shape=(T,), dtype=bool]
         Written at every step.
     """
+    starts = np.empty(roll.shape[0], dtype=np.bool_)
+    _any_per_step(onset, starts)
     prev = -1
     for t in range(roll.shape[0]):
         lead = lead_pitch[t]
@@ -168,7 +176,7 @@ def harmony_line(roll, onset, lead_pitch, bass_pitch, out_pitch, out_onset):
         top = 128 if lead < 0 else lead
         below = -1
         above = -1
-        any_onset = _row_has_any(onset[t])
+        any_onset = starts[t]
         for p in range(top - 1 if any_onset else -1, -1, -1):
             if onset[t, p] and p != bass:
                 below = p
@@ -179,7 +187,10 @@ def harmony_line(roll, onset, lead_pitch, bass_pitch, out_pitch, out_onset):
                     above = p
                     break
         held = prev >= 0 and prev != lead and prev != bass and roll[t, prev] != 0 and onset[t, prev] == 0
-        if below >= 0:
+        if held and (lead < 0 or prev < lead) and prev > below:
+            out_pitch[t] = prev
+            out_onset[t] = False
+        elif below >= 0:
             out_pitch[t] = below
             out_onset[t] = True
             prev = below
@@ -204,7 +215,7 @@ def drum_line(roll, onset, priority_key, out_pitch, out_onset):
 
     Parameters
     ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8]
+    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
         Drum notes already mapped to their class keys.
     priority_key : np.ndarray [shape=(K,), dtype=int16]
         Class keys, most important first.
