@@ -176,10 +176,11 @@ def _window_step(melody: Melody, max_onsets: str) -> int:
     if max_onsets not in get_args(MaxOnsets):
         raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {get_args(MaxOnsets)}")
     spb = melody.steps_per_beat
-    window = spb if max_onsets == "beat" else spb // 2
-    if window <= 0 or spb % (spb // window) != 0:
+    if max_onsets == "beat":
+        return spb
+    if spb % 2:
         raise ParameterError(f"max_onsets={max_onsets!r} needs an even steps_per_beat; this melody has {spb}")
-    return window
+    return spb // 2
 
 
 def simplify(melody: Melody, *, max_onsets: MaxOnsets = "beat") -> Melody:
