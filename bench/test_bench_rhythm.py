@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
+import tomllib
 
 import chiptuner
 from chiptuner.rhythm import estimate_tempo, warmup

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 
 import chiptuner
 from chiptuner import rhythm
@@ -11,7 +12,6 @@ from chiptuner._kernels import rhythm as k
 from chiptuner.errors import ParameterError
 from chiptuner.timebase import ticks_to_seconds
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
-import reference as ref
 
 
 def random_onsets(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

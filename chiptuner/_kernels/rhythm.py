@@ -198,7 +198,7 @@ def tempo_salience(acf_smooth, min_lag, max_lag, harmonic_weight, prior_lag, pri
 
 @njit(cache=True, nogil=True)
 def peak_lag(salience, min_lag, max_lag):
-    """The lag of the highest salience in [min_lag, max_lag], refined by a parabola.
+    """Find the lag of the highest salience in [min_lag, max_lag], refined by a parabola.
 
     Returns
     -------
@@ -240,7 +240,7 @@ def peak_lag(salience, min_lag, max_lag):
 def beat_lag(
     onset_sec, weight, bin_sec, min_lag, max_lag, sigma_bins, harmonic_weight, prior_lag, prior_sigma_oct, min_impulses
 ):
-    """The whole tempo estimate in one call: merge, autocorrelate, smooth, score, pick.
+    """Estimate the beat lag in one call: merge, autocorrelate, smooth, score, pick.
 
     The realtime entry point (explicit signature, one dispatch): a live caller passes the
     onsets of its recent window every beat. Its scratch (O(N + lags)) is allocated here.
