@@ -182,14 +182,16 @@ def read_midi(source: PathOrBytes) -> Score:
 
     score = Score(notes, tempo, time_signatures, ticks_per_beat, track_names, smpte, repairs)
     if n:
-
-
-        duration_sec = float(ticks_to_seconds(np.array([notes.end_tick.max()]), tempo, ticks_per_beat)[0])
-        if duration_sec > MAX_DURATION_SEC:
-            raise MidiFileError(
-                f"{name}: the notes run for {duration_sec:.3g} s, over the {MAX_DURATION_SEC:.0f} s cap "
-                "(a corrupt delta time, not a song)"
-            )
+        end_tick = int(notes.end_tick.max())
+        # Cheap bound first: only a song that could be over the cap pays for the exact seconds.
+        bound_sec = end_tick * int(tempo.us_per_beat.max()) / (1e6 * ticks_per_beat)
+        if bound_sec > MAX_DURATION_SEC:
+            duration_sec = float(ticks_to_seconds(np.array([end_tick]), tempo, ticks_per_beat)[0])
+            if duration_sec > MAX_DURATION_SEC:
+                raise MidiFileError(
+                    f"{name}: the notes run for {duration_sec:.3g} s, over the {MAX_DURATION_SEC:.0f} s cap "
+                    "(a corrupt delta time, not a song)"
+                )
     if repairs:
         logger.debug("%s: recovered from %s", name, "; ".join(repairs))
     return score
@@ -213,6 +215,8 @@ def _ticks_per_beat(division: int, name: str) -> tuple[int, bool]:
 def _tempo_map(tick: np.ndarray, us_per_beat: np.ndarray, smpte: bool) -> TempoMap:
     if smpte or len(tick) == 0:
         return TempoMap(np.zeros(1, np.int64), np.full(1, DEFAULT_US_PER_BEAT, np.int64))
+    if len(tick) == 1 and tick[0] == 0:
+        return TempoMap(tick, us_per_beat)
     order = np.argsort(tick, kind="stable")
     tick = tick[order]
     us_per_beat = us_per_beat[order]

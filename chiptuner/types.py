@@ -30,9 +30,9 @@ VOICE_NAMES = ("pulse1", "pulse2", "triangle", "noise")
 
 
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
-    out = np.ascontiguousarray(array, dtype=dtype)
-    if out is array or out.base is array:
-        out = out.copy()
+    # A read-only view: no copy on the hot path, and the caller's own array keeps its flags.
+    # Containers take their arrays as handed in; callers do not write to them afterwards.
+    out = np.ascontiguousarray(array, dtype=dtype).view()
     out.flags.writeable = False
     return out
 
