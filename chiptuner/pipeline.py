@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import typing
-from typing import Literal
 
 import numpy as np
 
 from chiptuner.errors import MidiFileError, ParameterError
-from chiptuner.melody import extract_melody, melody_notes, simplify, to_buttons
+from chiptuner.melody import MaxOnsets, extract_melody, melody_notes, simplify, to_buttons
 from chiptuner.midi_io import read_midi
 from chiptuner.timebase import STEPS_PER_BEAT, ticks_to_steps
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
@@ -35,8 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-MaxOnsets = Literal["beat", "half_beat"]
 
 #: A song shorter than this many 4/4 bars is refused: too little to learn an arrangement from.
 MIN_BARS = 4
