@@ -94,7 +94,7 @@ def pair_f1(files, truth) -> dict[str, float]:
 
 def fit(corpora: Path) -> None:
     """Refit ``_NOTE_WEIGHTS`` and ``_SCORE_BIAS`` on POP909 001-300 and print them."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 (lazy: slow import)
 
     xs, ys = [], []
     songs = list(pop909_songs(corpora, 1, 300))
@@ -104,15 +104,17 @@ def fit(corpora: Path) -> None:
         x = np.zeros((len(order), _k.N_FEATURES))
         _k.note_features(start, end, pitch, x)
         is_mel = score.notes.track[order] == score.track_names.index("MELODY")
-        truth = set(zip(start[is_mel].tolist(), pitch[is_mel].tolist()))
+        truth = set(zip(start[is_mel].tolist(), pitch[is_mel].tolist(), strict=True))
         xs.append(x)
-        ys.append(np.array([(s, p) in truth for s, p in zip(start.tolist(), pitch.tolist())]))
+        ys.append(np.array([(s, p) in truth for s, p in zip(start.tolist(), pitch.tolist(), strict=True)]))
     model = LogisticRegression(C=1.0, max_iter=5000, fit_intercept=False).fit(np.concatenate(xs), np.concatenate(ys))
     mel._NOTE_WEIGHTS = model.coef_[0]
     print("_NOTE_WEIGHTS =", np.round(model.coef_[0], 4).tolist())
     for bias in (0.0, 0.5, 1.0, 1.5, 2.0):
         mel._SCORE_BIAS = bias
-        f1 = np.mean([note_f1(melody_track(s), mel.melody_notes(merge_tracks(s)), s.ticks_per_beat // 4)[0] for _, s in songs[::3]])
+        f1 = np.mean(
+            [note_f1(melody_track(s), mel.melody_notes(merge_tracks(s)), s.ticks_per_beat // 4)[0] for _, s in songs[::3]]
+        )
         print(f"bias {bias}: F1 {f1:.4f} (every third song of 001-300)")
 
 
@@ -132,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     bach = sorted((args.corpora / "bach_chorales").glob("*.mid"))[: args.other]
     nott_f1 = pair_f1(nott, lambda p, s: chiptuner.read_midi(p.parent / "melody" / p.name).notes)
     bach_f1 = pair_f1(bach, lambda p, s: s.notes.take(s.notes.channel == 0))
-    print(f"| corpus | songs | skyline F1 | ours F1 (merged) | ours F1 (tracks as is) |")
+    print("| corpus | songs | skyline F1 | ours F1 (merged) | ours F1 (tracks as is) |")
     print("|---|---|---|---|---|")
-    print(f"| POP909 {first:03d}-{last:03d} (held out) | {pop['songs']} | {pop['skyline']:.3f} | {pop['merged']:.3f} | {pop['as_is']:.3f} |")
+    print(
+        f"| POP909 {first:03d}-{last:03d} (held out) | {pop['songs']} | {pop['skyline']:.3f} "
+        f"| {pop['merged']:.3f} | {pop['as_is']:.3f} |"
+    )
     print(f"| Nottingham (vs melody/) | {nott_f1['songs']} | {nott_f1['skyline']:.3f} | {nott_f1['merged']:.3f} | - |")
     print(f"| Bach chorales (soprano) | {bach_f1['songs']} | {bach_f1['skyline']:.3f} | {bach_f1['merged']:.3f} | - |")
     return 0

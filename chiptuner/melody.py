@@ -1,5 +1,6 @@
-"""The melody: picked from a multi-track song, simplified to what a person plays, and
-mapped to five buttons (thin wrapper over ``_kernels.melody``).
+"""Melody: picked from a song, simplified to what a person plays, mapped to five buttons.
+
+A thin wrapper over ``_kernels.melody``.
 
 How ``melody_notes`` picks the melody
 -------------------------------------
@@ -71,7 +72,9 @@ def _grid(notes: Notes, ticks_per_beat: int) -> tuple[np.ndarray, np.ndarray, np
     return order, start_step[order], end_step[order], notes.pitch[order].astype(np.int16)
 
 
-def _group_prior(score: Score, order: np.ndarray, start_step: np.ndarray, end_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _group_prior(
+    score: Score, order: np.ndarray, start_step: np.ndarray, end_step: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Group id per note and the prior added to its score (0 for the best group)."""
     notes = score.notes
     key = notes.track[order].astype(np.int64) * 16 + notes.channel[order].astype(np.int64)
@@ -95,13 +98,20 @@ def _note_scores(start_step: np.ndarray, end_step: np.ndarray, pitch: np.ndarray
 
 
 def _cut_overlaps(notes: Notes, index: np.ndarray) -> Notes:
-    """The notes at ``index`` (sorted by onset), each ended no later than the next onset."""
+    """Take the notes at ``index`` (sorted by onset), each ended no later than the next onset."""
     chosen = notes.take(index)
     end_tick = chosen.end_tick.copy()
     if len(end_tick) > 1:
         end_tick[:-1] = np.minimum(end_tick[:-1], chosen.start_tick[1:])
     return Notes(
-        chosen.start_tick, end_tick, chosen.pitch, chosen.velocity, chosen.channel, chosen.program, chosen.track, chosen.is_drum
+        chosen.start_tick,
+        end_tick,
+        chosen.pitch,
+        chosen.velocity,
+        chosen.channel,
+        chosen.program,
+        chosen.track,
+        chosen.is_drum,
     )
 
 
@@ -117,7 +127,7 @@ def melody_notes(score: Score) -> Notes:
 
     Returns
     -------
-    Notes
+    notes : Notes
         New arrays, sorted by ``start_tick``, at most one note per 16th step, none
         overlapping the next (a note is cut at the next chosen onset). Never a drum note.
     """
@@ -133,12 +143,14 @@ def melody_notes(score: Score) -> Notes:
 
 
 def skyline_notes(score: Score) -> Notes:
-    """The skyline baseline: per 16th step the highest starting note, unless a higher
-    chosen note still sounds. Drums are ignored; overlaps are cut as in ``melody_notes``.
+    """Pick the skyline baseline: per 16th step the highest starting note.
+
+    A note is skipped while a higher chosen note still sounds. Drums are ignored;
+    overlaps are cut as in ``melody_notes``.
 
     Returns
     -------
-    Notes
+    notes : Notes
     """
     order, start_step, end_step, pitch = _grid(score.notes, score.ticks_per_beat)
     keep = np.zeros(len(order), dtype=np.bool_)
@@ -147,7 +159,7 @@ def skyline_notes(score: Score) -> Notes:
 
 
 def extract_melody(score: Score, *, steps_per_beat: int = STEPS_PER_BEAT) -> Melody:
-    """The melody of a song on the step grid.
+    """Extract the melody of a song onto the step grid.
 
     Parameters
     ----------
@@ -184,7 +196,7 @@ def _window_step(melody: Melody, max_onsets: str) -> int:
 
 
 def simplify(melody: Melody, *, max_onsets: MaxOnsets = "beat") -> Melody:
-    """What a person would play: at most one onset per beat (or half beat).
+    """Thin a melody to what a person would play: at most one onset per beat (or half beat).
 
     The input is already monophonic (one pitch per step). The grid is cut into aligned
     windows of one beat (``"beat"``) or half a beat (``"half_beat"``). In each window the

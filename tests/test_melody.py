@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import chiptuner
 from chiptuner import melody as mel
 from chiptuner._kernels import melody as _k
 from chiptuner.errors import ParameterError
@@ -105,7 +104,8 @@ def test_best_path_matches_reference(seed):
 
 def test_best_path_all_negative_chooses_nothing():
     chosen = np.ones(3, bool)
-    _k.best_path(np.array([0, 1, 2]), np.array([60, 62, 64], np.int16), np.zeros(3, np.int32), -np.ones(3), 0.1, 0.1, 0.0, 8, chosen)
+    start, pitch = np.array([0, 1, 2]), np.array([60, 62, 64], np.int16)
+    _k.best_path(start, pitch, np.zeros(3, np.int32), -np.ones(3), 0.1, 0.1, 0.0, 8, chosen)
     assert not chosen.any()
 
 
@@ -143,8 +143,8 @@ def test_melody_notes_monophonic_subset_and_no_input_mutation():
     assert np.all(np.diff(out.start_tick) > 0)
     assert np.all(out.end_tick[:-1] <= out.start_tick[1:])
     assert np.all(out.end_tick > out.start_tick)
-    pairs = set(zip(score.notes.start_tick.tolist(), score.notes.pitch.tolist()))
-    assert all(p in pairs for p in zip(out.start_tick.tolist(), out.pitch.tolist()))
+    pairs = set(zip(score.notes.start_tick.tolist(), score.notes.pitch.tolist(), strict=True))
+    assert all(p in pairs for p in zip(out.start_tick.tolist(), out.pitch.tolist(), strict=True))
     np.testing.assert_array_equal(score.notes.start_tick, before)
 
 

@@ -1,5 +1,4 @@
-"""Melody kernels: skyline, per-note melody features, the best melodic path, the step
-grid line, onset thinning and the five-lane button mapping.
+"""Melody kernels: skyline, note features, best path, grid line, thinning, button lanes.
 
 Every function is pure: it reads arrays and writes into arrays the caller passes in.
 Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
@@ -37,7 +36,7 @@ _SPAN_STEP = 64
 
 @njit(cache=True, nogil=True)
 def skyline(start_step, end_step, pitch, keep):
-    """The classic skyline: per onset step the highest note, unless a higher kept note sounds.
+    """Mark the classic skyline: per onset step the highest note, unless a higher kept note sounds.
 
     Parameters
     ----------
@@ -173,7 +172,7 @@ def note_features(start_step, end_step, pitch, out):
 
 @njit(cache=True, nogil=True)
 def best_path(start_step, pitch, group, score, leap_cost, big_leap_cost, switch_cost, window_step, chosen):
-    """The monophonic chain of notes with the highest total score (dynamic programming).
+    """Find the monophonic chain of notes with the highest total score (dynamic programming).
 
     A chain visits notes in strictly increasing ``start_step`` (one note per step at most).
     Its value is the sum of the visited notes' ``score`` minus, per move from note j to
