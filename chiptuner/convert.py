@@ -211,7 +211,7 @@ def _write_shard(path: Path, songs: list[tuple[str, dict]]) -> None:
 
 
 def _reason_kind(reason: str) -> str:
-    return re.sub(r"\d[\d,.]*", "#", reason)
+    return re.sub(r"(?<![A-Za-z_])\d+(?:[.,]\d+)*(?:e[+-]?\d+)?", "#", reason)
 
 
 class _Report:
@@ -684,5 +684,5 @@ class _Run:
             for worker in pool:
                 worker.stop()
         summary = self._summary(skipped)
-        logger.info(summary.line())
+        logger.debug(summary.line())
         return summary

@@ -1,0 +1,151 @@
+"""The command line: convert end to end, error paths (one line, exit 2), progress bar, logging."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import mido
+import pytest
+
+import chiptuner.convert as convert_module
+from chiptuner.cli import ProgressBar, build_parser, main
+
+
+def write_song(path, *, bars: int) -> None:
+    """A melody (quarter notes), a bass (half notes) and hats, as a format-1 file."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    for channel, step, keys in ((0, 96, [64, 67, 69, 71, 72]), (1, 192, [40, 43, 45]), (9, 48, [42, 36])):
+        track = mido.MidiTrack()
+        mid.tracks.append(track)
+        for i in range(bars * 4 * 96 // step):
+            key = keys[i % len(keys)]
+            track.append(mido.Message("note_on", channel=channel, note=key, velocity=90, time=0))
+            track.append(mido.Message("note_off", channel=channel, note=key, velocity=0, time=step))
+    mid.save(path)
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "chiptuner", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_python_m_chiptuner_converts_and_resumes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "a.mid", bars=8)
+    write_song(src / "B.MID", bars=6)
+    write_song(src / "short.midi", bars=1)
+    out = tmp_path / "out"
+    result = run_cli("convert", str(src), "-o", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("converted 3 files: ok 2, rejected 1, failed 0 in ")
+    assert "Traceback" not in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert {e["id"]: e["status"] for e in report["files"]} == {"a.mid": "ok", "B.MID": "ok", "short.midi": "rejected"}
+    again = run_cli("-q", "convert", str(src), "-o", str(out))
+    assert again.returncode == 0
+    assert again.stdout.startswith("converted 3 files: ok 2, rejected 1, failed 0 in ")
+    assert again.stderr == ""  # -q: no log lines
+
+
+def test_failed_files_give_exit_code_1(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "a.mid", bars=8)
+    (src / "b.mid").write_bytes(b"")
+
+    # a stage that raises something other than MidiFileError is a bug: `failed`
+    def broken(path, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(convert_module, "convert_file", broken)
+    code = main(["-q", "convert", str(src), "-o", str(tmp_path / "out"), "--workers", "1"])
+    assert code == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [e["status"] for e in report["files"]] == ["failed", "failed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["convert", "{tmp}/missing", "-o", "{tmp}/out"], "no such file or folder"),
+        (["convert", "{tmp}/empty", "-o", "{tmp}/out"], "no MIDI files"),
+        (["convert", "{tmp}/src", "-o", "{tmp}/a_file/out"], "cannot write to"),
+        (["convert", "{tmp}/src", "-o", "{tmp}/a_file"], "cannot write to"),
+        (["convert", "{tmp}/src"], "required: -o/--out"),
+        (["convert", "{tmp}/src", "-o", "{tmp}/out", "--workers", "0"], "--workers: 0 must be 1 or more"),
+        (["convert", "{tmp}/src", "-o", "{tmp}/out", "--timeout", "x"], "--timeout: 'x' is not a number"),
+        (["convert", "{tmp}/src", "-o", "{tmp}/out", "--max-onsets", "bar"], "invalid choice: 'bar'"),
+        (["transmogrify"], "invalid choice: 'transmogrify'"),
+        ([], "required: COMMAND"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "src").mkdir()
+    write_song(tmp_path / "src" / "a.mid", bars=8)
+    (tmp_path / "a_file").write_text("")
+    result = run_cli(*(arg.format(tmp=tmp_path) for arg in args))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert lines[0].startswith("chiptuner")
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_resume_with_other_options_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    write_song(tmp_path / "src" / "a.mid", bars=8)
+    assert main(["-q", "convert", str(tmp_path / "src"), "-o", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    code = main(["-q", "convert", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--max-onsets", "half_beat"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "same options or a new output folder" in err[0]
+
+
+def test_progress_bar_draws_on_one_line():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=10, min_interval_sec=0.0)
+    bar(5, 10, {"ok": 4, "rejected": 1})
+    bar(10, 10, {"ok": 9, "rejected": 1})
+    bar.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    assert "[#####.....] 5/10 ok 4 rej 1 fail 0" in text
+    assert "[##########] 10/10 ok 9 rej 1 fail 0" in text
+
+
+def test_progress_bar_skips_redraws_but_not_the_last():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, min_interval_sec=60.0)
+    for done in range(1, 101):
+        bar(done, 100, {"ok": done})
+    assert stream.getvalue().count("\r") == 2  # the first and the last
+
+
+@pytest.mark.parametrize(("flags", "level"), [([], logging.INFO), (["-q"], logging.WARNING), (["-v"], logging.DEBUG),
+                                               (["-qq"], logging.ERROR)])  # fmt: skip
+def test_verbosity_flags_set_the_log_level(tmp_path, flags, level, capsys):
+    (tmp_path / "src").mkdir()
+    write_song(tmp_path / "src" / "a.mid", bars=8)
+    main([*flags, "convert", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--workers", "1"])
+    assert logging.getLogger("chiptuner").level == level
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["convert", "x", "-o", "y"])
+    assert (args.workers, args.max_onsets, args.timeout, args.memory_mb) == (None, "beat", 10.0, 1024)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
+def test_console_script_is_installed(tmp_path):
+    result = subprocess.run(["chiptuner", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("chiptuner ")
