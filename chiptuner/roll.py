@@ -11,7 +11,12 @@ __all__ = ["piano_roll"]
 
 
 def piano_roll(
-    start_step: np.ndarray, end_step: np.ndarray, pitch: np.ndarray, *, n_steps: int | None = None
+    start_step: np.ndarray,
+    end_step: np.ndarray,
+    pitch: np.ndarray,
+    *,
+    n_steps: int | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise notes to a time-major piano roll with an onset plane.
 
@@ -22,6 +27,10 @@ def piano_roll(
     pitch : np.ndarray [shape=(N,), dtype=int16]
     n_steps : int, optional
         Length T of the roll; by default the last release step. Notes beyond it are cut.
+    out : tuple of two np.ndarray [shape=(>=T, 128), dtype=uint8], optional
+        Buffers to write into (their first T rows are returned as views). A batch job that
+        reuses them skips allocating and page-faulting two fresh rolls per song, which is
+        most of the cost of rasterising.
 
     Returns
     -------
@@ -42,7 +51,19 @@ def piano_roll(
         n_steps = int(end_step.max()) if len(end_step) else 0
     if n_steps < 0:
         raise ParameterError(f"n_steps is {n_steps}; it must be >= 0")
-    roll = np.zeros((n_steps, 128), dtype=np.uint8)
-    onset = np.zeros((n_steps, 128), dtype=np.uint8)
+    if out is None:
+        roll = np.empty((n_steps, 128), dtype=np.uint8)
+        onset = np.empty((n_steps, 128), dtype=np.uint8)
+    else:
+        roll, onset = out
+        for buffer in out:
+            if buffer.dtype != np.uint8 or buffer.ndim != 2 or buffer.shape[0] < n_steps or buffer.shape[1] != 128:
+                raise ParameterError(
+                    f"out buffer has shape {buffer.shape} and dtype {buffer.dtype}; "
+                    f"it must be uint8 with at least {n_steps} rows of 128"
+                )
+            if not buffer.flags.c_contiguous:
+                raise ParameterError("out buffers must be C-contiguous (allocate them with np.empty)")
+        roll, onset = roll[:n_steps], onset[:n_steps]
     _k.rasterize(start_step, end_step, pitch, roll, onset)
     return roll, onset

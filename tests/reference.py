@@ -420,3 +420,20 @@ def melody_button_lanes(pitch, onset, recenter_step) -> tuple[np.ndarray, np.nda
         lanes.append(prev_lane)
         starts_out.append(starts)
     return np.array(lanes, dtype=np.int8), np.array(starts_out, dtype=bool)
+
+
+def piano_roll_reference(start_step, end_step, pitch, n_steps):
+    """(roll, onset) by plain loops: 1 on every sounding (step, pitch), onset on each note's first step."""
+    roll = np.zeros((n_steps, 128), dtype=np.uint8)
+    onset = np.zeros((n_steps, 128), dtype=np.uint8)
+    for s, e, p in zip(start_step.tolist(), end_step.tolist(), pitch.tolist()):
+        if not 0 <= p <= 127:
+            continue
+        steps = [t for t in range(s, e) if 0 <= t < n_steps]
+        for t in steps:
+            roll[t, p] = 1
+        if steps and steps[0] == s:
+            onset[s, p] = 1
+        elif steps:
+            onset[steps[0], p] = 1
+    return roll, onset

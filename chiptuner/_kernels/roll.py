@@ -5,16 +5,19 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def rasterize(start_step, end_step, pitch, roll, onset):
-    """Mark each note in ``roll`` (sounding) and ``onset`` (first step), in place.
+    """Clear ``roll`` and ``onset``, then mark each note: sounding steps and its first step.
 
     Parameters
     ----------
     start_step, end_step : np.ndarray [shape=(N,), dtype=int64]
         Exclusive end; notes are clipped to the roll's T steps.
     pitch : np.ndarray [shape=(N,), dtype=int16]
+        Notes outside 0-127 are skipped.
     roll, onset : np.ndarray [shape=(T, 128), dtype=uint8]
-        Zeroed by the caller.
+        Outputs; their previous content is overwritten (buffers may be reused).
     """
+    roll[:, :] = 0
+    onset[:, :] = 0
     n_steps = roll.shape[0]
     for i in range(start_step.shape[0]):
         p = pitch[i]
