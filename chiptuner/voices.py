@@ -37,7 +37,7 @@ import numpy as np
 
 from chiptuner._kernels import voices as _k
 from chiptuner.errors import ParameterError
-from chiptuner.roll import piano_roll
+from chiptuner.roll import piano_roll, scratch_rolls
 from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes
 from chiptuner.types import VOICE_NAMES, Arrangement, Notes, Score
 
@@ -190,7 +190,11 @@ def reduce_voices(
 
     accompaniment = ~(notes.is_drum | _is_lead(notes, lead))
     roll, onset = piano_roll(
-        start_step[accompaniment], end_step[accompaniment], notes.pitch[accompaniment], n_steps=n_steps
+        start_step[accompaniment],
+        end_step[accompaniment],
+        notes.pitch[accompaniment],
+        n_steps=n_steps,
+        out=scratch_rolls(n_steps, slot=0),
     )
     bass_pitch = np.empty(n_steps, dtype=np.int16)
     bass_onset = np.empty(n_steps, dtype=np.bool_)
@@ -202,7 +206,11 @@ def reduce_voices(
     drum_key = GM_DRUM_MAP[notes.pitch[notes.is_drum].clip(0, 127)]
     keep = drum_key >= 0
     drum_roll, drum_onset_roll = piano_roll(
-        start_step[notes.is_drum][keep], end_step[notes.is_drum][keep], drum_key[keep], n_steps=n_steps
+        start_step[notes.is_drum][keep],
+        end_step[notes.is_drum][keep],
+        drum_key[keep],
+        n_steps=n_steps,
+        out=scratch_rolls(n_steps, slot=1),
     )
     drum_pitch = np.empty(n_steps, dtype=np.int16)
     drum_onset = np.empty(n_steps, dtype=np.bool_)
