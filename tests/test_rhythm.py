@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-import reference as ref
+import tests.reference as ref
 
 import chiptuner
 from chiptuner import rhythm
