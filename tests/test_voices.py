@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference as ref
+import tests.reference as ref
 
 from chiptuner import read_midi
 from chiptuner._kernels import voices as _k
