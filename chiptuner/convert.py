@@ -111,8 +111,9 @@ class ConvertSummary:
 
     def line(self) -> str:
         """Return the one-line summary the command prints."""
+        resumed = f" ({self.skipped} done before)" if self.skipped else ""
         return (
-            f"converted {self.files} files: ok {self.ok}, rejected {self.rejected}, failed {self.failed} "
+            f"converted {self.files} files{resumed}: ok {self.ok}, rejected {self.rejected}, failed {self.failed} "
             f"in {self.seconds:.1f} s ({self.files_per_sec:.1f} files/s, {self.ns_per_note:.0f} ns/note)"
         )
 

@@ -50,7 +50,7 @@ def test_python_m_chiptuner_converts_and_resumes(tmp_path):
     assert {e["id"]: e["status"] for e in report["files"]} == {"a.mid": "ok", "B.MID": "ok", "short.midi": "rejected"}
     again = run_cli("-q", "convert", str(src), "-o", str(out))
     assert again.returncode == 0
-    assert again.stdout.startswith("converted 3 files: ok 2, rejected 1, failed 0 in ")
+    assert again.stdout.startswith("converted 3 files (3 done before): ok 2, rejected 1, failed 0 in ")
     assert again.stderr == ""  # -q: no log lines
 
 
