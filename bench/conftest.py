@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 TARGETS = Path(__file__).with_name("targets.toml")
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"

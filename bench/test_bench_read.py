@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 import chiptuner
+from bench.conftest import budget
 from chiptuner.pipeline import SongRejected, song_arrays
 from chiptuner.roll import piano_roll
 from chiptuner.timebase import quantize_notes
-
-from bench.conftest import budget
 
 symusic = pytest.importorskip("symusic")
 

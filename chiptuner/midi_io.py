@@ -32,14 +32,16 @@ MAX_NOTES = 1_000_000
 #: A song that lasts longer than this is refused: a corrupt delta time, not music.
 MAX_DURATION_SEC = 2 * 3600.0
 
-PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
+PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]  # noqa: UP007 (a runtime alias)
 
 _ERRORS = {
     _k.ERR_TOO_SHORT: "too short to be a MIDI file ({size} bytes; a header alone is 14)",
     _k.ERR_NOT_MIDI: "not a MIDI file: it starts with {head!r}{guess}, where a MIDI file starts with b'MThd'",
     _k.ERR_BAD_HEADER: "the MThd header chunk is damaged (length field or size wrong)",
     _k.ERR_BAD_DIVISION: "the header's time division is {division}; it must be ticks per beat > 0 or SMPTE",
-    _k.ERR_TOO_MANY_NOTES: "more than {max_notes:,} notes: refused as absurd (raise chiptuner.midi_io.MAX_NOTES to read it)",
+    _k.ERR_TOO_MANY_NOTES: (
+        "more than {max_notes:,} notes: refused as absurd (raise chiptuner.midi_io.MAX_NOTES to read it)"
+    ),
     _k.ERR_BAD_RIFF: "a RIFF file without a 'data' chunk holding MIDI (not an RMID file?)",
 }
 
@@ -73,7 +75,9 @@ _SIGNATURES = (
 def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > MAX_FILE_BYTES:
-            raise MidiFileError(f"<bytes>: {len(source):,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file")
+            raise MidiFileError(
+                f"<bytes>: {len(source):,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file"
+            )
         return np.frombuffer(source, dtype=np.uint8), "<bytes>"
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"read_midi takes a path or bytes, not {type(source).__name__}")
@@ -163,7 +167,9 @@ def read_midi(source: PathOrBytes) -> Score:
         start_tick[:n], channel[:n], track[:n],
         program_tick[:n_programs], program_channel[:n_programs], program_value[:n_programs], program,
     )  # fmt: skip
-    notes = Notes(start_tick[:n], end_tick[:n], pitch[:n], velocity[:n], channel[:n], program, track[:n], channel[:n] == 9)
+    notes = Notes(
+        start_tick[:n], end_tick[:n], pitch[:n], velocity[:n], channel[:n], program, track[:n], channel[:n] == 9
+    )
 
     ticks_per_beat, smpte = _ticks_per_beat(int(info[_k.INFO_DIVISION]), name)
     tempo = _tempo_map(tempo_tick[: info[_k.INFO_TEMPOS]], tempo_us[: info[_k.INFO_TEMPOS]], smpte)
@@ -246,10 +252,12 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
     """
     mid = mido.MidiFile(type=1, ticks_per_beat=int(score.ticks_per_beat))
     conductor = [(0, 0, mido.MetaMessage("track_name", name="tempo", time=0))]
-    for tick, us in zip(score.tempo.tick.tolist(), score.tempo.us_per_beat.tolist()):
+    for tick, us in zip(score.tempo.tick.tolist(), score.tempo.us_per_beat.tolist(), strict=True):
         conductor.append((tick, 1, mido.MetaMessage("set_tempo", tempo=us, time=0)))
     for tick, num, den in zip(
-        score.time_signatures.tick.tolist(), score.time_signatures.numerator.tolist(), score.time_signatures.denominator.tolist()
+        score.time_signatures.tick.tolist(),
+        score.time_signatures.numerator.tolist(),
+        score.time_signatures.denominator.tolist(), strict=True,
     ):
         conductor.append((tick, 1, mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0)))
     mid.tracks.append(_as_track(conductor))
@@ -260,9 +268,8 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
         index = np.flatnonzero(notes.track == t)
         name = score.track_names[t] if t < len(score.track_names) else ""
         events = [(0, 0, mido.MetaMessage("track_name", name=name, time=0))]
-        starts = set(
-            zip(notes.channel[index].tolist(), notes.pitch[index].tolist(), notes.start_tick[index].tolist())
-        )
+        channel, pitch, start = notes.channel[index], notes.pitch[index], notes.start_tick[index]
+        starts = set(zip(channel.tolist(), pitch.tolist(), start.tolist(), strict=True))
         program_now = [-1] * 16
         for i in index.tolist():
             ch, key, vel = int(notes.channel[i]), int(notes.pitch[i]), int(notes.velocity[i])

@@ -89,6 +89,7 @@ class Notes:
 
     @classmethod
     def empty(cls) -> Notes:
+        """No notes at all."""
         z = np.zeros(0, dtype=np.int64)
         return cls(z, z, z, z, z, z, z, z.astype(bool))
 

@@ -70,7 +70,9 @@ def main() -> None:
     meter = TimeSignatures(np.zeros(1), np.full(1, 4), np.full(1, 4))
     lead = Score(_notes(melody_rows(0)), tempo, meter, TICKS_PER_BEAT, ("melody",))
     write_midi(lead, OUT / "ode_to_joy_melody.mid")
-    song = Score(_notes(melody_rows(0) + band_rows()), tempo, meter, TICKS_PER_BEAT, ("melody", "bass", "chords", "drums"))
+    song = Score(
+        _notes(melody_rows(0) + band_rows()), tempo, meter, TICKS_PER_BEAT, ("melody", "bass", "chords", "drums")
+    )
     write_midi(song, OUT / "ode_to_joy_band.mid")
 
 

@@ -74,7 +74,10 @@ def test_mutated_valid_file(flips, cut):
 
 def test_mutated_corpus_files(corpora):
     rng = np.random.default_rng(2024)
-    files = sorted((corpora / "midi_edge_cases").rglob("*.mid")) + sorted((corpora / "nottingham" / "MIDI").glob("*.mid"))[:40]
+    files = (
+        sorted((corpora / "midi_edge_cases").rglob("*.mid"))
+        + sorted((corpora / "nottingham" / "MIDI").glob("*.mid"))[:40]
+    )
     for path in files:
         original = np.frombuffer(path.read_bytes(), dtype=np.uint8)
         for _ in range(25):

@@ -45,7 +45,7 @@ def note_rows(score: Score) -> list[tuple[int, ...]]:
     return sorted(
         zip(
             n.start_tick.tolist(), n.end_tick.tolist(), n.pitch.tolist(), n.velocity.tolist(),
-            n.channel.tolist(), n.program.tolist(), n.track.tolist(),
+            n.channel.tolist(), n.program.tolist(), n.track.tolist(), strict=True,
         )
     )  # fmt: skip
 
@@ -293,7 +293,9 @@ def test_write_then_read_round_trips(tmp_path):
     channel = notes.channel[keep]
     program = (channel.astype(np.int16) * 7) % 128  # one program per channel
     notes = notes.take(keep)
-    notes = Notes(notes.start_tick, notes.end_tick, notes.pitch, notes.velocity, channel, program, notes.track, channel == 9)
+    notes = Notes(
+        notes.start_tick, notes.end_tick, notes.pitch, notes.velocity, channel, program, notes.track, channel == 9
+    )
     score = Score(
         notes,
         TempoMap(np.array([0, 960]), np.array([400000, 600000])),

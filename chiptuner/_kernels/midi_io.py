@@ -52,12 +52,16 @@ _MAX_VLQ_BYTES = 4
 
 @njit(cache=True, nogil=True)
 def _u32_be(data, p):
-    return (np.int64(data[p]) << 24) | (np.int64(data[p + 1]) << 16) | (np.int64(data[p + 2]) << 8) | np.int64(data[p + 3])
+    return (
+        (np.int64(data[p]) << 24) | (np.int64(data[p + 1]) << 16) | (np.int64(data[p + 2]) << 8) | np.int64(data[p + 3])
+    )
 
 
 @njit(cache=True, nogil=True)
 def _u32_le(data, p):
-    return (np.int64(data[p + 3]) << 24) | (np.int64(data[p + 2]) << 16) | (np.int64(data[p + 1]) << 8) | np.int64(data[p])
+    return (
+        (np.int64(data[p + 3]) << 24) | (np.int64(data[p + 2]) << 16) | (np.int64(data[p + 1]) << 8) | np.int64(data[p])
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -374,7 +378,9 @@ def parse_smf(
 
 
 @njit(cache=True, nogil=True)
-def assign_programs(note_start_tick, note_channel, note_track, program_tick, program_channel, program_value, out_program):
+def assign_programs(
+    note_start_tick, note_channel, note_track, program_tick, program_channel, program_value, out_program
+):
     """Program in force at each note's onset: the last change on its channel at a tick <= onset.
 
     Notes come grouped by track and sorted by onset within a track (as ``parse_smf`` writes
