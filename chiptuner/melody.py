@@ -2,28 +2,31 @@
 
 A thin wrapper over ``_kernels.melody``.
 
-How ``melody_notes`` picks the melody
--------------------------------------
-1. Drums are dropped; the other notes go onto the 16th grid (``timebase.quantize_notes``).
-2. Each note gets 18 features computed from the notes alone (``_kernels.melody.FEATURE_NAMES``:
-   height among the notes sounding at its onset, chord membership, octave doublings,
-   duration, notes starting under it, legato links to neighbours, register against the
-   local upper line and the song). No track, channel, program or velocity enters them,
-   so a song with every track merged into one is handled the same way.
-3. A logistic model (``_NOTE_WEIGHTS``, fitted on POP909 songs 001-300 only) turns the
-   features into a log-odds score per note; ``_SCORE_BIAS`` shifts it.
-4. Where tracks are known, each (track, channel) group gets a prior added to its notes:
-   a name hint ("melody", "lead", "vocal", ...) and a penalty for chordal groups,
-   relative to the best group, so one merged group gets no prior at all.
-5. A dynamic-programming path (``_kernels.melody.best_path``) picks the monophonic chain
-   of notes with the best total score, paying for leaps and for switching group.
-6. Chosen notes that overlap the next chosen note are cut at its onset.
+How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kernel call)
+-----------------------------------------------------------------------------------------
+1. Drums are dropped; the other notes go onto the 16th grid.
+2. Track choice: each (track, channel) group is scored by its note count, cut hard for
+   notes that start on the same step or under a sounding note of the group. Where the best
+   group is monophonic (at most ``_MONO_LIMIT`` of such notes) and there are two groups or
+   more, its notes are the melody; in a segment of ``_SEGMENT_STEP`` steps where it is
+   silent, the best other monophonic group that plays there stands in. Track names,
+   programs and velocities are not used (names are often wrong in real files).
+3. Otherwise (one merged track, or only chordal tracks) every pitched note is a candidate.
+   When the candidates' skyline (highest onset per step) moves smoothly, at most
+   ``_CLEAN_LEAP`` semitones per note on average, the input is a clean top line over an
+   accompaniment (folk tune with chords, chorale) and the skyline is the melody.
+4. Else each note gets 18 features from the notes alone (``_kernels.melody.FEATURE_NAMES``:
+   height in its onset group and among the sounding notes, octave doublings, duration,
+   onsets under it, register against the local upper line and the song, intervals to the
+   neighbouring onsets), a logistic score (``_NOTE_WEIGHTS``, fitted on POP909 001-300
+   with bench/fit_melody.py), and a causal greedy line takes per onset step the best note
+   after a leap cost, if its score is positive.
+5. Chosen notes that overlap the next chosen note are cut at its onset.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Literal, get_args
 
 import numpy as np
@@ -33,7 +36,16 @@ from chiptuner.errors import ParameterError
 from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes
 from chiptuner.types import Melody, Notes, Score
 
-__all__ = ["melody_notes", "skyline_notes", "extract_melody", "simplify", "to_buttons", "MaxOnsets", "N_LANES"]
+__all__ = [
+    "melody_notes",
+    "skyline_notes",
+    "extract_melody",
+    "melody_from_notes",
+    "simplify",
+    "to_buttons",
+    "MaxOnsets",
+    "N_LANES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,84 +54,32 @@ MaxOnsets = Literal["beat", "half_beat"]
 #: Number of button lanes of ``to_buttons``.
 N_LANES = 5
 
-#: Logistic weights over ``_kernels.melody.FEATURE_NAMES``, fitted on POP909 001-300
-#: (every track merged; label = note of the MELODY track); see bench/measure_melody.py --fit.
+#: Logistic weights over ``_kernels.melody.FEATURE_NAMES`` (the first is the bias),
+#: fitted on POP909 001-300 only; see bench/fit_melody.py.
 _NOTE_WEIGHTS = np.array(
-    [-0.4118, 0.4143, -0.1097, 0.4655, -0.6767, 0.028, 0.4708, -0.0148, 0.2124,
-     -0.7504, -0.0418, -0.1322, 0.6154, -1.3097, -1.2417, 0.0651, -0.0706, -0.1753]
-)
-#: Added to every note's log-odds before the path search (tuned on POP909 001-300).
-_SCORE_BIAS = 1.5
-#: Path costs per semitone of leap, per semitone beyond a fifth, and per change of group.
-_LEAP_COST = 0.05
-_BIG_LEAP_COST = 0.2
-_SWITCH_COST = 1.0
-#: How far back (steps) the path looks for the previous melody note.
-_WINDOW_STEP = 32
-#: Group prior: bonus for a name hint, penalty per unit of chordal fraction.
-_NAME_BONUS = 1.5
-_CHORD_PENALTY = 2.0
-_NAME_HINT = re.compile(r"melod|lead|vocal|voice|voix|sing|solo|soprano|tune|main", re.IGNORECASE)
+    [0.3036, 0.4656, 0.3474, -0.387, 0.0452, 0.002, 0.395, -1.0399, 0.5355,
+     -0.1954, 0.1904, -0.6518, 0.023, 0.6009, -1.217, -0.9758, -0.2178, -0.0329]
+)  # fmt: skip
+#: Greedy line: cost per semitone of leap from the last chosen note, and how far back
+#: (steps) that note still counts.
+_LEAP_COST = 0.0
+_WINDOW_STEP = 16
+#: Track choice: penalty per unit of chordal fraction, the largest chordal fraction of a
+#: melody track, and the segment length (steps, 8 bars of 4/4) of the stand-in rule.
+_MONO_PENALTY = 16.0
+_MONO_LIMIT = 0.05
+_SEGMENT_STEP = 128
+#: Mean skyline leap (semitones) up to which a merged input counts as a clean top line.
+_CLEAN_LEAP = 4.0
 #: Silence (steps) after which ``to_buttons`` puts the next note back on the middle lane.
 _RECENTER_BEATS = 2
-
-
-def _grid(notes: Notes, ticks_per_beat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Non-drum notes sorted by (start step, pitch descending): order, start, end, pitch."""
-    start_step, end_step = quantize_notes(notes, ticks_per_beat, steps_per_beat=STEPS_PER_BEAT)
-    order = np.lexsort((-notes.pitch.astype(np.int64), notes.start_tick, start_step))
-    order = order[~notes.is_drum[order]]
-    return order, start_step[order], end_step[order], notes.pitch[order].astype(np.int16)
-
-
-def _group_prior(
-    score: Score, order: np.ndarray, start_step: np.ndarray, end_step: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Group id per note and the prior added to its score (0 for the best group)."""
-    notes = score.notes
-    key = notes.track[order].astype(np.int64) * 16 + notes.channel[order].astype(np.int64)
-    uniq, group = np.unique(key, return_inverse=True)
-    raw = np.zeros(len(uniq))
-    for g, k in enumerate(uniq):
-        members = np.flatnonzero(group == g)
-        track = int(k // 16)
-        name = score.track_names[track] if track < len(score.track_names) else ""
-        s, e = start_step[members], end_step[members]
-        chordal = float(np.mean(s[1:] < e[:-1] - 1)) if len(members) > 1 else 0.0
-        raw[g] = _NAME_BONUS * bool(_NAME_HINT.search(name)) - _CHORD_PENALTY * chordal
-    prior = raw - raw.max() if len(raw) else raw
-    return group.astype(np.int32), prior[group]
-
-
-def _note_scores(start_step: np.ndarray, end_step: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    features = np.zeros((len(pitch), _k.N_FEATURES))
-    _k.note_features(start_step, end_step, pitch, features)
-    return features @ _NOTE_WEIGHTS + _SCORE_BIAS
-
-
-def _cut_overlaps(notes: Notes, index: np.ndarray) -> Notes:
-    """Take the notes at ``index`` (sorted by onset), each ended no later than the next onset."""
-    chosen = notes.take(index)
-    end_tick = chosen.end_tick.copy()
-    if len(end_tick) > 1:
-        end_tick[:-1] = np.minimum(end_tick[:-1], chosen.start_tick[1:])
-    return Notes(
-        chosen.start_tick,
-        end_tick,
-        chosen.pitch,
-        chosen.velocity,
-        chosen.channel,
-        chosen.program,
-        chosen.track,
-        chosen.is_drum,
-    )
 
 
 def melody_notes(score: Score) -> Notes:
     """Pick the melody line of a song: a monophonic subset of its notes.
 
     See the module docstring for the method. Works on files with the melody on its own
-    track and on files with every part merged into one track and channel.
+    track (names not needed) and on files with every part merged into one track and channel.
 
     Parameters
     ----------
@@ -131,15 +91,28 @@ def melody_notes(score: Score) -> Notes:
         New arrays, sorted by ``start_tick``, at most one note per 16th step, none
         overlapping the next (a note is cut at the next chosen onset). Never a drum note.
     """
-    order, start_step, end_step, pitch = _grid(score.notes, score.ticks_per_beat)
-    if len(order) == 0:
-        return Notes.empty()
-    group, prior = _group_prior(score, order, start_step, end_step)
-    note_score = _note_scores(start_step, end_step, pitch) + prior
-    chosen = np.zeros(len(order), dtype=np.bool_)
-    _k.best_path(start_step, pitch, group, note_score, _LEAP_COST, _BIG_LEAP_COST, _SWITCH_COST, _WINDOW_STEP, chosen)
-    logger.debug("melody: %d of %d pitched notes chosen", int(chosen.sum()), len(order))
-    return _cut_overlaps(score.notes, order[chosen])
+    notes = score.notes
+    n = len(notes)
+    group = np.empty(n, dtype=np.int32)
+    n_groups = _k.group_ids(notes.track, notes.channel, group)
+    index = np.empty(n, dtype=np.int64)
+    end_tick = np.empty(n, dtype=np.int64)
+    k = _k.pick_melody(
+        notes.start_tick, notes.end_tick, notes.pitch, notes.is_drum, group, n_groups, score.ticks_per_beat,
+        _NOTE_WEIGHTS, _LEAP_COST, _WINDOW_STEP, _MONO_PENALTY, _MONO_LIMIT, _SEGMENT_STEP, _CLEAN_LEAP,
+        index, end_tick,
+    )  # fmt: skip
+    index = index[:k]
+    return Notes(
+        notes.start_tick[index],
+        end_tick[:k],
+        notes.pitch[index],
+        notes.velocity[index],
+        notes.channel[index],
+        notes.program[index],
+        notes.track[index],
+        notes.is_drum[index],
+    )
 
 
 def skyline_notes(score: Score) -> Notes:
@@ -152,14 +125,62 @@ def skyline_notes(score: Score) -> Notes:
     -------
     notes : Notes
     """
-    order, start_step, end_step, pitch = _grid(score.notes, score.ticks_per_beat)
+    notes = score.notes
+    start_step, end_step = quantize_notes(notes, score.ticks_per_beat, steps_per_beat=STEPS_PER_BEAT)
+    order = np.lexsort((-notes.pitch.astype(np.int64), notes.start_tick, start_step))
+    order = order[~notes.is_drum[order]]
     keep = np.zeros(len(order), dtype=np.bool_)
-    _k.skyline(start_step, end_step, pitch, keep)
-    return _cut_overlaps(score.notes, order[keep])
+    _k.skyline(start_step[order], end_step[order], notes.pitch[order], keep)
+    chosen = notes.take(order[keep])
+    end_tick = chosen.end_tick.copy()
+    if len(end_tick) > 1:
+        end_tick[:-1] = np.minimum(end_tick[:-1], chosen.start_tick[1:])
+    return Notes(
+        chosen.start_tick, end_tick, chosen.pitch, chosen.velocity, chosen.channel, chosen.program,
+        chosen.track, chosen.is_drum,
+    )  # fmt: skip
+
+
+def _check_steps_per_beat(steps_per_beat: int) -> None:
+    if not isinstance(steps_per_beat, (int, np.integer)) or steps_per_beat <= 0:
+        raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer such as 4")
+
+
+def melody_from_notes(
+    notes: Notes, ticks_per_beat: int, n_steps: int | None = None, *, steps_per_beat: int = STEPS_PER_BEAT
+) -> Melody:
+    """Put monophonic melody notes (as from ``melody_notes``) onto the step grid.
+
+    Parameters
+    ----------
+    notes : Notes
+        Sorted by ``start_tick``; a later note overwrites an earlier one where they overlap.
+    ticks_per_beat : int
+    n_steps : int or None
+        Length T of the result; None: the last release step of the notes.
+    steps_per_beat : int
+        Grid resolution (4 = 16th notes).
+
+    Returns
+    -------
+    Melody
+        ``pitch`` int16 (T,) with -1 for rests and ``onset`` bool (T,).
+    """
+    _check_steps_per_beat(steps_per_beat)
+    if not isinstance(ticks_per_beat, (int, np.integer)) or ticks_per_beat <= 0:
+        raise ParameterError(f"ticks_per_beat is {ticks_per_beat!r}; it must be a positive integer such as 480")
+    if n_steps is None:
+        n_steps = _k.line_steps(notes.start_tick, notes.end_tick, ticks_per_beat, steps_per_beat)
+    elif n_steps < 0:
+        raise ParameterError(f"n_steps is {n_steps!r}; it must be None or a length >= 0")
+    pitch = np.empty(n_steps, dtype=np.int16)
+    onset = np.empty(n_steps, dtype=np.bool_)
+    _k.render_ticks(notes.start_tick, notes.end_tick, notes.pitch, ticks_per_beat, steps_per_beat, pitch, onset)
+    return Melody(pitch, onset, int(steps_per_beat))
 
 
 def extract_melody(score: Score, *, steps_per_beat: int = STEPS_PER_BEAT) -> Melody:
-    """Extract the melody of a song onto the step grid.
+    """Extract the melody of a song onto the step grid: ``melody_from_notes(melody_notes(score))``.
 
     Parameters
     ----------
@@ -173,15 +194,8 @@ def extract_melody(score: Score, *, steps_per_beat: int = STEPS_PER_BEAT) -> Mel
         ``pitch`` int16 (T,) with -1 for rests and ``onset`` bool (T,); T is the last
         release step of the melody notes (0 for a song without pitched notes).
     """
-    if not isinstance(steps_per_beat, (int, np.integer)) or steps_per_beat <= 0:
-        raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer such as 4")
-    notes = melody_notes(score)
-    start_step, end_step = quantize_notes(notes, score.ticks_per_beat, steps_per_beat=int(steps_per_beat))
-    n_steps = int(end_step.max()) if len(end_step) else 0
-    pitch = np.empty(n_steps, dtype=np.int16)
-    onset = np.empty(n_steps, dtype=np.bool_)
-    _k.render_line(start_step, end_step, notes.pitch.astype(np.int16), pitch, onset)
-    return Melody(pitch, onset, int(steps_per_beat))
+    _check_steps_per_beat(steps_per_beat)
+    return melody_from_notes(melody_notes(score), score.ticks_per_beat, steps_per_beat=steps_per_beat)
 
 
 def _window_step(melody: Melody, max_onsets: str) -> int:

@@ -302,77 +302,123 @@ def melody_skyline(start_step, end_step, pitch) -> np.ndarray:
     return keep
 
 
+def melody_grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest step by exact fractions (halves up), every note at least one step long."""
+    from fractions import Fraction
+
+    def step(tick):
+        return int(np.floor(Fraction(int(tick) * steps_per_beat, ticks_per_beat) + Fraction(1, 2)))
+
+    start = [step(t) for t in start_tick]
+    end = [max(step(t), s + 1) for t, s in zip(end_tick, start, strict=True)]
+    return np.array(start, dtype=np.int64), np.array(end, dtype=np.int64)
+
+
+def melody_onset_order(start_tick) -> np.ndarray:
+    """Python's stable sort by onset."""
+    return np.array(sorted(range(len(start_tick)), key=lambda i: int(start_tick[i])), dtype=np.int64)
+
+
+def melody_choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step):
+    """Group scores note by note, then the main group and the stand-in per segment."""
+    n = len(start_step)
+    n_seg = int(start_step[-1]) // segment_step + 1 if n else 0
+    if n == 0 or n_groups < 2:
+        return -1, np.full(n_seg, -1, dtype=np.int32)
+    value = []
+    for g in range(n_groups):
+        members = [i for i in range(n) if group[i] == g]
+        poly, last_start, last_end = 0, None, -1
+        for k, i in enumerate(members):
+            s = int(start_step[i])
+            if k > 0 and (s == last_start or s < last_end - 1):
+                poly += 1
+            last_start, last_end = s, max(last_end, int(end_step[i])) if s < last_end else int(end_step[i])
+        f = poly / max(len(members) - 1, 1)
+        height = 2.0 ** ((np.mean([float(pitch[i]) for i in members]) - 60) / 12) if members else 0.0
+        value.append(len(members) * max(1 - mono_penalty * f, 0.0) * height if f <= mono_limit else -1.0)
+    best = -1
+    for g in range(n_groups):
+        if value[g] > 0 and (best < 0 or value[g] > value[best]):
+            best = g
+    if best < 0:
+        return -1, np.full(n_seg, -1, dtype=np.int32)
+    seg = np.full(n_seg, best, dtype=np.int32)
+    for k in range(n_seg):
+        present = {int(group[i]) for i in range(n) if int(start_step[i]) // segment_step == k}
+        if best in present:
+            continue
+        options = [g for g in range(n_groups) if g in present and value[g] > 0]
+        if options:
+            seg[k] = max(options, key=lambda g: (value[g], -g))
+    return best, seg
+
+
 def melody_note_features(start_step, end_step, pitch) -> np.ndarray:
-    """The 18 columns of ``_kernels.melody.FEATURE_NAMES``, computed note by note over all pairs."""
+    """The columns of ``_kernels.melody.FEATURE_NAMES``, note by note over all notes."""
     n = len(pitch)
     out = np.zeros((n, 18))
     if n == 0:
         return out
-    n_steps = int(max(end_step))
+    fill, max_dur, span = 16, 64, 32
+    n_steps = int(start_step[-1]) + max_dur + 2
     top = [-1] * n_steps
     for i in range(n):
-        for t in range(int(start_step[i]), int(end_step[i])):
+        for t in range(int(start_step[i]), min(int(end_step[i]), int(start_step[i]) + fill)):
             top[t] = max(top[t], int(pitch[i]))
     song_p80 = sorted(int(p) for p in pitch)[(n * 4) // 5]
+    onset_steps = sorted({int(x) for x in start_step})
     for i in range(n):
         s, e, p = int(start_step[i]), int(end_step[i]), int(pitch[i])
-        others = [j for j in range(n) if j != i and s - 64 <= start_step[j] < s + 64 and start_step[j] <= e + 1]
-        sounding = [j for j in others if start_step[j] <= s < end_step[j]]
-        same = [j for j in others if start_step[j] == s]
-        during = [j for j in others if s < start_step[j] < e]
-        pred = [abs(int(pitch[j]) - p) for j in others if start_step[j] < s and abs(int(end_step[j]) - s) <= 1]
-        succ = [abs(int(pitch[j]) - p) for j in others if start_step[j] > s and abs(int(start_step[j]) - e) <= 1]
-        near = [j for j in others if abs(int(start_step[j]) - s) <= 8 and abs(int(pitch[j]) - p) <= 4]
-        above = sum(1 for j in sounding if pitch[j] > p)
-        window = [top[t] for t in range(max(s - 32, 0), min(s + 32, n_steps)) if top[t] >= 0]
+        ec = min(e, s + max_dur)
+        same = [int(pitch[j]) for j in range(n) if start_step[j] == s]
+        later = [int(pitch[j]) for j in range(n) if s < start_step[j] < min(e, s + fill)]
+        during = [j for j in range(n) if s < start_step[j] < ec]
+        succ = [abs(int(pitch[j]) - p) for j in range(n) if start_step[j] == e]
+        before = [t for t in onset_steps if t < s]
+        pred = [abs(int(pitch[j]) - p) for j in range(n) if before and start_step[j] == before[-1]]
+        window = [top[t] for t in range(max(s - span, 0), min(s + span, n_steps)) if top[t] >= 0]
         local = sum(window) / len(window) if window else p
+        near = sum(1 for j in range(n) if max(s - 8, 0) <= start_step[j] < min(s + 8, n_steps))
         out[i] = [
             1.0,
             (p - 60) / 12,
-            min(above, 4),
-            float(above == 0),
-            min(sum(1 for j in same if pitch[j] > p), 4),
-            min(len(same), 6),
-            float(any(pitch[j] == p + 12 for j in same)),
-            float(any(pitch[j] == p - 12 for j in same)),
-            np.log2(e - s),
-            (max([p] + [int(pitch[j]) for j in sounding]) - p) / 12,
+            float(p == max(same)),
+            min(sum(1 for q in same if q > p), 4),
+            min(len(same) - 1, 6),
+            float(p - 12 in same),
+            float(p + 12 in same),
+            (top[s] - p) / 12,
+            float(top[s] == p),
+            np.log2(ec - s),
             min(len(during), 8),
-            min(sum(1 for j in during if pitch[j] > p), 8),
+            float(any(q > p for q in later)),
             (p - local) / 12,
-            min(min(pred + [99]), 12) / 12,
-            min(min(succ + [99]), 12) / 12,
-            min(len(near), 10),
-            min(len(sounding), 8),
             (p - song_p80) / 12,
+            min(succ + [12]) / 12,
+            min(pred + [12]) / 12,
+            near / 16,
+            min(len({int(start_step[j]) for j in during}), 8),
         ]
     return out
 
 
-def melody_best_path(start_step, pitch, group, score, leap_cost, big_leap_cost, switch_cost, window_step) -> np.ndarray:
-    """Exhaustive-recursion check of the chain DP: best[i] over all predecessors, then backtrack."""
-    n = len(pitch)
-    best, prev = [0.0] * n, [-1] * n
-    for i in range(n):
-        options = [(0.0, -1)]
-        for j in range(i):
-            if start_step[i] - window_step <= start_step[j] < start_step[i]:
-                d = abs(int(pitch[i]) - int(pitch[j]))
-                cost = leap_cost * d + big_leap_cost * max(d - 7, 0) + switch_cost * (group[i] != group[j])
-                options.append((best[j] - cost, j))
-        value, j = options[0]
-        for v, k in options[1:]:
-            if v > value:
-                value, j = v, k
-        best[i], prev[i] = value + score[i], j
-    chosen = np.zeros(n, dtype=bool)
-    k, top = -1, 0.0
-    for i in range(n):
-        if best[i] > top:
-            k, top = i, best[i]
-    while k >= 0:
-        chosen[k] = True
-        k = prev[k]
+def melody_greedy_line(start_step, pitch, score, leap_cost, window_step) -> np.ndarray:
+    """Per onset step, the first best note after the leap cost, if positive."""
+    chosen = np.zeros(len(pitch), dtype=bool)
+    last = None
+    for s in sorted({int(x) for x in start_step}):
+        at = [i for i in range(len(pitch)) if start_step[i] == s]
+        values = []
+        for i in at:
+            v = float(score[i])
+            if last is not None and s - last[0] <= window_step:
+                v -= leap_cost * abs(int(pitch[i]) - last[1])
+            values.append(v)
+        k = int(np.argmax(values))
+        if values[k] > 0:
+            chosen[at[k]] = True
+            last = (s, int(pitch[at[k]]))
     return chosen
 
 

@@ -1,4 +1,4 @@
-"""Melody kernels: skyline, note features, best path, grid line, thinning, button lanes.
+"""Melody kernels: grid, track choice, skyline, note features, line, grid line, thinning, buttons.
 
 Every function is pure: it reads arrays and writes into arrays the caller passes in.
 Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
@@ -6,33 +6,6 @@ Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
 
 import numpy as np
 from numba import njit
-
-#: Columns of ``note_features``' output, in order.
-FEATURE_NAMES = (
-    "bias",
-    "pitch_rel_c4_oct",
-    "n_above_sounding",
-    "is_top_sounding",
-    "n_above_same_onset",
-    "n_same_onset",
-    "octave_above_same_onset",
-    "octave_below_same_onset",
-    "log2_duration_step",
-    "below_top_oct",
-    "n_onsets_during",
-    "n_onsets_above_during",
-    "pitch_minus_local_top_oct",
-    "legato_pred_interval_oct",
-    "legato_succ_interval_oct",
-    "n_neighbours",
-    "polyphony_at_onset",
-    "pitch_minus_song_p80_oct",
-)
-N_FEATURES = len(FEATURE_NAMES)
-
-#: How far (steps) a note looks back and ahead for the notes around it.
-_SPAN_STEP = 64
-
 
 @njit(cache=True, nogil=True)
 def skyline(start_step, end_step, pitch, keep):
@@ -65,164 +38,440 @@ def skyline(start_step, end_step, pitch, keep):
         i = k
 
 
+#: Columns of ``note_features``' output, in order.
+FEATURE_NAMES = (
+    "bias",
+    "pitch_rel_c4_oct",
+    "is_top_of_onset",
+    "n_above_same_onset",
+    "n_same_onset",
+    "octave_below_same_onset",
+    "octave_above_same_onset",
+    "top_sounding_minus_pitch_oct",
+    "is_top_sounding",
+    "log2_duration_step",
+    "n_onsets_during",
+    "higher_onset_during",
+    "pitch_minus_local_top_oct",
+    "pitch_minus_song_p80_oct",
+    "succ_interval_oct",
+    "pred_interval_oct",
+    "onset_density_16_step",
+    "n_onset_steps_during",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+#: Half-width (steps) of the window of the local upper line.
+_LOCAL_STEP = 32
+#: Longest duration (steps) that features look inside a note.
+_MAX_DURATION_STEP = 64
+#: How far (steps) a note's sound is followed for the upper line and later onsets.
+_FILL_STEP = 16
+#: Fewest candidate notes for the note scorer; fewer are too little context: skyline.
+_MIN_SCORED_NOTES = 32
+#: Longest grid (steps) on which the note-level scorer runs; beyond it, skyline.
+_MAX_GRID_STEP = 1 << 22
+
+
 @njit(cache=True, nogil=True)
-def note_features(start_step, end_step, pitch, out):
-    """Per-note evidence of belonging to the melody (no track, channel or velocity used).
+def grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step):
+    """Nearest grid step of onsets and releases (halves round up); every note lasts >= 1 step.
 
     Parameters
     ----------
-    start_step, end_step : int64 (N,), sorted by start_step; end > start
+    start_tick, end_tick : int64 (N,)
+    ticks_per_beat, steps_per_beat : int > 0
+    start_step, end_step : int64 (N,), written
+    """
+    den = 2 * np.int64(ticks_per_beat)
+    num = 2 * np.int64(steps_per_beat)
+    for i in range(start_tick.shape[0]):
+        s = (start_tick[i] * num + ticks_per_beat) // den
+        e = (end_tick[i] * num + ticks_per_beat) // den
+        start_step[i] = s
+        end_step[i] = e if e > s else s + 1
+
+
+@njit(cache=True, nogil=True)
+def onset_order(start_tick, order):
+    """A stable sort of the notes by onset, fast for a few sorted runs (one per track).
+
+    Parameters
+    ----------
+    start_tick : int64 (N,)
+    order : int64 (N,), written: indices by ascending ``start_tick``, ties in index order.
+    """
+    n = start_tick.shape[0]
+    n_runs = 1
+    for i in range(1, n):
+        if start_tick[i] < start_tick[i - 1]:
+            n_runs += 1
+    if n == 0:
+        return
+    if n_runs > 32:
+        order[:] = np.argsort(start_tick, kind="mergesort")
+        return
+    head = np.empty(n_runs, np.int64)
+    stop = np.empty(n_runs, np.int64)
+    r = 0
+    head[0] = 0
+    for i in range(1, n):
+        if start_tick[i] < start_tick[i - 1]:
+            stop[r] = i
+            r += 1
+            head[r] = i
+    stop[r] = n
+    for k in range(n):
+        best = -1
+        for r in range(n_runs):
+            if head[r] < stop[r] and (best < 0 or start_tick[head[r]] < start_tick[head[best]]):
+                best = r
+        order[k] = head[best]
+        head[best] += 1
+
+
+@njit(cache=True, nogil=True)
+def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step, segment_group):
+    """Choose the melody group (track and channel) of a multi-group song, per segment.
+
+    Each group is scored ``n_notes * max(1 - mono_penalty * f, 0) * 2 ** ((mean_pitch - 60) / 12)``
+    (a higher line is likelier the tune), ``f`` the fraction of
+    its notes that start while its previous note sounds (by more than one step) or on the
+    same step. The best group is the melody if its ``f <= mono_limit`` and there are two
+    groups or more. A segment (``segment_step`` steps) where that group has no note
+    takes the best-scored other group with a note there and ``f <= mono_limit``, if any.
+
+    Parameters
+    ----------
+    start_step, end_step : int64 (N,), sorted by start_step
+    pitch : int16 (N,)
+    group : int32 (N,), 0 .. n_groups-1
+    n_groups : int
+    mono_penalty, mono_limit : float
+    segment_step : int > 0
+    segment_group : int32 (S,), written: the group per segment, -1 where none qualifies
+        (S = last start step // segment_step + 1, or 0 without notes).
+
+    Returns
+    -------
+    int
+        The main group, or -1 (one group only, or none monophonic enough): then every
+        segment is -1.
+    """
+    n = start_step.shape[0]
+    n_seg = segment_group.shape[0]
+    for k in range(n_seg):
+        segment_group[k] = -1
+    if n == 0 or n_groups < 2:
+        return -1
+    count = np.zeros(n_groups, np.int64)
+    poly = np.zeros(n_groups, np.int64)
+    pitch_sum = np.zeros(n_groups, np.float64)
+    last_start = np.full(n_groups, np.int64(-1))
+    last_end = np.full(n_groups, np.int64(-1))
+    for i in range(n):
+        g = group[i]
+        s = start_step[i]
+        if count[g] > 0 and (s == last_start[g] or s < last_end[g] - 1):
+            poly[g] += 1
+        count[g] += 1
+        pitch_sum[g] += pitch[i]
+        last_start[g] = s
+        if end_step[i] > last_end[g] or s >= last_end[g]:
+            last_end[g] = end_step[i]
+    value = np.zeros(n_groups, np.float64)
+    best = -1
+    for g in range(n_groups):
+        f = poly[g] / max(count[g] - 1, 1)
+        height = 2.0 ** ((pitch_sum[g] / max(count[g], 1) - 60.0) / 12.0)
+        value[g] = count[g] * max(1.0 - mono_penalty * f, 0.0) * height if f <= mono_limit else -1.0
+        if value[g] > 0 and (best < 0 or value[g] > value[best]):
+            best = g
+    if best < 0:
+        return -1
+    seg_count = np.zeros((n_seg, n_groups), np.int64)
+    for i in range(n):
+        seg_count[start_step[i] // segment_step, group[i]] += 1
+    for k in range(n_seg):
+        if seg_count[k, best] > 0:
+            segment_group[k] = best
+            continue
+        pick = -1
+        for g in range(n_groups):
+            if seg_count[k, g] > 0 and value[g] > 0 and (pick < 0 or value[g] > value[pick]):
+                pick = g
+        segment_group[k] = pick if pick >= 0 else best
+    return best
+
+
+@njit(cache=True, nogil=True)
+def note_features(start_step, end_step, pitch, out):
+    """Per-note evidence of belonging to the melody, O(1) work per note (no track or velocity).
+
+    Notes starting on one step form an onset group; groups are contiguous runs of the
+    sorted ``start_step``, in any order within the run.
+
+    Parameters
+    ----------
+    start_step, end_step : int64 (N,), sorted by start_step, >= 0; end > start
     pitch : int16 (N,)
     out : float64 (N, N_FEATURES), written; columns as in ``FEATURE_NAMES``.
     """
     n = start_step.shape[0]
     if n == 0:
         return
-    n_steps = np.int64(0)
-    for i in range(n):
-        if end_step[i] > n_steps:
-            n_steps = end_step[i]
-    top = np.full(n_steps, -1, np.int16)
-    for i in range(n):
-        for t in range(max(start_step[i], 0), end_step[i]):
-            if pitch[i] > top[t]:
-                top[t] = pitch[i]
-    top_sum = np.zeros(n_steps + 1, np.float64)
-    top_count = np.zeros(n_steps + 1, np.float64)
-    for t in range(n_steps):
-        sounding = top[t] >= 0
-        top_sum[t + 1] = top_sum[t] + (top[t] if sounding else 0)
-        top_count[t + 1] = top_count[t] + (1.0 if sounding else 0.0)
-    sorted_pitch = np.sort(pitch)
-    song_p80 = sorted_pitch[(n * 4) // 5]
-    j0 = 0
+    n_steps = start_step[n - 1] + _MAX_DURATION_STEP + 2
+    top = np.full(n_steps, np.int16(-1))
+    on_top = np.full(n_steps, np.int16(-1))
+    on_first = np.full(n_steps, np.int64(-1))
+    cum_on = np.zeros(n_steps + 1, np.int64)
+    cum_step = np.zeros(n_steps + 1, np.int64)
+    hist = np.zeros(128, np.int64)
     for i in range(n):
         s = start_step[i]
-        e = end_step[i]
         p = pitch[i]
-        while start_step[j0] < s - _SPAN_STEP:
-            j0 += 1
-        above_snd = 0
-        above_on = 0
-        same_on = 0
-        oct_above = 0
-        oct_below = 0
-        start_during = 0
-        above_during = 0
-        top_snd = p
-        pred = 99
-        succ = 99
-        near = 0
-        poly = 0
-        for j in range(j0, n):
-            sj = start_step[j]
-            if sj > e + 1 or sj >= s + _SPAN_STEP:
-                break
-            if j == i:
-                continue
-            pj = pitch[j]
-            d = abs(pj - p)
-            if sj <= s and end_step[j] > s:
-                poly += 1
+        e = min(end_step[i], s + _FILL_STEP)
+        for t in range(s, e):
+            if p > top[t]:
+                top[t] = p
+        if p > on_top[s]:
+            on_top[s] = p
+        if on_first[s] < 0:
+            on_first[s] = i
+        cum_on[s + 1] += 1
+        hist[min(max(p, 0), 127)] += 1
+    top_sum = np.zeros(n_steps + 1, np.float64)
+    top_cnt = np.zeros(n_steps + 1, np.float64)
+    for t in range(n_steps):
+        cum_step[t + 1] = cum_step[t] + (1 if cum_on[t + 1] > 0 else 0)
+        cum_on[t + 1] += cum_on[t]
+        ok = top[t] >= 0
+        top_sum[t + 1] = top_sum[t] + (top[t] if ok else 0.0)
+        top_cnt[t + 1] = top_cnt[t] + (1.0 if ok else 0.0)
+    log2_table = np.log2(np.arange(1, _MAX_DURATION_STEP + 1).astype(np.float64))
+    rank = (n * 4) // 5
+    acc = 0
+    song_p80 = 0
+    for q in range(128):
+        acc += hist[q]
+        if acc > rank:
+            song_p80 = q
+            break
+    g0 = 0
+    prev_g0 = -1
+    while g0 < n:
+        s = start_step[g0]
+        g1 = g0 + 1
+        while g1 < n and start_step[g1] == s:
+            g1 += 1
+        lo = max(s - _LOCAL_STEP, 0)
+        hi = min(s + _LOCAL_STEP, n_steps)
+        c = top_cnt[hi] - top_cnt[lo]
+        density = (cum_on[min(s + 8, n_steps)] - cum_on[max(s - 8, 0)]) / 16.0
+        for i in range(g0, g1):
+            p = pitch[i]
+            e = end_step[i]
+            above = 0
+            oct_below = 0.0
+            oct_above = 0.0
+            for j in range(g0, g1):
+                pj = pitch[j]
                 if pj > p:
-                    above_snd += 1
-                if pj > top_snd:
-                    top_snd = pj
-            if sj == s:
-                same_on += 1
-                if pj > p:
-                    above_on += 1
-                if pj == p + 12:
-                    oct_above = 1
+                    above += 1
                 if pj == p - 12:
-                    oct_below = 1
-            elif s < sj < e:
-                start_during += 1
-                if pj > p:
-                    above_during += 1
-            if sj < s and abs(end_step[j] - s) <= 1 and d < pred:
-                pred = d
-            if sj > s and abs(sj - e) <= 1 and d < succ:
-                succ = d
-            if abs(sj - s) <= 8 and d <= 4:
-                near += 1
-        lo = max(s - 32, 0)
-        hi = min(s + 32, n_steps)
-        c = top_count[hi] - top_count[lo]
-        local = (top_sum[hi] - top_sum[lo]) / c if c > 0 else p
-        out[i, 0] = 1.0
-        out[i, 1] = (p - 60) / 12.0
-        out[i, 2] = min(above_snd, 4)
-        out[i, 3] = 1.0 if above_snd == 0 else 0.0
-        out[i, 4] = min(above_on, 4)
-        out[i, 5] = min(same_on, 6)
-        out[i, 6] = oct_above
-        out[i, 7] = oct_below
-        out[i, 8] = np.log2(e - s)
-        out[i, 9] = (top_snd - p) / 12.0
-        out[i, 10] = min(start_during, 8)
-        out[i, 11] = min(above_during, 8)
-        out[i, 12] = (p - local) / 12.0
-        out[i, 13] = min(pred, 12) / 12.0
-        out[i, 14] = min(succ, 12) / 12.0
-        out[i, 15] = min(near, 10)
-        out[i, 16] = min(poly, 8)
-        out[i, 17] = (p - song_p80) / 12.0
+                    oct_below = 1.0
+                if pj == p + 12:
+                    oct_above = 1.0
+            ec = min(e, s + _MAX_DURATION_STEP)
+            higher = 0.0
+            for t in range(s + 1, min(e, s + _FILL_STEP)):
+                if on_top[t] > p:
+                    higher = 1.0
+                    break
+            succ = 12
+            if e < n_steps and on_first[e] >= 0:
+                j = on_first[e]
+                while j < n and start_step[j] == e:
+                    succ = min(succ, abs(np.int64(pitch[j]) - p))
+                    j += 1
+            pred = 12
+            if prev_g0 >= 0:
+                j = prev_g0
+                while j < g0:
+                    pred = min(pred, abs(np.int64(pitch[j]) - p))
+                    j += 1
+            local = (top_sum[hi] - top_sum[lo]) / c if c > 0 else p
+            out[i, 0] = 1.0
+            out[i, 1] = (p - 60) / 12.0
+            out[i, 2] = 1.0 if p == on_top[s] else 0.0
+            out[i, 3] = min(above, 4)
+            out[i, 4] = min(g1 - g0 - 1, 6)
+            out[i, 5] = oct_below
+            out[i, 6] = oct_above
+            out[i, 7] = (top[s] - p) / 12.0
+            out[i, 8] = 1.0 if top[s] == p else 0.0
+            out[i, 9] = log2_table[ec - s - 1]
+            out[i, 10] = min(cum_on[ec] - cum_on[s + 1], 8)
+            out[i, 11] = higher
+            out[i, 12] = (p - local) / 12.0
+            out[i, 13] = (p - song_p80) / 12.0
+            out[i, 14] = succ / 12.0
+            out[i, 15] = pred / 12.0
+            out[i, 16] = density
+            out[i, 17] = min(cum_step[ec] - cum_step[s + 1], 8)
+        prev_g0 = g0
+        g0 = g1
 
 
 @njit(cache=True, nogil=True)
-def best_path(start_step, pitch, group, score, leap_cost, big_leap_cost, switch_cost, window_step, chosen):
-    """Find the monophonic chain of notes with the highest total score (dynamic programming).
+def greedy_line(start_step, pitch, score, leap_cost, window_step, chosen):
+    """Per onset step, the note of best ``score - leap_cost * |leap|`` if that is positive (causal).
 
-    A chain visits notes in strictly increasing ``start_step`` (one note per step at most).
-    Its value is the sum of the visited notes' ``score`` minus, per move from note j to
-    note i, ``leap_cost * |dp| + big_leap_cost * max(|dp| - 7, 0) + switch_cost * (group
-    differs)``. A move spans at most ``window_step`` steps; further back, a chain starts
-    afresh (value 0). Ties keep the earliest predecessor.
+    The leap is measured to the last chosen note if it started at most ``window_step``
+    steps earlier, else it costs nothing. Ties keep the first note of the run.
 
     Parameters
     ----------
     start_step : int64 (N,), sorted
     pitch : int16 (N,)
-    group : int32 (N,)
     score : float64 (N,)
-    leap_cost, big_leap_cost, switch_cost : float
+    leap_cost : float
     window_step : int
-    chosen : bool (N,), written: True for the notes of the best chain.
+    chosen : bool (N,), written
     """
     n = start_step.shape[0]
-    best = np.empty(n, np.float64)
-    prev = np.full(n, -1, np.int64)
-    j0 = 0
+    last_pitch = np.int64(-1)
+    last_step = np.int64(-1)
+    g0 = 0
+    while g0 < n:
+        s = start_step[g0]
+        g1 = g0 + 1
+        while g1 < n and start_step[g1] == s:
+            g1 += 1
+        near = last_pitch >= 0 and s - last_step <= window_step
+        best = -1
+        best_v = 0.0
+        for i in range(g0, g1):
+            chosen[i] = False
+            v = score[i]
+            if near:
+                v -= leap_cost * abs(np.int64(pitch[i]) - last_pitch)
+            if v > best_v:
+                best_v = v
+                best = i
+        if best >= 0:
+            chosen[best] = True
+            last_pitch = pitch[best]
+            last_step = s
+        g0 = g1
+
+
+@njit(cache=True, nogil=True)
+def _skyline_leap_mean(start_step, end_step, pitch, keep):
+    skyline(start_step, end_step, pitch, keep)
+    prev = np.int64(-1)
+    total = 0.0
+    count = 0
+    for i in range(start_step.shape[0]):
+        if keep[i]:
+            if prev >= 0:
+                total += abs(np.int64(pitch[i]) - prev)
+                count += 1
+            prev = pitch[i]
+    return total / count if count > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def pick_melody(
+    start_tick, end_tick, pitch, is_drum, group, n_groups, ticks_per_beat,
+    weights, leap_cost, window_step, mono_penalty, mono_limit, segment_step, clean_leap,
+    out_index, out_end_tick,
+):
+    """The whole melody choice: grid, track choice, note scores, line, overlaps cut.
+
+    1. Drums are dropped; onsets and releases go to the 16th grid (``grid_steps``).
+    2. ``choose_tracks``: where one group is monophonic enough, its notes (per segment)
+       are the candidates and their skyline is the melody.
+    3. Otherwise every pitched note is a candidate. If the candidates' skyline moves by
+       at most ``clean_leap`` semitones per note on average (a clean top line), or there
+       are under 32 candidates, the skyline is the melody; else each note gets ``note_features @ weights`` and
+       ``greedy_line`` picks the line.
+    4. Each chosen note ends no later than the next chosen onset (tick).
+
+    Parameters
+    ----------
+    start_tick, end_tick : int64 (N,), sorted by start_tick (else a stable sort is made)
+    pitch : int16 (N,)
+    is_drum : bool (N,)
+    group : int32 (N,), 0 .. n_groups-1 (track and channel)
+    ticks_per_beat : int > 0
+    weights : float64 (N_FEATURES,)
+    leap_cost, mono_penalty, mono_limit, clean_leap : float
+    window_step, segment_step : int > 0
+    out_index : int64 (N,), written: indices of the chosen notes, ascending start
+    out_end_tick : int64 (N,), written: their (cut) release ticks
+
+    Returns
+    -------
+    int
+        The number of chosen notes (the first entries of the outputs).
+    """
+    n = start_tick.shape[0]
+    order = np.empty(n, np.int64)
+    onset_order(start_tick, order)
+    m = 0
     for i in range(n):
-        s = start_step[i]
-        while start_step[j0] < s - window_step:
-            j0 += 1
-        b = 0.0
-        bj = -1
-        for j in range(j0, i):
-            if start_step[j] >= s:
-                break
-            d = abs(np.int64(pitch[i]) - np.int64(pitch[j]))
-            v = best[j] - leap_cost * d - big_leap_cost * max(d - 7, 0)
-            if group[j] != group[i]:
-                v -= switch_cost
-            if v > b:
-                b = v
-                bj = j
-        best[i] = b + score[i]
-        prev[i] = bj
+        if not is_drum[i]:
+            m += 1
+    idx = np.empty(m, np.int64)
+    k = 0
     for i in range(n):
-        chosen[i] = False
-    k = -1
-    top = 0.0
-    for i in range(n):
-        if best[i] > top:
-            top = best[i]
-            k = i
-    while k >= 0:
-        chosen[k] = True
-        k = prev[k]
+        if not is_drum[order[i]]:
+            idx[k] = order[i]
+            k += 1
+    if m == 0:
+        return 0
+    st = np.empty(m, np.int64)
+    en = np.empty(m, np.int64)
+    grid_steps(start_tick[idx], end_tick[idx], ticks_per_beat, 4, st, en)
+    grp = group[idx]
+    n_seg = st[m - 1] // segment_step + 1
+    seg_group = np.empty(n_seg, np.int32)
+    main = choose_tracks(st, en, pitch[idx], grp, n_groups, mono_penalty, mono_limit, segment_step, seg_group)
+    if main >= 0:
+        c = 0
+        for i in range(m):
+            if grp[i] == seg_group[st[i] // segment_step]:
+                idx[c] = idx[i]
+                st[c] = st[i]
+                en[c] = en[i]
+                c += 1
+        m = c
+        idx = idx[:m]
+        st = st[:m]
+        en = en[:m]
+    cp = pitch[idx]
+    chosen = np.zeros(m, np.bool_)
+    leap = _skyline_leap_mean(st, en, cp, chosen)
+    if main < 0 and leap > clean_leap and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
+        x = np.empty((m, N_FEATURES), np.float64)
+        note_features(st, en, cp, x)
+        score = np.empty(m, np.float64)
+        for i in range(m):
+            v = 0.0
+            for f in range(N_FEATURES):
+                v += x[i, f] * weights[f]
+            score[i] = v
+        greedy_line(st, cp, score, leap_cost, window_step, chosen)
+    c = 0
+    for i in range(m):
+        if chosen[i]:
+            out_index[c] = idx[i]
+            out_end_tick[c] = end_tick[idx[i]]
+            if c > 0 and out_end_tick[c - 1] > start_tick[idx[i]]:
+                out_end_tick[c - 1] = start_tick[idx[i]]
+            c += 1
+    return c
 
 
 @njit(cache=True, nogil=True)
@@ -331,3 +580,68 @@ def button_lanes(pitch, onset, recenter_step, lane, lane_onset):
         rest_run = 0
         lane[t] = cur
         lane_onset[t] = starts
+
+
+@njit(cache=True, nogil=True)
+def group_ids(track, channel, group):
+    """Dense ids of the (track, channel) pairs, numbered in order of first appearance.
+
+    Parameters
+    ----------
+    track : int32 (N,), >= 0
+    channel : int8 (N,), 0-15
+    group : int32 (N,), written
+
+    Returns
+    -------
+    int
+        The number of distinct pairs.
+    """
+    n = track.shape[0]
+    top = 0
+    for i in range(n):
+        if track[i] > top:
+            top = track[i]
+    dense = np.full((top + 1) * 16, np.int32(-1))
+    count = 0
+    for i in range(n):
+        key = track[i] * 16 + (channel[i] & 15)
+        if dense[key] < 0:
+            dense[key] = count
+            count += 1
+        group[i] = dense[key]
+    return count
+
+
+@njit(cache=True, nogil=True)
+def line_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat):
+    """The last release step of the notes on the grid (0 without notes)."""
+    den = 2 * np.int64(ticks_per_beat)
+    num = 2 * np.int64(steps_per_beat)
+    last = np.int64(0)
+    for i in range(start_tick.shape[0]):
+        s = (start_tick[i] * num + ticks_per_beat) // den
+        e = (end_tick[i] * num + ticks_per_beat) // den
+        e = e if e > s else s + 1
+        if e > last:
+            last = e
+    return last
+
+
+@njit(cache=True, nogil=True)
+def render_ticks(start_tick, end_tick, pitch, ticks_per_beat, steps_per_beat, line_pitch, line_onset):
+    """``grid_steps`` then ``render_line``: monophonic notes in ticks onto the step grid.
+
+    Parameters
+    ----------
+    start_tick, end_tick : int64 (N,), sorted by start_tick
+    pitch : int16 (N,)
+    ticks_per_beat, steps_per_beat : int > 0
+    line_pitch : int16 (T,), written (-1 where no note sounds)
+    line_onset : bool (T,), written
+    """
+    n = start_tick.shape[0]
+    start_step = np.empty(n, np.int64)
+    end_step = np.empty(n, np.int64)
+    grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
+    render_line(start_step, end_step, pitch, line_pitch, line_onset)
