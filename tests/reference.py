@@ -6,6 +6,8 @@ seeded random inputs and on edge cases. Nothing here is fast; everything here is
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from chiptuner.types import DEFAULT_US_PER_BEAT, Notes
@@ -304,7 +306,6 @@ def melody_skyline(start_step, end_step, pitch) -> np.ndarray:
 
 def melody_grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat) -> tuple[np.ndarray, np.ndarray]:
     """Nearest step by exact fractions (halves up), every note at least one step long."""
-    from fractions import Fraction
 
     def step(tick):
         return int(np.floor(Fraction(int(tick) * steps_per_beat, ticks_per_beat) + Fraction(1, 2)))

@@ -7,6 +7,7 @@ Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True, nogil=True)
 def skyline(start_step, end_step, pitch, keep):
     """Mark the classic skyline: per onset step the highest note, unless a higher kept note sounds.
