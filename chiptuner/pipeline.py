@@ -13,7 +13,7 @@ import typing
 import numpy as np
 
 from chiptuner.errors import MidiFileError, ParameterError
-from chiptuner.melody import MaxOnsets, extract_melody, melody_notes, simplify, to_buttons
+from chiptuner.melody import MaxOnsets, melody_from_notes, melody_notes, simplify, to_buttons
 from chiptuner.midi_io import read_midi
 from chiptuner.timebase import STEPS_PER_BEAT, ticks_to_steps
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
@@ -191,7 +191,9 @@ def song_arrays(
             n_notes=n_notes,
             n_steps=last_step,
         )
-    full = extract_melody(score, steps_per_beat=steps_per_beat)
+    # The melody is chosen once: its notes are the lead voice, its grid form the model's input.
+    lead = melody_notes(score)
+    full = melody_from_notes(lead, score.ticks_per_beat, steps_per_beat=steps_per_beat)
     n_steps = max(len(full), last_step)
     if n_steps < MIN_BARS * 4 * steps_per_beat:
         raise SongRejected(
@@ -204,7 +206,6 @@ def song_arrays(
         )
     simple = simplify(full, max_onsets=max_onsets)
     lane, lane_onset = to_buttons(simple)
-    lead = melody_notes(score)
     voices = reduce_voices(score, lead, steps_per_beat=steps_per_beat, n_steps=n_steps)
     if len(voices) != n_steps:
         raise RuntimeError(f"reduce_voices gave {len(voices)} steps for n_steps={n_steps}")

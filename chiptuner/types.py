@@ -160,8 +160,9 @@ class Score:
     Attributes
     ----------
     notes : Notes
-        Every note of every track, sorted by ``start_tick`` (stable: within one tick,
-        in file order).
+        Every note of every track, grouped by track (in file order) and sorted by
+        ``start_tick`` within a track; not sorted across tracks (no stage needs that,
+        and sorting would double the cost of reading).
     tempo : TempoMap
     time_signatures : TimeSignatures
     ticks_per_beat : int
