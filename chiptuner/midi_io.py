@@ -174,17 +174,21 @@ def read_midi(source: PathOrBytes) -> Score:
     ticks_per_beat, smpte = _ticks_per_beat(int(info[_k.INFO_DIVISION]), name)
     tempo = _tempo_map(tempo_tick[: info[_k.INFO_TEMPOS]], tempo_us[: info[_k.INFO_TEMPOS]], smpte)
     n_ts = int(info[_k.INFO_TIME_SIGNATURES])
-    order = np.argsort(ts_tick[:n_ts], kind="stable")
-    time_signatures = TimeSignatures(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
+    if n_ts > 1:
+        order = np.argsort(ts_tick[:n_ts], kind="stable")
+        time_signatures = TimeSignatures(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
+    else:
+        time_signatures = TimeSignatures(ts_tick[:n_ts], ts_num[:n_ts], ts_den[:n_ts])
 
-    raw = data.tobytes() if name_pos.shape[0] else b""
     n_tracks = int(info[_k.INFO_TRACKS])
     track_names = tuple(
-        raw[name_pos[i] : name_pos[i] + name_len[i]].decode("latin-1").strip("\x00 ") if name_pos[i] >= 0 else ""
+        bytes(data[name_pos[i] : name_pos[i] + name_len[i]]).decode("latin-1").strip("\x00 ")
+        if name_pos[i] >= 0
+        else ""
         for i in range(n_tracks)
     )
     repairs_mask = int(info[_k.INFO_REPAIRS])
-    repairs = tuple(text for flag, text in _REPAIRS.items() if repairs_mask & flag)
+    repairs = tuple(text for flag, text in _REPAIRS.items() if repairs_mask & flag) if repairs_mask else ()
 
     score = Score(notes, tempo, time_signatures, ticks_per_beat, track_names, smpte, repairs)
     if n:
@@ -257,7 +261,8 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
     for tick, num, den in zip(
         score.time_signatures.tick.tolist(),
         score.time_signatures.numerator.tolist(),
-        score.time_signatures.denominator.tolist(), strict=True,
+        score.time_signatures.denominator.tolist(),
+        strict=True,
     ):
         conductor.append((tick, 1, mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0)))
     mid.tracks.append(_as_track(conductor))

@@ -6,6 +6,7 @@ example is a plain row slice ``[t0:t1]`` of each of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import typing
@@ -126,19 +127,21 @@ def step_in_bar(
         elif bar != lengths[-1] or (step - starts[-1]) % lengths[-1]:
             starts.append(step)
             lengths.append(bar)
-    out = np.empty(n_steps, dtype=np.int8)
     bounds = starts[1:] + [n_steps]
+    if len(starts) == 1 and n_steps <= MAX_STEPS:
+        return _bar_pattern(lengths[0])[:n_steps]
+    out = np.empty(n_steps, dtype=np.int8)
     for start, end, bar in zip(starts, bounds, lengths, strict=True):
         out[start:end] = np.arange(end - start) % bar
     return out
 
 
-def _fit(array: np.ndarray, n_steps: int, fill: int | bool) -> np.ndarray:
-    """Rows 0..T-1 of ``array``, padded with ``fill`` where it is shorter."""
-    if len(array) >= n_steps:
-        return np.ascontiguousarray(array[:n_steps])
-    pad = np.full((n_steps - len(array),) + array.shape[1:], fill, dtype=array.dtype)
-    return np.concatenate((array, pad))
+@functools.lru_cache(maxsize=16)
+def _bar_pattern(bar: int) -> np.ndarray:
+    """0, 1, ..., bar-1, 0, 1, ... for MAX_STEPS steps, read-only: one bar length's positions, made once."""
+    pattern = (np.arange(MAX_STEPS, dtype=np.int32) % bar).astype(np.int8)
+    pattern.setflags(write=False)
+    return pattern
 
 
 def song_arrays(
@@ -184,7 +187,8 @@ def song_arrays(
     n_notes = len(score.notes)
     if n_notes == 0:
         raise SongRejected("no notes")
-    last_step = int(ticks_to_steps(np.array([score.end_tick]), score.ticks_per_beat, steps_per_beat=steps_per_beat)[0])
+    tpb = score.ticks_per_beat
+    last_step = (2 * score.end_tick * steps_per_beat + tpb) // (2 * tpb)  # ticks_to_steps of one tick
     if last_step > MAX_STEPS:
         raise SongRejected(
             f"{last_step:,} steps long, over the {MAX_STEPS:,}-step cap (a corrupt duration?)",
@@ -193,8 +197,9 @@ def song_arrays(
         )
     # The melody is chosen once: its notes are the lead voice, its grid form the model's input.
     lead = melody_notes(score)
-    full = melody_from_notes(lead, score.ticks_per_beat, steps_per_beat=steps_per_beat)
-    n_steps = max(len(full), last_step)
+    # The grid ends at the song's last release; a note that starts on that very step is cut.
+    n_steps = last_step
+    full = melody_from_notes(lead, tpb, n_steps, steps_per_beat=steps_per_beat)
     if n_steps < MIN_BARS * 4 * steps_per_beat:
         raise SongRejected(
             f"too short: {n_steps} steps, under {MIN_BARS} bars of 4/4", n_notes=n_notes, n_steps=n_steps
@@ -211,21 +216,20 @@ def song_arrays(
         raise RuntimeError(f"reduce_voices gave {len(voices)} steps for n_steps={n_steps}")
     if not voices.onset[:, 1:].any():
         raise SongRejected("no accompaniment: pulse2, triangle and noise are silent", n_notes=n_notes, n_steps=n_steps)
-    out = {
-        "melody_pitch": _fit(simple.pitch, n_steps, -1),
-        "melody_onset": _fit(simple.onset, n_steps, False),
-        "full_pitch": _fit(full.pitch, n_steps, -1),
-        "full_onset": _fit(full.onset, n_steps, False),
-        "lane": _fit(np.asarray(lane), n_steps, -1),
-        "lane_onset": _fit(np.asarray(lane_onset), n_steps, False),
-        "voice_pitch": np.array(voices.pitch),
-        "voice_onset": np.array(voices.onset),
-        "step_in_bar": step_in_bar(score.time_signatures, score.ticks_per_beat, n_steps, steps_per_beat=steps_per_beat),
-        "ticks_per_beat": np.array(score.ticks_per_beat),
-        "steps_per_beat": np.array(steps_per_beat),
-        "n_notes": np.array(n_notes),
+    return {
+        "melody_pitch": simple.pitch,
+        "melody_onset": simple.onset,
+        "full_pitch": full.pitch,
+        "full_onset": full.onset,
+        "lane": lane,
+        "lane_onset": lane_onset,
+        "voice_pitch": voices.pitch,
+        "voice_onset": voices.onset,
+        "step_in_bar": step_in_bar(score.time_signatures, tpb, n_steps, steps_per_beat=steps_per_beat),
+        "ticks_per_beat": np.array(tpb, dtype=SONG_KEYS["ticks_per_beat"]),
+        "steps_per_beat": np.array(steps_per_beat, dtype=SONG_KEYS["steps_per_beat"]),
+        "n_notes": np.array(n_notes, dtype=SONG_KEYS["n_notes"]),
     }
-    return {key: out[key].astype(dtype, copy=False) for key, dtype in {**STEP_KEYS, **SONG_KEYS}.items()}
 
 
 def convert_file(

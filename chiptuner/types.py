@@ -32,9 +32,24 @@ VOICE_NAMES = ("pulse1", "pulse2", "triangle", "noise")
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
     # A read-only view: no copy on the hot path, and the caller's own array keeps its flags.
     # Containers take their arrays as handed in; callers do not write to them afterwards.
-    out = np.ascontiguousarray(array, dtype=dtype).view()
-    out.flags.writeable = False
+    if type(array) is np.ndarray and array.dtype == dtype and array.flags.c_contiguous:
+        out = array.view()
+    else:
+        out = np.ascontiguousarray(array, dtype=dtype).view()
+    out.setflags(write=False)  # half the cost of assigning flags.writeable
     return out
+
+
+_NOTE_DTYPES = (
+    ("start_tick", np.int64),
+    ("end_tick", np.int64),
+    ("pitch", np.int16),
+    ("velocity", np.int16),
+    ("channel", np.int8),
+    ("program", np.int16),
+    ("track", np.int32),
+    ("is_drum", np.bool_),
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,20 +82,10 @@ class Notes:
     is_drum: np.ndarray
 
     def __post_init__(self) -> None:
-        dtypes = {
-            "start_tick": np.int64,
-            "end_tick": np.int64,
-            "pitch": np.int16,
-            "velocity": np.int16,
-            "channel": np.int8,
-            "program": np.int16,
-            "track": np.int32,
-            "is_drum": np.bool_,
-        }
         n = len(self.start_tick)
-        for name, dtype in dtypes.items():
+        for name, dtype in _NOTE_DTYPES:
             array = _frozen(getattr(self, name), dtype)
-            if array.shape != (n,):
+            if array.ndim != 1 or len(array) != n:
                 raise ValueError(f"Notes.{name} has shape {array.shape}; expected ({n},) like start_tick")
             object.__setattr__(self, name, array)
 
