@@ -37,8 +37,7 @@ import numpy as np
 
 from chiptuner._kernels import voices as _k
 from chiptuner.errors import ParameterError
-from chiptuner.roll import piano_roll, scratch_rolls
-from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes
+from chiptuner.timebase import STEPS_PER_BEAT
 from chiptuner.types import VOICE_NAMES, Arrangement, Notes, Score
 
 __all__ = [
@@ -97,40 +96,9 @@ GM_DRUM_MAP[list(_GM_CLASSES)] = list(_GM_CLASSES.values())
 GM_DRUM_MAP.flags.writeable = False
 
 
-def _order(start: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """Permutation sorting by (start, pitch); one int64 key where it cannot overflow."""
-    if len(start) == 0 or (start.min() >= 0 and start.max() < 2**54):
-        return np.argsort(start * 256 + pitch.clip(0, 255), kind="stable").astype(np.int64, copy=False)
-    return np.lexsort((pitch, start)).astype(np.int64, copy=False)
-
-
-def _is_lead(notes: Notes, lead: Notes) -> np.ndarray:
-    """Boolean mask over ``notes``: (onset tick, pitch) equal to that of a lead note."""
-    is_lead = np.zeros(len(notes), dtype=np.bool_)
-    if len(lead) and len(notes):
-        order = _order(notes.start_tick, notes.pitch)
-        lead_order = _order(lead.start_tick, lead.pitch)
-        _k.mark_lead(notes.start_tick, notes.pitch, order, lead.start_tick, lead.pitch, lead_order, is_lead)
-    return is_lead
-
-
-def _line(
-    start_step: np.ndarray, end_step: np.ndarray, pitch: np.ndarray, n_steps: int
-) -> tuple[np.ndarray, np.ndarray]:
-    out_pitch = np.full(n_steps, -1, dtype=np.int16)
-    out_onset = np.zeros(n_steps, dtype=np.bool_)
-    owner = np.full(n_steps, -1, dtype=np.int64)
-    pitch = np.ascontiguousarray(pitch, dtype=np.int16)
-    order = _order(start_step, pitch)
-    _k.note_line(start_step, end_step, pitch, order, owner, out_pitch, out_onset)
-    return out_pitch, out_onset
-
-
-def _fold(pitch: np.ndarray, voice: str) -> np.ndarray:
-    low, high = VOICE_RANGES[voice]
-    out = np.empty_like(pitch)
-    _k.fold_octaves(pitch, low, high, out)
-    return out
+#: (low, high) of pulse1, pulse2 and triangle as the kernel reads them.
+_RANGES = np.array([VOICE_RANGES[name] for name in VOICE_NAMES[:3]], dtype=np.int64)
+_RANGES.flags.writeable = False
 
 
 def reduce_voices(
@@ -178,50 +146,37 @@ def reduce_voices(
         raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer such as 4")
     notes = score.notes
     tpb = score.ticks_per_beat
-    start_step, end_step = quantize_notes(notes, tpb, steps_per_beat=steps_per_beat)
+    if tpb <= 0:
+        raise ParameterError(f"ticks_per_beat={tpb}, steps_per_beat={steps_per_beat}; both must be positive integers")
+    start_step = np.empty(len(notes), dtype=np.int64)
+    end_step = np.empty(len(notes), dtype=np.int64)
+    last_step = _k.quantize(notes.start_tick, notes.end_tick, tpb, steps_per_beat, start_step, end_step)
     if n_steps is None:
-        n_steps = int(end_step.max()) if len(end_step) else 0
+        n_steps = last_step
+        if n_steps < 0:
+            raise ParameterError(f"every note of the score ends before tick 0 (last step {n_steps}); pass n_steps")
     elif isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
         raise ParameterError(f"n_steps is {n_steps!r}; it must be an integer >= 0, or None for the song's length")
-    n_steps = int(n_steps)
-
-    lead_start, lead_end = quantize_notes(lead, tpb, steps_per_beat=steps_per_beat)
-    lead_pitch, lead_onset = _line(lead_start, lead_end, lead.pitch, n_steps)
-
-    accompaniment = ~(notes.is_drum | _is_lead(notes, lead))
-    roll, onset = piano_roll(
-        start_step[accompaniment],
-        end_step[accompaniment],
-        notes.pitch[accompaniment],
-        n_steps=n_steps,
-        out=scratch_rolls(n_steps, slot=0),
+    pitch = np.empty((n_steps, 4), dtype=np.int16)
+    onset = np.empty((n_steps, 4), dtype=np.bool_)
+    _k.reduce(
+        start_step,
+        end_step,
+        notes.start_tick,
+        notes.pitch,
+        notes.is_drum,
+        lead.start_tick,
+        lead.end_tick,
+        lead.pitch,
+        tpb,
+        steps_per_beat,
+        GM_DRUM_MAP,
+        DRUM_PRIORITY,
+        _RANGES,
+        pitch,
+        onset,
     )
-    bass_pitch = np.empty(n_steps, dtype=np.int16)
-    bass_onset = np.empty(n_steps, dtype=np.bool_)
-    _k.bass_line(roll, onset, bass_pitch, bass_onset)
-    harmony_pitch = np.empty(n_steps, dtype=np.int16)
-    harmony_onset = np.empty(n_steps, dtype=np.bool_)
-    _k.harmony_line(roll, onset, lead_pitch, bass_pitch, harmony_pitch, harmony_onset)
-
-    drum_key = GM_DRUM_MAP[notes.pitch[notes.is_drum].clip(0, 127)]
-    keep = drum_key >= 0
-    drum_roll, drum_onset_roll = piano_roll(
-        start_step[notes.is_drum][keep],
-        end_step[notes.is_drum][keep],
-        drum_key[keep],
-        n_steps=n_steps,
-        out=scratch_rolls(n_steps, slot=1),
-    )
-    drum_pitch = np.empty(n_steps, dtype=np.int16)
-    drum_onset = np.empty(n_steps, dtype=np.bool_)
-    _k.drum_line(drum_roll, drum_onset_roll, DRUM_PRIORITY, drum_pitch, drum_onset)
-
-    pitch = np.stack(
-        [_fold(lead_pitch, "pulse1"), _fold(harmony_pitch, "pulse2"), _fold(bass_pitch, "triangle"), drum_pitch],
-        axis=1,
-    )
-    onset_out = np.stack([lead_onset, harmony_onset, bass_onset, drum_onset], axis=1)
-    return Arrangement(pitch, onset_out, steps_per_beat=int(steps_per_beat))
+    return Arrangement(pitch, onset, steps_per_beat=int(steps_per_beat))
 
 
 def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

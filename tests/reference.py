@@ -197,6 +197,61 @@ def fold_octaves(pitch, low: int, high: int) -> np.ndarray:
     return np.array(out, dtype=np.int16).reshape(len(out))
 
 
+def quantize(start_tick, end_tick, ticks_per_beat: int, steps_per_beat: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest step of each tick (halves up) in Python integers; a note lasts >= 1 step."""
+
+    def step(tick):
+        return (2 * int(tick) * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)
+
+    start = [step(t) for t in start_tick]
+    end = [max(step(t), s + 1) for t, s in zip(end_tick, start, strict=True)]
+    return np.array(start, dtype=np.int64).reshape(len(start)), np.array(end, dtype=np.int64).reshape(len(end))
+
+
+def reduce_voices(
+    start_step,
+    end_step,
+    start_tick,
+    pitch,
+    is_drum,
+    lead_start_tick,
+    lead_end_tick,
+    lead_pitch,
+    ticks_per_beat,
+    steps_per_beat,
+    drum_map,
+    drum_priority,
+    voice_ranges,
+    n_steps,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The four voices by the rules one at a time: lead line, full piano rolls of the
+    accompaniment (non-drum, not doubling a lead note) and of the mapped drums, then the
+    bass, harmony and drum lines on those rolls and the octave folding."""
+    pitch = np.asarray(pitch)
+    is_drum = np.asarray(is_drum, dtype=bool)
+    lead_start, lead_end = quantize(lead_start_tick, lead_end_tick, ticks_per_beat, steps_per_beat)
+    lead_line, lead_onset = note_line(lead_start, lead_end, lead_pitch, n_steps)
+    accompaniment = ~(is_drum | mark_lead(start_tick, pitch, lead_start_tick, lead_pitch))
+    roll, onset = piano_roll_reference(
+        start_step[accompaniment], end_step[accompaniment], pitch[accompaniment], n_steps
+    )
+    bass, bass_onset = bass_line(roll, onset)
+    harmony, harmony_onset = harmony_line(roll, onset, lead_line, bass)
+    keys = np.array([drum_map[min(max(int(p), 0), 127)] for p in pitch[is_drum]], dtype=np.int64)
+    keys = keys.reshape(len(keys))
+    keep = keys >= 0
+    drum_roll, drum_onset = piano_roll_reference(
+        start_step[is_drum][keep], end_step[is_drum][keep], keys[keep], n_steps
+    )
+    drums, drums_onset = drum_line(drum_roll, drum_onset, drum_priority)
+    out_pitch = np.stack(
+        [fold_octaves(line, *map(int, voice_ranges[v])) for v, line in enumerate((lead_line, harmony, bass))] + [drums],
+        axis=1,
+    ).reshape(n_steps, 4)
+    out_onset = np.stack([lead_onset, harmony_onset, bass_onset, drums_onset], axis=1).reshape(n_steps, 4)
+    return out_pitch, out_onset
+
+
 # --- rhythm: tempo and beat phase from onsets -------------------------------------------------
 
 

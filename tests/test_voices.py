@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tests.reference as ref
 
+import tests.reference as ref
 from chiptuner import read_midi
 from chiptuner._kernels import voices as _k
 from chiptuner.errors import ParameterError
-from chiptuner.roll import piano_roll
 from chiptuner.timebase import quantize_notes
 from chiptuner.types import DEFAULT_US_PER_BEAT, VOICE_NAMES, Arrangement, Notes, Score, TempoMap, TimeSignatures
 from chiptuner.voices import (
+    _RANGES,
     DRUM_KEYS,
     DRUM_PRIORITY,
     GM_DRUM_MAP,
     VOICE_RANGES,
-    _order,
     reduce_voices,
     voice_notes,
 )
@@ -54,86 +53,139 @@ def random_rows(rng, n, n_steps, low=20, high=110):
     return start, end, pitch
 
 
-def random_roll(rng, n_steps, n_notes, low=20, high=110):
-    start, end, pitch = random_rows(rng, n_notes, n_steps, low, high)
-    return piano_roll(np.maximum(start, 0), end, pitch.astype(np.int16), n_steps=n_steps)
-
-
 # --- kernels against their references ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_mark_lead_matches_reference(seed):
-    rng = np.random.default_rng(seed)
-    start = rng.integers(0, 30, 60).astype(np.int64)
-    pitch = rng.integers(50, 60, 60).astype(np.int16)
-    pick = rng.random(60) < 0.3
-    lead_start = np.concatenate([start[pick], rng.integers(0, 30, 5)]).astype(np.int64)
-    lead_pitch = np.concatenate([pitch[pick], rng.integers(50, 60, 5)]).astype(np.int16)
-    out = np.zeros(60, dtype=bool)
-    _k.mark_lead(start, pitch, _order(start, pitch), lead_start, lead_pitch, _order(lead_start, lead_pitch), out)
-    expected = ref.mark_lead(start, pitch, lead_start, lead_pitch)
-    np.testing.assert_array_equal(out, expected)
-    assert expected[pick].all()
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_note_line_matches_reference(seed):
-    rng = np.random.default_rng(seed)
-    n_steps = 40
-    start, end, pitch = random_rows(rng, int(rng.integers(0, 30)), n_steps + 4, low=-2, high=130)
-    pitch = pitch.astype(np.int16)
-    out_pitch = np.full(n_steps, -1, dtype=np.int16)
-    out_onset = np.zeros(n_steps, dtype=bool)
-    owner = np.full(n_steps, -1, dtype=np.int64)
-    _k.note_line(start, end, pitch, _order(start, pitch), owner, out_pitch, out_onset)
-    exp_pitch, exp_onset = ref.note_line(start, end, pitch, n_steps)
-    np.testing.assert_array_equal(out_pitch, exp_pitch)
-    np.testing.assert_array_equal(out_onset, exp_onset)
-
-
-def _run_line(kernel, *args, n_steps):
-    out_pitch = np.full(n_steps, -7, dtype=np.int16)
-    out_onset = np.ones(n_steps, dtype=bool)
-    kernel(*args, out_pitch, out_onset)
-    return out_pitch, out_onset
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_bass_line_matches_reference(seed):
-    rng = np.random.default_rng(seed)
-    roll, onset = random_roll(rng, 64, int(rng.integers(0, 60)))
-    got = _run_line(_k.bass_line, roll, onset, n_steps=64)
-    exp = ref.bass_line(roll, onset)
-    np.testing.assert_array_equal(got[0], exp[0])
-    np.testing.assert_array_equal(got[1], exp[1])
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_harmony_line_matches_reference(seed):
-    rng = np.random.default_rng(seed)
-    roll, onset = random_roll(rng, 64, int(rng.integers(0, 60)), low=50, high=80)
-    lead = rng.integers(-1, 90, 64).astype(np.int16)
-    lead[rng.random(64) < 0.3] = -1
-    bass = np.empty(64, dtype=np.int16)
-    _k.bass_line(roll, onset, bass, np.empty(64, dtype=bool))
-    got = _run_line(_k.harmony_line, roll, onset, lead, bass, n_steps=64)
-    exp = ref.harmony_line(roll, onset, lead, bass)
-    np.testing.assert_array_equal(got[0], exp[0])
-    np.testing.assert_array_equal(got[1], exp[1])
+def run_quantize(start_tick, end_tick, tpb, spb):
+    start = np.full(len(start_tick), -7, dtype=np.int64)
+    end = np.full(len(start_tick), -7, dtype=np.int64)
+    last = _k.quantize(np.asarray(start_tick, np.int64), np.asarray(end_tick, np.int64), tpb, spb, start, end)
+    return start, end, last
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_drum_line_matches_reference(seed):
+def test_quantize_matches_reference_and_timebase(seed):
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(0, 50))
-    start = rng.integers(0, 48, n)
-    keys = rng.choice(DRUM_KEYS, n).astype(np.int16)
-    roll, onset = piano_roll(start, start + rng.integers(1, 4, n), keys, n_steps=48)
-    got = _run_line(_k.drum_line, roll, onset, DRUM_PRIORITY, n_steps=48)
-    exp = ref.drum_line(roll, onset, DRUM_PRIORITY)
-    np.testing.assert_array_equal(got[0], exp[0])
-    np.testing.assert_array_equal(got[1], exp[1])
+    tpb = int(rng.choice([1, 3, 96, 480, 10080, 32767]))
+    spb = int(rng.integers(1, 13))
+    # small ticks, negative ticks, and ticks whose numerator 2 * tick * spb + tpb lies on
+    # both sides of 2**50, where the kernel switches from the float quotient to a division
+    scale = rng.choice([100, 10**6, 2**50 // (2 * spb), 2**58 // (2 * spb)], 300)
+    start = (rng.integers(-1, 1 << 20, 300) * scale // (1 << 20)).astype(np.int64)
+    start[:40] = (2 * np.arange(-20, 20) + 1) * tpb // (2 * spb)  # near half steps
+    end = start + rng.integers(0, 3 * tpb, 300)
+    got_start, got_end, last = run_quantize(start, end, tpb, spb)
+    exp_start, exp_end = ref.quantize(start, end, tpb, spb)
+    np.testing.assert_array_equal(got_start, exp_start)
+    np.testing.assert_array_equal(got_end, exp_end)
+    assert last == exp_end.max()
+    q_start, q_end = quantize_notes(make_notes(zip(start, end, np.zeros(300), strict=True)), tpb, steps_per_beat=spb)
+    np.testing.assert_array_equal(got_start, q_start)
+    np.testing.assert_array_equal(got_end, q_end)
+
+
+def test_quantize_is_exact_on_every_small_grid():
+    ticks = np.arange(-5000, 5000, dtype=np.int64)
+    for tpb in [*range(1, 130), 192, 240, 384, 480, 960, 1024, 10080]:
+        for spb in (1, 3, 4, 6, 8, 12):
+            start, end, _ = run_quantize(ticks, ticks, tpb, spb)
+            exact = (2 * ticks * spb + tpb) // (2 * tpb)
+            np.testing.assert_array_equal(start, exact, err_msg=f"ticks_per_beat={tpb} steps_per_beat={spb}")
+            np.testing.assert_array_equal(end, exact + 1)
+
+
+def test_quantize_is_exact_just_below_whole_steps_of_large_ticks():
+    # numerators one below a multiple of the divisor (the float quotient's worst case),
+    # from 2**36 to 2**56: both sides of the switch to an integer division at 2**50
+    tpb, spb = 32767, 1
+    k = np.unique(np.geomspace(2**20, 2**40, 400).astype(np.int64))
+    center = tpb * k - 16384  # 2 * tick * spb + tpb == 2 * tpb * k - 1
+    ticks = (center[:, None] + np.arange(-2, 3)).ravel()
+    start, _, _ = run_quantize(ticks, ticks, tpb, spb)
+    exact = [(2 * int(t) * spb + tpb) // (2 * tpb) for t in ticks]
+    assert start.tolist() == exact
+    assert (start[2::5] == k - 1).all()
+
+
+def test_quantize_rounds_half_steps_up_and_gives_every_note_a_step():
+    start, end, last = run_quantize([0, 59, 60, -60, -61, 100], [0, 60, 61, -60, -1, 100], 480, 4)
+    assert start.tolist() == [0, 0, 1, 0, -1, 1]
+    assert end.tolist() == [1, 1, 2, 1, 0, 2]
+    assert last == 2
+    assert run_quantize([], [], 480, 4)[2] == 0
+    assert run_quantize([-960], [-480], 480, 4)[2] == -4  # every note before tick 0
+
+
+def run_reduce(notes: Notes, lead: Notes, tpb: int, spb: int, n_steps: int):
+    start, end, _ = run_quantize(notes.start_tick, notes.end_tick, tpb, spb)
+    out_pitch = np.full((n_steps, 4), -7, dtype=np.int16)
+    out_onset = np.ones((n_steps, 4), dtype=bool)
+    _k.reduce(
+        start, end, notes.start_tick, notes.pitch, notes.is_drum,
+        lead.start_tick, lead.end_tick, lead.pitch,
+        tpb, spb, GM_DRUM_MAP, DRUM_PRIORITY, _RANGES, out_pitch, out_onset,
+    )  # fmt: skip
+    exp = ref.reduce_voices(
+        start, end, notes.start_tick, notes.pitch, notes.is_drum,
+        lead.start_tick, lead.end_tick, lead.pitch,
+        tpb, spb, GM_DRUM_MAP, DRUM_PRIORITY, _RANGES, n_steps,
+    )  # fmt: skip
+    return (out_pitch, out_onset), exp
+
+
+def random_song(rng, n_steps, tpb, *, wild=False):
+    """Melodic notes (dense in one octave: unisons and doublings), drums, a lead that is
+    partly a subset of the notes and partly foreign; ``wild`` adds negative ticks and
+    pitches and drum keys outside the map."""
+    n = int(rng.integers(0, 70))
+    lo, hi = (-3, 140) if wild else (45, 80)
+    start = rng.integers(-2 * tpb if wild else 0, n_steps * tpb // 4 + tpb, n)
+    rows = zip(start, start + rng.integers(0, 3 * tpb, n), rng.integers(lo, hi, n), strict=True)
+    melodic = make_notes(rows, track=1)
+    m = int(rng.integers(0, 20))
+    start = rng.integers(0, n_steps * tpb // 4 + tpb, m)
+    drum_lo, drum_hi = (0, 128) if wild else (35, 82)
+    drums = make_notes(
+        zip(start, start + rng.integers(0, tpb, m), rng.integers(drum_lo, drum_hi, m), strict=True), drum=True
+    )
+    notes = concat(melodic, drums)
+    start = rng.integers(0, n_steps * tpb // 4 + tpb, 6)
+    foreign = make_notes(zip(start, start + tpb, rng.integers(lo, hi, 6), strict=True))
+    lead = concat(melodic.take(rng.random(n) < 0.35), foreign, drums.take(rng.random(m) < 0.2))
+    return notes, lead
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_reduce_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    tpb = int(rng.choice([4, 12, 96]))
+    spb = int(rng.choice([4, 4, 3, 8]))
+    n_steps = int(rng.integers(0, 70))
+    notes, lead = random_song(rng, n_steps, tpb, wild=seed % 3 == 2)
+    (got_pitch, got_onset), (exp_pitch, exp_onset) = run_reduce(notes, lead, tpb, spb, n_steps)
+    np.testing.assert_array_equal(got_pitch, exp_pitch)
+    np.testing.assert_array_equal(got_onset, exp_onset)
+
+
+@pytest.mark.parametrize(
+    ("rows", "drum_rows", "lead_rows", "n_steps"),
+    [
+        ([], [], [], 0),
+        ([], [], [], 5),
+        ([(0, 4, 60)], [], [(0, 4, 60)], 0),
+        ([(0, 4, 60), (0, 4, 60), (0, 4, 48)], [], [(0, 4, 60)], 6),  # doubled lead, one bass
+        ([(0, 2, 50), (1, 3, 50), (2, 6, 50), (3, 4, 47)], [], [], 8),  # one pitch restruck, a roll union
+        ([(0, 8, 60), (2, 3, 55), (4, 5, 65)], [(0, 2, 60)], [(0, 8, 70), (4, 6, 72)], 10),  # drum on the lead's key
+        ([(9, 12, 64)], [(9, 10, 36), (9, 10, 49), (9, 12, 42)], [(9, 10, 80), (9, 11, 79)], 10),  # cut at T
+        ([(0, 3, 127), (0, 3, 0), (1, 2, 64)], [(0, 1, 127), (0, 1, 0)], [(1, 2, 127)], 4),  # range ends
+        ([(0, 6, 50)], [], [(0, 6, 70), (0, 3, 70), (1, 2, 60), (1, 5, 60)], 8),  # equal lead notes: the last
+    ],
+)
+def test_reduce_edge_cases_match_reference(rows, drum_rows, lead_rows, n_steps):
+    notes = concat(make_notes(rows, track=1), make_notes(drum_rows, drum=True))
+    (got_pitch, got_onset), (exp_pitch, exp_onset) = run_reduce(notes, make_notes(lead_rows), TPB, 4, n_steps)
+    np.testing.assert_array_equal(got_pitch, exp_pitch)
+    np.testing.assert_array_equal(got_onset, exp_onset)
 
 
 @pytest.mark.parametrize("voice", ["pulse1", "pulse2", "triangle"])
@@ -288,6 +340,16 @@ def test_steps_per_beat_changes_the_grid():
 def test_bad_n_steps_is_a_parameter_error(bad):
     with pytest.raises(ParameterError, match="n_steps"):
         reduce_voices(make_score(Notes.empty()), Notes.empty(), n_steps=bad)
+
+
+def test_scores_the_grid_cannot_hold_are_parameter_errors():
+    before_zero = make_notes([(-12, -8, 60)])
+    with pytest.raises(ParameterError, match="n_steps"):
+        reduce_voices(make_score(before_zero), Notes.empty())
+    assert (reduce_voices(make_score(before_zero), Notes.empty(), n_steps=3).pitch == -1).all()
+    zero_tpb = Score(before_zero, make_score(before_zero).tempo, make_score(before_zero).time_signatures, 0)
+    with pytest.raises(ParameterError, match="ticks_per_beat"):
+        reduce_voices(zero_tpb, Notes.empty())
 
 
 def test_bad_arguments():

@@ -1,247 +1,75 @@
-"""Voice reduction kernels: per-step choice of the lead, bass, harmony and drum lines.
+"""Voice reduction kernel: a song's notes to the four chip voices in one pass over the grid.
 
-Every kernel reads step-grid arrays (a (T, 128) piano roll with its onset plane, or
-notes already on the grid) and writes one monophonic line, ``out_pitch`` (int16, -1 =
-silent) and ``out_onset`` (bool), into arrays the caller passes in. A line starts a note
-only where its source starts one: a voice never picks up a note in the middle.
+``reduce`` quantizes the notes, marks the lead's doublings, sorts the notes into buckets
+by onset step (a counting sort) and walks the steps once, choosing the lead, bass,
+harmony and drum lines and folding them into their ranges. Instead of (T, 128) piano
+rolls it keeps, per pitch, the latest release step of the notes started so far: a pitch
+sounds at step t exactly when that release is after t, which is what a roll lookup
+``roll[t, p]`` answered. A line starts a note only where its source starts one.
 """
 
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, nogil=True)
-def _any_per_step(plane, out):
-    """out[t] = any byte of row t of a C-contiguous (T, 128) uint8 plane is set (read by words)."""
-    words = plane.reshape(plane.size).view(np.uint64)
-    per_row = plane.shape[1] // 8
-    for t in range(plane.shape[0]):
-        found = False
-        for w in range(t * per_row, (t + 1) * per_row):
-            if words[w] != 0:
-                found = True
-                break
-        out[t] = found
+#: Numerators below this in magnitude divide exactly through a float quotient (2**50).
+_EXACT = 1 << 50
 
 
 @njit(cache=True, nogil=True)
-def mark_lead(start_tick, pitch, order, lead_start_tick, lead_pitch, lead_order, out_is_lead):
-    """Flag the notes whose (onset tick, pitch) equals that of some lead note.
+def _step(tick, ticks_per_beat, steps_per_beat):
+    """The nearest grid step of a tick, halves rounding up (``timebase.ticks_to_steps``)."""
+    return (2 * tick * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)
+
+
+@njit(cache=True, nogil=True)
+def _step_fast(tick, ticks_per_beat, steps_per_beat, inverse):
+    """``_step`` without an integer division where the numerator is below 2**50.
+
+    ``inverse`` is ``1 / (2 * ticks_per_beat)``. The float quotient is then within one of
+    the exact one, and one comparison of the remainder corrects it; an integer division
+    costs about ten times as much.
+    """
+    divisor = 2 * ticks_per_beat
+    numerator = 2 * tick * steps_per_beat + ticks_per_beat
+    if numerator >= _EXACT or numerator <= -_EXACT:
+        return numerator // divisor
+    quotient = np.int64(np.floor(numerator * inverse))
+    remainder = numerator - quotient * divisor
+    if remainder < 0:
+        quotient -= 1
+    elif remainder >= divisor:
+        quotient += 1
+    return quotient
+
+
+@njit(cache=True, nogil=True)
+def quantize(start_tick, end_tick, ticks_per_beat, steps_per_beat, out_start_step, out_end_step):
+    """Onset and release step of every note, as ``timebase.quantize_notes`` gives them.
 
     Parameters
     ----------
-    start_tick : np.ndarray [shape=(N,), dtype=int64]
-    pitch : np.ndarray [shape=(N,), dtype=int16]
-    order : np.ndarray [shape=(N,), dtype=int64]
-        Permutation sorting the notes by (start_tick, pitch).
-    lead_start_tick, lead_pitch, lead_order : the same for the L lead notes.
-    out_is_lead : np.ndarray [shape=(N,), dtype=bool]
-        Set to True for every matching note (unison doublings in other tracks included);
-        the caller zeroes it.
+    start_tick, end_tick : np.ndarray [shape=(N,), dtype=int64]
+    ticks_per_beat, steps_per_beat : int
+        Positive.
+    out_start_step, out_end_step : np.ndarray [shape=(N,), dtype=int64]
+        The nearest step of each tick (halves round up); ``end = max(end, start + 1)``.
+
+    Returns
+    -------
+    int
+        The last release step (``out_end_step.max()``), 0 when N = 0; negative when
+        every note ends before tick 0.
     """
-    n = order.shape[0]
-    n_lead = lead_order.shape[0]
-    j = 0
-    for a in range(n_lead):
-        k = lead_order[a]
-        key_tick = lead_start_tick[k]
-        key_pitch = lead_pitch[k]
-        while j < n and (
-            start_tick[order[j]] < key_tick or (start_tick[order[j]] == key_tick and pitch[order[j]] < key_pitch)
-        ):
-            j += 1
-        i = j
-        while i < n and start_tick[order[i]] == key_tick and pitch[order[i]] == key_pitch:
-            out_is_lead[order[i]] = True
-            i += 1
-
-
-@njit(cache=True, nogil=True)
-def note_line(start_step, end_step, pitch, order, owner, out_pitch, out_onset):
-    """Write a monophonic line from notes on the grid: a later onset cuts the sounding note.
-
-    Notes starting on one step: the highest pitch wins. Pitches outside 0-127 are skipped.
-
-    Parameters
-    ----------
-    start_step, end_step : np.ndarray [shape=(N,), dtype=int64]
-        Exclusive end; clipped to the T steps of the output.
-    pitch : np.ndarray [shape=(N,), dtype=int16]
-    order : np.ndarray [shape=(N,), dtype=int64]
-        Permutation sorting the notes by (start_step, pitch).
-    owner : np.ndarray [shape=(T,), dtype=int64]
-        Scratch, filled with -1 by the caller.
-    out_pitch : np.ndarray [shape=(T,), dtype=int16]
-        Filled with -1 by the caller.
-    out_onset : np.ndarray [shape=(T,), dtype=bool]
-        Zeroed by the caller.
-    """
-    n_steps = out_pitch.shape[0]
-    for a in range(order.shape[0]):
-        i = order[a]
-        p = pitch[i]
-        if p < 0 or p > 127:
-            continue
-        s = max(start_step[i], 0)
-        e = min(end_step[i], n_steps)
-        if s >= e:
-            continue
-        previous = owner[s]
-        if previous >= 0:  # cut the note sounding here
-            t = s
-            while t < n_steps and owner[t] == previous:
-                owner[t] = -1
-                out_pitch[t] = -1
-                t += 1
-        for t in range(s, e):
-            owner[t] = i
-            out_pitch[t] = p
-        out_onset[s] = True
-    # an onset stays only where its note still owns the step (same-step losers are gone)
-    for t in range(n_steps):
-        if out_onset[t] and (owner[t] < 0 or max(start_step[owner[t]], 0) != t):
-            out_onset[t] = False
-
-
-@njit(cache=True, nogil=True)
-def bass_line(roll, onset, out_pitch, out_onset):
-    """Write the bass line: at each step the lowest new onset, unless the held bass is lower.
-
-    Rule per step t (``prev`` = the bass pitch at t - 1):
-    1. if some pitch starts at t and it is not above ``prev`` while ``prev`` still sounds,
-       the lowest starting pitch begins a note (onset);
-    2. else if ``prev`` still sounds, it is held (no onset);
-    3. else silence (a note that started earlier is not picked up in its middle).
-
-    Parameters
-    ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
-        Sounding and starting pitches of the candidate notes.
-    out_pitch : np.ndarray [shape=(T,), dtype=int16]
-    out_onset : np.ndarray [shape=(T,), dtype=bool]
-        Written at every step.
-    """
-    starts = np.empty(roll.shape[0], dtype=np.bool_)
-    _any_per_step(onset, starts)
-    prev = -1
-    for t in range(roll.shape[0]):
-        lowest_onset = -1
-        if starts[t]:
-            for p in range(128):
-                if onset[t, p]:
-                    lowest_onset = p
-                    break
-        held = prev >= 0 and roll[t, prev] != 0
-        if lowest_onset >= 0 and (not held or lowest_onset <= prev):
-            out_pitch[t] = lowest_onset
-            out_onset[t] = True
-            prev = lowest_onset
-        elif held:
-            out_pitch[t] = prev
-            out_onset[t] = False
-        else:
-            out_pitch[t] = -1
-            out_onset[t] = False
-            prev = -1
-
-
-@njit(cache=True, nogil=True)
-def harmony_line(roll, onset, lead_pitch, bass_pitch, out_pitch, out_onset):
-    """Write the harmony line: the highest line under the lead, held notes kept.
-
-    Candidates at step t are the pitches of ``roll`` other than the lead's and the bass's
-    pitch at t. ``held`` = the previous harmony pitch, still sounding and not re-struck.
-    Salience, best first:
-    1. under the lead (anywhere when the lead rests): the highest of the pitches starting
-       at t and ``held``; a start begins a note (onset), ``held`` continues without one;
-    2. ``held`` above the lead;
-    3. the lowest pitch starting at t above the lead (the one closest to it);
-    4. silence.
-
-    Parameters
-    ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
-    lead_pitch, bass_pitch : np.ndarray [shape=(T,), dtype=int16]
-        -1 where silent.
-    out_pitch : np.ndarray [shape=(T,), dtype=int16]
-    out_onset : np.ndarray [shape=(T,), dtype=bool]
-        Written at every step.
-    """
-    starts = np.empty(roll.shape[0], dtype=np.bool_)
-    _any_per_step(onset, starts)
-    prev = -1
-    for t in range(roll.shape[0]):
-        lead = lead_pitch[t]
-        bass = bass_pitch[t]
-        top = 128 if lead < 0 else lead
-        below = -1
-        above = -1
-        any_onset = starts[t]
-        for p in range(top - 1 if any_onset else -1, -1, -1):
-            if onset[t, p] and p != bass:
-                below = p
-                break
-        if lead >= 0 and any_onset:
-            for p in range(lead + 1, 128):
-                if onset[t, p] and p != bass:
-                    above = p
-                    break
-        held = prev >= 0 and prev != lead and prev != bass and roll[t, prev] != 0 and onset[t, prev] == 0
-        if held and (lead < 0 or prev < lead) and prev > below:
-            out_pitch[t] = prev
-            out_onset[t] = False
-        elif below >= 0:
-            out_pitch[t] = below
-            out_onset[t] = True
-            prev = below
-        elif held:
-            out_pitch[t] = prev
-            out_onset[t] = False
-        elif above >= 0:
-            out_pitch[t] = above
-            out_onset[t] = True
-            prev = above
-        else:
-            out_pitch[t] = -1
-            out_onset[t] = False
-            prev = -1
-
-
-@njit(cache=True, nogil=True)
-def drum_line(roll, onset, priority_key, out_pitch, out_onset):
-    """One drum per step: the first key of ``priority_key`` that starts at t.
-
-    Without a hit at t, the previous drum is held while its key still sounds.
-
-    Parameters
-    ----------
-    roll, onset : np.ndarray [shape=(T, 128), dtype=uint8, C-contiguous]
-        Drum notes already mapped to their class keys.
-    priority_key : np.ndarray [shape=(K,), dtype=int16]
-        Class keys, most important first.
-    out_pitch : np.ndarray [shape=(T,), dtype=int16]
-    out_onset : np.ndarray [shape=(T,), dtype=bool]
-        Written at every step.
-    """
-    prev = -1
-    for t in range(roll.shape[0]):
-        hit = -1
-        for k in range(priority_key.shape[0]):
-            key = priority_key[k]
-            if onset[t, key]:
-                hit = key
-                break
-        if hit >= 0:
-            out_pitch[t] = hit
-            out_onset[t] = True
-            prev = hit
-        elif prev >= 0 and roll[t, prev] != 0:
-            out_pitch[t] = prev
-            out_onset[t] = False
-        else:
-            out_pitch[t] = -1
-            out_onset[t] = False
-            prev = -1
+    inverse = 1.0 / (2 * ticks_per_beat)
+    last = 0
+    for i in range(start_tick.shape[0]):
+        s = _step_fast(start_tick[i], ticks_per_beat, steps_per_beat, inverse)
+        e = max(_step_fast(end_tick[i], ticks_per_beat, steps_per_beat, inverse), s + 1)
+        out_start_step[i] = s
+        out_end_step[i] = e
+        if i == 0 or e > last:
+            last = e
+    return last
 
 
 @njit(cache=True, nogil=True)
@@ -256,12 +84,245 @@ def fold_octaves(pitch, low, high, out_pitch):
     out_pitch : np.ndarray [shape=(T,), dtype=int16]
     """
     for t in range(pitch.shape[0]):
-        p = pitch[t]
-        if p < 0:
-            out_pitch[t] = -1
+        out_pitch[t] = _fold(pitch[t], low, high)
+
+
+@njit(cache=True, nogil=True)
+def _fold(p, low, high):
+    if p < 0:
+        return -1
+    if p < low:
+        p += 12 * ((low - p + 11) // 12)
+    elif p > high:
+        p -= 12 * ((p - high + 11) // 12)
+    return p
+
+
+@njit(cache=True, nogil=True)
+def reduce(
+    start_step,
+    end_step,
+    start_tick,
+    pitch,
+    is_drum,
+    lead_start_tick,
+    lead_end_tick,
+    lead_pitch,
+    ticks_per_beat,
+    steps_per_beat,
+    drum_map,
+    drum_priority,
+    voice_ranges,
+    out_pitch,
+    out_onset,
+):
+    """Reduce a song's notes to pulse1 (lead), pulse2 (harmony), triangle (bass) and noise.
+
+    Lead notes go on the grid as ``quantize`` puts them; all notes are clipped to the T
+    steps, and notes with a pitch (or mapped drum key) outside 0-127 or nothing left
+    after clipping take no part. The rules, per step t:
+
+    - lead: of the valid lead notes started at or before t, the one with the latest
+      (start step, pitch, index) owns t while it sounds; silence after it ends (a later
+      onset cuts a sounding note). Onset where that note starts.
+    - accompaniment: the non-drum notes whose (onset tick, pitch) is no lead note's.
+    - bass (``prev`` = bass pitch at t - 1, ``held`` = ``prev`` sounds at t): the lowest
+      pitch starting at t begins a note if not ``held`` or not above ``prev``; else
+      ``held`` goes on; else silence.
+    - harmony: candidates are pitches other than the lead's and bass's at t; ``held`` =
+      the previous harmony pitch, sounding and not starting again at t. Best first: the
+      highest of the starts below the lead (anywhere when it rests) and ``held`` under
+      the lead (a start has an onset, ``held`` none); ``held`` above the lead; the
+      lowest start above the lead; silence.
+    - noise: drum notes keyed by ``drum_map``; the first key of ``drum_priority`` that
+      starts at t, else the previous key while it sounds, else silence.
+    - lead, harmony and bass are then folded by octaves into ``voice_ranges``.
+
+    Parameters
+    ----------
+    start_step, end_step : np.ndarray [shape=(N,), dtype=int64]
+        The notes on the grid (``quantize``).
+    start_tick : np.ndarray [shape=(N,), dtype=int64]
+        Onset ticks, for matching the lead's doublings.
+    pitch : np.ndarray [shape=(N,), dtype=int16]
+    is_drum : np.ndarray [shape=(N,), dtype=bool]
+    lead_start_tick, lead_end_tick : np.ndarray [shape=(L,), dtype=int64]
+    lead_pitch : np.ndarray [shape=(L,), dtype=int16]
+    ticks_per_beat, steps_per_beat : int
+        Positive.
+    drum_map : np.ndarray [shape=(128,), dtype=int16]
+        Drum key of each channel-10 key (pitches clipped to 0-127 first); -1 = no drum.
+    drum_priority : np.ndarray [shape=(K,), dtype=int16]
+        Drum keys, most important first.
+    voice_ranges : np.ndarray [shape=(3, 2), dtype=int64]
+        Inclusive (low, high) of pulse1, pulse2 and triangle, each at least 11 wide.
+    out_pitch : np.ndarray [shape=(T, 4), dtype=int16]
+        Pitch of pulse1, pulse2, triangle, noise per step; -1 = silent. Written in full.
+    out_onset : np.ndarray [shape=(T, 4), dtype=bool]
+        Written in full.
+    """
+    n_steps = out_pitch.shape[0]
+    n_notes = start_step.shape[0]
+    n_lead = lead_start_tick.shape[0]
+    inverse = 1.0 / (2 * ticks_per_beat)
+
+    # notes on the grid; voice = pitch (drum key for drums), -1 = takes no part
+    note_step = np.empty(n_notes, dtype=np.int64)
+    note_end = np.empty(n_notes, dtype=np.int64)
+    voice = np.empty(n_notes, dtype=np.int16)
+    bucket_end = np.zeros(n_steps + 1, dtype=np.int64)
+    for i in range(n_notes):
+        s = max(start_step[i], 0)
+        e = min(end_step[i], n_steps)
+        p = pitch[i]
+        if is_drum[i]:
+            p = drum_map[min(max(p, 0), 127)]
+        if p < 0 or p > 127 or s >= e:
+            voice[i] = -1
             continue
-        if p < low:
-            p += 12 * ((low - p + 11) // 12)
-        elif p > high:
-            p -= 12 * ((p - high + 11) // 12)
-        out_pitch[t] = p
+        voice[i] = p
+        note_step[i] = s
+        note_end[i] = e
+        bucket_end[s + 1] += 1
+    # counting sort by onset step: after the fill, bucket t is order[bucket_end[t-1]:bucket_end[t]]
+    for t in range(n_steps):
+        bucket_end[t + 1] += bucket_end[t]
+    order = np.empty(bucket_end[n_steps], dtype=np.int64)
+    for i in range(n_notes):
+        if voice[i] >= 0:
+            s = note_step[i]
+            order[bucket_end[s]] = i
+            bucket_end[s] += 1
+
+    # lead notes: doublings leave the accompaniment; the latest lead note per onset step
+    lead_step = np.empty(n_lead, dtype=np.int64)
+    lead_end = np.empty(n_lead, dtype=np.int64)
+    lead_at = np.full(n_steps, -1, dtype=np.int64)
+    for j in range(n_lead):
+        tick = lead_start_tick[j]
+        p = lead_pitch[j]
+        s = _step_fast(tick, ticks_per_beat, steps_per_beat, inverse)
+        c = max(s, 0)
+        if c < n_steps:
+            for k in range(bucket_end[c - 1] if c > 0 else 0, bucket_end[c]):
+                i = order[k]
+                if start_tick[i] == tick and pitch[i] == p and not is_drum[i]:
+                    voice[i] = -1
+        if p < 0 or p > 127 or c >= n_steps:
+            continue
+        e = min(max(_step_fast(lead_end_tick[j], ticks_per_beat, steps_per_beat, inverse), s + 1), n_steps)
+        if c >= e:
+            continue
+        lead_step[j] = s
+        lead_end[j] = e
+        b = lead_at[c]
+        if b < 0 or s > lead_step[b] or (s == lead_step[b] and p >= lead_pitch[b]):
+            lead_at[c] = j
+
+    # octave folding as tables: fold[v, p] for pulse1, pulse2, triangle
+    fold = np.empty((3, 129), dtype=np.int16)
+    for v in range(3):
+        fold[v, 128] = -1  # index -1: silence
+        for p in range(128):
+            fold[v, p] = _fold(p, voice_ranges[v, 0], voice_ranges[v, 1])
+
+    # per pitch: release step of the notes started so far, and the last step it started on
+    until = np.zeros(128, dtype=np.int64)
+    struck = np.full(128, -1, dtype=np.int64)
+    drum_until = np.zeros(128, dtype=np.int64)
+    drum_struck = np.full(128, -1, dtype=np.int64)
+    lead_note = -1
+    lead_release = 0
+    bass = -1
+    harmony = -1
+    drum = -1
+    begin = 0
+    for t in range(n_steps):
+        end = bucket_end[t]
+        lowest = 128
+        any_drum = False
+        for k in range(begin, end):
+            i = order[k]
+            p = voice[i]
+            if p < 0:
+                continue
+            if is_drum[i]:
+                drum_until[p] = max(drum_until[p], note_end[i])
+                drum_struck[p] = t
+                any_drum = True
+            else:
+                until[p] = max(until[p], note_end[i])
+                struck[p] = t
+                if p < lowest:
+                    lowest = p
+
+        # lead
+        lead_onset = False
+        j = lead_at[t]
+        if j >= 0:
+            lead_note = j
+            lead_release = lead_end[j]
+            lead_onset = True
+        lead = lead_pitch[lead_note] if t < lead_release else -1
+
+        # bass
+        bass_onset = False
+        held = bass >= 0 and until[bass] > t
+        if lowest < 128 and (not held or lowest <= bass):
+            bass = lowest
+            bass_onset = True
+        elif not held:
+            bass = -1
+
+        # harmony
+        below = -1
+        above = 128
+        if lowest < 128:
+            top = 128 if lead < 0 else lead
+            for k in range(begin, end):
+                i = order[k]
+                p = voice[i]
+                if p < 0 or is_drum[i] or p == bass:
+                    continue
+                if p < top:
+                    if p > below:
+                        below = p
+                elif lead >= 0 and p > lead and p < above:
+                    above = p
+        harmony_onset = False
+        h = harmony
+        held = h >= 0 and h != lead and h != bass and until[h] > t and struck[h] != t
+        if held and (lead < 0 or h < lead) and h > below:
+            pass
+        elif below >= 0:
+            harmony = below
+            harmony_onset = True
+        elif held:
+            pass
+        elif above < 128:
+            harmony = above
+            harmony_onset = True
+        else:
+            harmony = -1
+
+        # noise
+        drum_onset = False
+        if any_drum:
+            for k in range(drum_priority.shape[0]):
+                key = drum_priority[k]
+                if key >= 0 and key <= 127 and drum_struck[key] == t:
+                    drum = key
+                    drum_onset = True
+                    break
+        if not drum_onset and drum >= 0 and drum_until[drum] <= t:
+            drum = -1
+
+        out_pitch[t, 0] = fold[0, lead]
+        out_pitch[t, 1] = fold[1, harmony]
+        out_pitch[t, 2] = fold[2, bass]
+        out_pitch[t, 3] = drum
+        out_onset[t, 0] = lead_onset
+        out_onset[t, 1] = harmony_onset
+        out_onset[t, 2] = bass_onset
+        out_onset[t, 3] = drum_onset
+        begin = end
