@@ -103,7 +103,7 @@ def melody_notes(score: Score) -> Notes:
         index, end_tick,
     )  # fmt: skip
     index = index[:k]
-    return Notes(
+    return Notes._adopt(  # fresh gathers (fancy indexing copies): no checks needed
         notes.start_tick[index],
         end_tick[:k],
         notes.pitch[index],
@@ -176,7 +176,7 @@ def melody_from_notes(
     pitch = np.empty(n_steps, dtype=np.int16)
     onset = np.empty(n_steps, dtype=np.bool_)
     _k.render_ticks(notes.start_tick, notes.end_tick, notes.pitch, ticks_per_beat, steps_per_beat, pitch, onset)
-    return Melody(pitch, onset, int(steps_per_beat))
+    return Melody._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))
 
 
 def extract_melody(score: Score, *, steps_per_beat: int = STEPS_PER_BEAT) -> Melody:
@@ -237,7 +237,7 @@ def simplify(melody: Melody, *, max_onsets: MaxOnsets = "beat") -> Melody:
     pitch = np.empty(len(melody), dtype=np.int16)
     onset = np.empty(len(melody), dtype=np.bool_)
     _k.thin_onsets(melody.pitch, melody.onset, window, pitch, onset)
-    return Melody(pitch, onset, melody.steps_per_beat)
+    return Melody._adopt(pitch, onset, steps_per_beat=melody.steps_per_beat)
 
 
 def to_buttons(melody: Melody) -> tuple[np.ndarray, np.ndarray]:

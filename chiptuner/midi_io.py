@@ -167,7 +167,8 @@ def read_midi(source: PathOrBytes) -> Score:
         start_tick[:n], channel[:n], track[:n],
         program_tick[:n_programs], program_channel[:n_programs], program_value[:n_programs], program,
     )  # fmt: skip
-    notes = Notes(
+    # Fresh slices of this call's own buffers: adopted without the public constructor's checks.
+    notes = Notes._adopt(
         start_tick[:n], end_tick[:n], pitch[:n], velocity[:n], channel[:n], program, track[:n], channel[:n] == 9
     )
 
@@ -176,9 +177,9 @@ def read_midi(source: PathOrBytes) -> Score:
     n_ts = int(info[_k.INFO_TIME_SIGNATURES])
     if n_ts > 1:
         order = np.argsort(ts_tick[:n_ts], kind="stable")
-        time_signatures = TimeSignatures(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
+        time_signatures = TimeSignatures._adopt(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
     else:
-        time_signatures = TimeSignatures(ts_tick[:n_ts], ts_num[:n_ts], ts_den[:n_ts])
+        time_signatures = TimeSignatures._adopt(ts_tick[:n_ts], ts_num[:n_ts], ts_den[:n_ts])
 
     n_tracks = int(info[_k.INFO_TRACKS])
     track_names = tuple(
@@ -224,9 +225,9 @@ def _ticks_per_beat(division: int, name: str) -> tuple[int, bool]:
 
 def _tempo_map(tick: np.ndarray, us_per_beat: np.ndarray, smpte: bool) -> TempoMap:
     if smpte or len(tick) == 0:
-        return TempoMap(np.zeros(1, np.int64), np.full(1, DEFAULT_US_PER_BEAT, np.int64))
+        return TempoMap._adopt(np.zeros(1, np.int64), np.full(1, DEFAULT_US_PER_BEAT, np.int64))
     if len(tick) == 1 and tick[0] == 0:
-        return TempoMap(tick, us_per_beat)
+        return TempoMap._adopt(tick, us_per_beat)
     order = np.argsort(tick, kind="stable")
     tick = tick[order]
     us_per_beat = us_per_beat[order]
@@ -236,7 +237,7 @@ def _tempo_map(tick: np.ndarray, us_per_beat: np.ndarray, smpte: bool) -> TempoM
     if tick[0] != 0:
         tick = np.concatenate(([0], tick))
         us_per_beat = np.concatenate(([DEFAULT_US_PER_BEAT], us_per_beat))
-    return TempoMap(tick, us_per_beat)
+    return TempoMap._adopt(tick, us_per_beat)
 
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:

@@ -40,6 +40,28 @@ def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+class _Adoptable:
+    """``_adopt``: the fast constructor for arrays this package has just made itself."""
+
+    _ARRAYS: tuple[str, ...] = ()
+
+    @classmethod
+    def _adopt(cls, *arrays: np.ndarray, **scalars: object):
+        """Wrap fresh arrays of the right dtypes and shapes without copying or checking them.
+
+        Only for arrays that nothing else holds a writable reference to (a kernel's fresh
+        outputs): they are made read-only in place. The public constructor checks and
+        views instead; on small songs its checks cost more than the kernels.
+        """
+        self = object.__new__(cls)
+        for name, array in zip(cls._ARRAYS, arrays, strict=True):
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        for name, value in scalars.items():
+            object.__setattr__(self, name, value)
+        return self
+
+
 _NOTE_DTYPES = (
     ("start_tick", np.int64),
     ("end_tick", np.int64),
@@ -53,7 +75,7 @@ _NOTE_DTYPES = (
 
 
 @dataclass(frozen=True, eq=False)
-class Notes:
+class Notes(_Adoptable):
     """Notes as parallel arrays, all of length N.
 
     Attributes
@@ -80,6 +102,7 @@ class Notes:
     program: np.ndarray
     track: np.ndarray
     is_drum: np.ndarray
+    _ARRAYS = tuple(name for name, _ in _NOTE_DTYPES)
 
     def __post_init__(self) -> None:
         n = len(self.start_tick)
@@ -113,7 +136,7 @@ class Notes:
 
 
 @dataclass(frozen=True, eq=False)
-class TempoMap:
+class TempoMap(_Adoptable):
     """Tempo changes, sorted by tick; the first entry is always at tick 0.
 
     Attributes
@@ -125,6 +148,7 @@ class TempoMap:
 
     tick: np.ndarray
     us_per_beat: np.ndarray
+    _ARRAYS = ("tick", "us_per_beat")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tick", _frozen(self.tick, np.int64))
@@ -135,7 +159,7 @@ class TempoMap:
 
 
 @dataclass(frozen=True, eq=False)
-class TimeSignatures:
+class TimeSignatures(_Adoptable):
     """Time-signature changes, sorted by tick (may be empty: 4/4 is then assumed).
 
     Attributes
@@ -148,6 +172,7 @@ class TimeSignatures:
     tick: np.ndarray
     numerator: np.ndarray
     denominator: np.ndarray
+    _ARRAYS = ("tick", "numerator", "denominator")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tick", _frozen(self.tick, np.int64))
@@ -196,7 +221,7 @@ class Score:
 
 
 @dataclass(frozen=True, eq=False)
-class Melody:
+class Melody(_Adoptable):
     """A monophonic line on the 16th-note step grid.
 
     Attributes
@@ -211,6 +236,7 @@ class Melody:
     pitch: np.ndarray
     onset: np.ndarray
     steps_per_beat: int = 4
+    _ARRAYS = ("pitch", "onset")
 
     def __post_init__(self) -> None:
         pitch = _frozen(self.pitch, np.int16)
@@ -225,7 +251,7 @@ class Melody:
 
 
 @dataclass(frozen=True, eq=False)
-class Arrangement:
+class Arrangement(_Adoptable):
     """The four chip voices on the step grid, in the order of ``VOICE_NAMES``.
 
     Attributes
@@ -240,6 +266,7 @@ class Arrangement:
     pitch: np.ndarray
     onset: np.ndarray
     steps_per_beat: int = 4
+    _ARRAYS = ("pitch", "onset")
 
     def __post_init__(self) -> None:
         pitch = _frozen(self.pitch, np.int16)
