@@ -176,7 +176,7 @@ def reduce_voices(
         pitch,
         onset,
     )
-    return Arrangement(pitch, onset, steps_per_beat=int(steps_per_beat))
+    return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))  # the kernel's fresh outputs
 
 
 def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
