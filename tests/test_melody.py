@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import chiptuner
 from chiptuner import melody as mel
 from chiptuner._kernels import melody as _k
 from chiptuner.errors import ParameterError
@@ -412,3 +413,10 @@ def test_clean_corpora_match_skyline(corpora):
 #: Measured on these 20 songs: (a) 0.714 (skyline 0.688), (b) 0.494 (skyline 0.564),
 #: (c) 0.997 (skyline 0.564); floors keep a margin.
 F1_FLOOR = {"melody_piano": 0.69, "all": 0.47, "tracks": 0.97}
+
+
+def test_skyline_stands_in_where_the_choice_keeps_almost_nothing(corpora):
+    # An NES file whose tracks the pop-fitted choice rejects almost entirely (2 of 964 notes).
+    score = chiptuner.read_midi(corpora / "vgmusic_nes_gb" / "midis" / "Area2.mid")
+    chosen = mel.melody_notes(score)
+    assert len(chosen) == len(mel.skyline_notes(score)) >= 50
