@@ -67,7 +67,8 @@ def notes_from_mido(mid) -> Notes:
     velocity = np.array([r[3] for r in rows], dtype=np.int16).reshape(n)
     channel = np.array([r[4] for r in rows], dtype=np.int8).reshape(n)
     track = np.array([r[5] for r in rows], dtype=np.int32).reshape(n)
-    program = np.array([program_at(int(c), int(s)) for c, s in zip(channel, start)], dtype=np.int16).reshape(n)
+    programs = [program_at(int(c), int(s)) for c, s in zip(channel, start, strict=True)]
+    program = np.array(programs, dtype=np.int16).reshape(n)
     return Notes(start, end, pitch, velocity, channel, program, track, channel == 9)
 
 
@@ -93,15 +94,15 @@ def tempo_from_mido(mid) -> tuple[np.ndarray, np.ndarray]:
 
 def mark_lead(start_tick, pitch, lead_start_tick, lead_pitch) -> np.ndarray:
     """True for each note whose (onset tick, pitch) is that of some lead note."""
-    keys = {(int(s), int(p)) for s, p in zip(lead_start_tick, lead_pitch)}
-    return np.array([(int(s), int(p)) in keys for s, p in zip(start_tick, pitch)], dtype=bool)
+    keys = {(int(s), int(p)) for s, p in zip(lead_start_tick, lead_pitch, strict=True)}
+    return np.array([(int(s), int(p)) in keys for s, p in zip(start_tick, pitch, strict=True)], dtype=bool)
 
 
 def note_line(start_step, end_step, pitch, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Monophonic line: at step t the note with the latest (start, pitch, index) that started
     at or before t owns it if it still sounds; else silence (earlier notes were cut)."""
     notes = []
-    for i, (s, e, p) in enumerate(zip(start_step, end_step, pitch)):
+    for i, (s, e, p) in enumerate(zip(start_step, end_step, pitch, strict=True)):
         s0, e0 = max(int(s), 0), min(int(e), n_steps)
         if 0 <= p <= 127 and s0 < e0:
             notes.append(((int(s), int(p), i), s0, e0, int(p)))
@@ -257,7 +258,7 @@ def reduce_voices(
 
 def onset_impulses_reference(onset_sec: np.ndarray, weight: np.ndarray, bin_sec: float) -> tuple[list, list]:
     """(bins, summed weights) of the usable onsets, bins counted from the earliest, ascending."""
-    usable = [(float(t), float(w)) for t, w in zip(onset_sec, weight) if np.isfinite(t) and w > 0]
+    usable = [(float(t), float(w)) for t, w in zip(onset_sec, weight, strict=True) if np.isfinite(t) and w > 0]
     if not usable:
         return [], []
     first = min(t for t, _ in usable)
@@ -275,7 +276,7 @@ def dense_autocorrelation_reference(bins: list, weights: list, n_lag: int) -> np
     if not bins:
         return acf
     env = np.zeros(bins[-1] + 1)
-    for b, w in zip(bins, weights):
+    for b, w in zip(bins, weights, strict=True):
         env[b] += w
     for k in range(n_lag):
         for t in range(len(env) - k):
@@ -319,7 +320,7 @@ def tempo_salience_reference(acf_smooth, min_lag, max_lag, harmonic_weight, prio
 def phase_histogram_reference(onset_sec, weight, period_sec, n_phase):
     """Onset weight on n_phase circular bins of the beat (nearest bin, wrapping)."""
     hist = np.zeros(n_phase)
-    for t, w in zip(onset_sec, weight):
+    for t, w in zip(onset_sec, weight, strict=True):
         if np.isfinite(t) and w > 0:
             frac = t / period_sec - np.floor(t / period_sec)
             hist[int(np.floor(frac * n_phase + 0.5)) % n_phase] += w
@@ -329,7 +330,7 @@ def phase_histogram_reference(onset_sec, weight, period_sec, n_phase):
 def bar_accent_reference(onset_sec, weight, period_sec, first_beat_sec, tolerance_sec, beats_per_bar):
     """Onset weight within tolerance of beat k (k >= 0), summed by k mod beats_per_bar."""
     accent = np.zeros(beats_per_bar)
-    for t, w in zip(onset_sec, weight):
+    for t, w in zip(onset_sec, weight, strict=True):
         if not (np.isfinite(t) and w > 0):
             continue
         x = (t - first_beat_sec) / period_sec
@@ -528,7 +529,7 @@ def piano_roll_reference(start_step, end_step, pitch, n_steps):
     """(roll, onset) by plain loops: 1 on every sounding (step, pitch), onset on each note's first step."""
     roll = np.zeros((n_steps, 128), dtype=np.uint8)
     onset = np.zeros((n_steps, 128), dtype=np.uint8)
-    for s, e, p in zip(start_step.tolist(), end_step.tolist(), pitch.tolist()):
+    for s, e, p in zip(start_step.tolist(), end_step.tolist(), pitch.tolist(), strict=True):
         if not 0 <= p <= 127:
             continue
         steps = [t for t in range(s, e) if 0 <= t < n_steps]

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
-import tests.reference as ref
 
 import chiptuner
+import tests.reference as ref
 from chiptuner import rhythm
 from chiptuner._kernels import rhythm as k
 from chiptuner.errors import ParameterError
