@@ -85,24 +85,19 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum``, with a one-line message otherwise."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be {minimum} or more")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -144,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("sources", nargs="+", metavar="SRC", help="MIDI files or folders (searched recursively)")
     convert.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder (created if needed)")
-    convert.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: one per CPU)")
+    convert.add_argument(
+        "--workers", type=_int_at_least(1), default=None, help="worker processes (default: one per CPU)"
+    )
     convert.add_argument(
         "--max-onsets",
         choices=typing.get_args(MaxOnsets),
@@ -156,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument(
         "--memory-mb",
-        type=_non_negative_int,
+        type=_int_at_least(0),
         default=1024,
         metavar="MB",
         help="memory each worker may use beyond its start-up, 0 for no cap (default: 1024)",
     )
     convert.add_argument(
-        "--songs-per-shard", type=_positive_int, default=256, metavar="N", help="songs per .npz shard (default: 256)"
+        "--songs-per-shard", type=_int_at_least(1), default=256, metavar="N", help="songs per .npz shard (default: 256)"
     )
     convert.set_defaults(run=_run_convert)
     return parser
