@@ -2,45 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from chiptuner._kernels import roll as _k
 from chiptuner.errors import ParameterError
 
-__all__ = ["piano_roll", "scratch_rolls"]
-
-_scratch = threading.local()
-
-
-def scratch_rolls(n_steps: int, *, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Reusable (roll, onset) buffers of this thread, for ``piano_roll(..., out=...)``.
-
-    A stage that only reads a roll on its way to smaller arrays (the voice reduction)
-    uses these instead of two fresh (T, 128) arrays per song: fresh ones cost a page
-    fault per 4 kB, about ten times the rasterisation itself.
-
-    Parameters
-    ----------
-    n_steps : int
-        Rows needed; the buffers grow (never shrink) to fit.
-    slot : int
-        Independent pairs of buffers, for a stage that needs two rolls at once.
-
-    Returns
-    -------
-    roll, onset : np.ndarray [shape=(>=n_steps, 128), dtype=uint8]
-        Valid until the next call with the same slot on this thread; content undefined.
-    """
-    buffers = getattr(_scratch, "buffers", None)
-    if buffers is None:
-        buffers = _scratch.buffers = {}
-    pair = buffers.get(slot)
-    if pair is None or pair[0].shape[0] < n_steps:
-        rows = max(n_steps, 4096)
-        pair = buffers[slot] = (np.empty((rows, 128), np.uint8), np.empty((rows, 128), np.uint8))
-    return pair
+__all__ = ["piano_roll"]
 
 
 def piano_roll(
