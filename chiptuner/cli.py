@@ -1,6 +1,8 @@
 """The ``chiptuner`` command: argument parsing, logging set-up, progress and errors.
 
-Subcommands: ``convert`` (MIDI corpus to training shards). Bad input (a missing folder,
+Subcommands: ``convert`` (MIDI corpus to training shards), ``train`` (a model from
+shards or MIDI folders; the only one that imports torch, lazily), ``arrange`` (a MIDI
+file to its four-voice arrangement), ``evaluate`` (the quality report). Bad input (a missing folder,
 no MIDI file found, an unwritable output folder) is one line on stderr and exit code 2,
 never a traceback; exit code 1 means some files ``failed`` (see the report).
 """
@@ -8,17 +10,20 @@ never a traceback; exit code 1 means some files ``failed`` (see the report).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from chiptuner import __version__
 from chiptuner.convert import REPORT_NAME, convert_corpus
-from chiptuner.errors import ChiptunerError
+from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
+from chiptuner.model import InputMode, load_model
 
 __all__ = ["main", "build_parser", "ProgressBar"]
 
@@ -162,6 +167,97 @@ def build_parser() -> argparse.ArgumentParser:
         "--songs-per-shard", type=_int_at_least(1), default=256, metavar="N", help="songs per .npz shard (default: 256)"
     )
     convert.set_defaults(run=_run_convert)
+
+    train = commands.add_parser(
+        "train",
+        parents=[verbosity],
+        help="train an arranger model (needs torch: pip install 'chiptuner[train]')",
+        description=(
+            "Train the arranger on a `chiptuner convert` output folder, or on MIDI files and folders "
+            "(converted first into OUT.data/, resumable). Writes the best model by validation NLL to OUT "
+            "after every improvement and a torch checkpoint to OUT.ckpt.pt."
+        ),
+    )
+    train.add_argument("sources", nargs="+", metavar="SRC", help="a conversion folder, or MIDI files/folders")
+    train.add_argument("-o", "--out", required=True, metavar="MODEL.npz", help="model file to write")
+    train.add_argument("--minutes", type=_positive_float, default=20.0, help="wall-clock budget (default: 20)")
+    train.add_argument("--hidden", type=_int_at_least(8), default=192, help="GRU state size (default: 192)")
+    train.add_argument("--batch", type=_int_at_least(1), default=64, help="windows per batch (default: 64)")
+    train.add_argument("--window", type=_int_at_least(16), default=128, help="steps per window (default: 128)")
+    train.add_argument("--lr", type=_positive_float, default=2e-3, help="learning rate (default: 0.002)")
+    train.add_argument(
+        "--eval-every",
+        type=_int_at_least(1),
+        default=200,
+        metavar="N",
+        help="batches between validations (default: 200)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_int_at_least(1),
+        default=5,
+        help="validations without improvement before stopping (default: 5)",
+    )
+    train.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="seed of the split and the training (default: 0)"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    train.set_defaults(run=_run_train)
+
+    arrange = commands.add_parser(
+        "arrange",
+        parents=[verbosity],
+        help="arrange the melody of a MIDI file for the four chip voices",
+        description=(
+            "Read any MIDI file, take its melody (simplified as for training), play it through the model "
+            "step by step as live, and write pulse1, pulse2, triangle and noise tracks to OUT."
+        ),
+    )
+    arrange.add_argument("source", metavar="MELODY.mid", help="a MIDI file (a melody or a full song)")
+    arrange.add_argument("-o", "--out", required=True, metavar="OUT.mid", help="MIDI file to write")
+    arrange.add_argument(
+        "--input",
+        choices=typing.get_args(InputMode),
+        default="keys",
+        help="give the model pitches (keys) or only the 5-lane contour (buttons)",
+    )
+    arrange.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed (default: 0)")
+    arrange.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature (default: 1.0)")
+    arrange.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
+    arrange.add_argument("--gm-drums", action="store_true", help="noise voice on channel 10 (General MIDI drums)")
+    arrange.add_argument(
+        "--max-onsets", choices=typing.get_args(MaxOnsets), default="beat", help="melody simplification (default: beat)"
+    )
+    arrange.set_defaults(run=_run_arrange)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[verbosity],
+        help="score a model's causal arrangements against real ones and three baselines",
+        description=(
+            "Arrange each song's melody causally, exactly as live, and report the musical-quality metrics "
+            "of the model, the real arrangements and three baselines, with held-out NLL. SOURCES are MIDI "
+            "files/folders or `chiptuner convert` folders (of which the model's held-out test songs are used)."
+        ),
+    )
+    evaluate.add_argument("sources", nargs="+", metavar="SOURCES")
+    evaluate.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
+    evaluate.add_argument(
+        "--input",
+        choices=(*typing.get_args(InputMode), "both"),
+        default="both",
+        help="input mode(s) to evaluate (default: both)",
+    )
+    evaluate.add_argument(
+        "--max-songs", type=_int_at_least(1), default=300, help="songs evaluated, spread evenly (default: 300)"
+    )
+    evaluate.add_argument("--seed", type=_int_at_least(0), default=0)
+    evaluate.add_argument("--temperature", type=_positive_float, default=1.0)
+    evaluate.add_argument(
+        "--report", default=None, metavar="DIR", help="write report.md, report.json and PNG piano rolls here"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.set_defaults(run=_run_evaluate)
     return parser
 
 
@@ -203,6 +299,103 @@ def _run_convert(args: argparse.Namespace) -> int:
     if summary.failed:
         logger.warning("%d files failed: see %s/%s", summary.failed, args.out, REPORT_NAME)
         return EXIT_FAILED_FILES
+    return EXIT_OK
+
+
+def _training_data(sources: Sequence[str], out: str) -> str:
+    """A conversion folder to train on: the source itself, or OUT.data/ converted from MIDI sources."""
+    if len(sources) == 1 and Path(sources[0], REPORT_NAME).is_file():
+        return sources[0]
+    data_dir = f"{out}.data"
+    logger.info("converting %s into %s first", " ".join(sources), data_dir)
+    summary = convert_corpus(sources, data_dir)
+    logger.info(summary.line())
+    return data_dir
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    try:
+        from chiptuner import train as training  # noqa: PLC0415 (torch is heavy and optional)
+    except ImportError as error:
+        raise ParameterError(
+            f"training needs torch ({error}); install it with: pip install 'chiptuner[train]'"
+        ) from None
+    data_dir = _training_data(args.sources, args.out)
+    config = training.TrainConfig(
+        hidden=args.hidden, batch=args.batch, window=args.window, lr=args.lr, max_minutes=args.minutes,
+        eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+    )  # fmt: skip
+    tty = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)
+
+    def show(report: dict) -> None:
+        line = (
+            f"batch {report['batch']:6d}  loss {report['loss']:.3f}  {report['steps_per_sec']:,.0f} steps/s  "
+            f"{report['elapsed_sec'] / 60:5.1f} min"
+        )
+        if "val_nll" in report:
+            model, real = report["free_run"]["model"], report["free_run"]["real"]
+            line += (
+                f"  val NLL {report['val_nll']:.3f} (buttons {report['val_nll_buttons']:.3f}, best {report['best_val_nll']:.3f})"
+                f"  silence {model['silence']:.2f}/{real['silence']:.2f}"
+                f"  onsets/bar p2 {model['density'][1]:.1f}/{real['density'][1]:.1f}"
+                f" tri {model['density'][2]:.1f}/{real['density'][2]:.1f} noise {model['density'][3]:.1f}/{real['density'][3]:.1f}"
+            )
+            if tty:
+                sys.stderr.write("\r" + " " * 160 + "\r")
+            logger.info(line)
+        elif tty and report["batch"] % 10 == 0:
+            sys.stderr.write("\r" + line.ljust(100)[:160])
+            sys.stderr.flush()
+
+    model = training.train(
+        data_dir, args.out, config=config, resume=args.resume, progress=show, command=" ".join(sys.argv)
+    )
+    meta = model.metadata
+    print(
+        f"wrote {args.out}: validation NLL {meta['val_nll']:.3f} after {meta['batch']} batches, "
+        f"{meta['train_seconds'] / 60:.1f} min, {model.n_parameters:,} weights"
+    )
+    return EXIT_OK
+
+
+def _run_arrange(args: argparse.Namespace) -> int:
+    from chiptuner.arrange import arrange_file  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
+
+    model = load_model(args.model)
+    result = arrange_file(
+        args.source, args.out, model=model, mode=args.input, seed=args.seed, temperature=args.temperature,
+        max_onsets=args.max_onsets, gm_drums=args.gm_drums,
+    )  # fmt: skip
+    counts = result.arrangement.onset.sum(axis=0).tolist()
+    print(
+        f"wrote {args.out}: {result.n_steps} steps; notes pulse1 {counts[0]}, pulse2 {counts[1]}, triangle {counts[2]}, noise {counts[3]}"
+    )
+    return EXIT_OK
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from chiptuner.evaluate import evaluate, load_songs, report_markdown, write_report  # noqa: PLC0415
+
+    model = load_model(args.model)
+    songs = load_songs(args.sources, model, max_songs=args.max_songs)
+    modes = typing.get_args(InputMode) if args.input == "both" else (args.input,)
+    results = []
+    for mode in modes:
+        bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) else None
+        try:
+            progress = (lambda done, total: bar(done, total, {})) if bar else None
+            results.append(
+                evaluate(model, songs, mode=mode, seed=args.seed, temperature=args.temperature, progress=progress)
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    if args.report:
+        logger.info("wrote %s", write_report(results, args.report))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=1))
+    else:
+        print(report_markdown(results))
     return EXIT_OK
 
 

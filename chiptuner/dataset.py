@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from chiptuner.errors import ParameterError
+from chiptuner.model import FIRST_NOTE, VOICE_HIGH, VOICE_LOW
 from chiptuner.types import VOICE_NAMES
 from chiptuner.voices import VOICE_RANGES
 
@@ -30,6 +31,7 @@ __all__ = [
     "split_by_song",
     "SHIFTS",
     "MELODY_KEYS",
+    "shift_tokens",
 ]
 
 logger = logging.getLogger(__name__)
@@ -285,3 +287,32 @@ def split_by_song(
     splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     train, test = next(splitter.split(np.zeros(len(groups)), groups=groups))
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def shift_tokens(tokens: np.ndarray, semitones: int) -> np.ndarray:
+    """Transpose voice tokens (``model.voices_to_tokens``) by a number of semitones.
+
+    Parameters
+    ----------
+    tokens : np.ndarray [shape=(..., 4), dtype=int]
+    semitones : int
+        From -5 to 6.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., 4), dtype=int64]
+        New notes of pulse1, pulse2 and triangle move, folded by octaves into their ranges
+        as ``transpose`` folds pitches; rests, holds and the noise voice stay.
+    """
+    semitones = _check_shift(semitones)
+    out = np.array(tokens, dtype=np.int64)
+    if out.ndim < 1 or out.shape[-1] != 4:
+        raise ParameterError(f"tokens have shape {out.shape}; expected (..., 4)")
+    for v in range(3):
+        column = out[..., v]
+        note = column >= FIRST_NOTE
+        pitch = column - FIRST_NOTE + VOICE_LOW[v] + semitones
+        pitch = np.where(pitch > VOICE_HIGH[v], pitch - 12, pitch)
+        pitch = np.where(pitch < VOICE_LOW[v], pitch + 12, pitch)
+        out[..., v] = np.where(note, pitch - VOICE_LOW[v] + FIRST_NOTE, column)
+    return out

@@ -5,7 +5,7 @@ Every message names the bad value and says how to fix it.
 
 from __future__ import annotations
 
-__all__ = ["ChiptunerError", "MidiFileError", "ParameterError"]
+__all__ = ["ChiptunerError", "MidiFileError", "ParameterError", "ModelFileError"]
 
 
 class ChiptunerError(Exception):
@@ -18,3 +18,7 @@ class MidiFileError(ChiptunerError, ValueError):
 
 class ParameterError(ChiptunerError, ValueError):
     """An argument with a wrong value (an unknown mode, a negative size)."""
+
+
+class ModelFileError(ChiptunerError, ValueError):
+    """A model file that is missing, not an arranger export, of another format version, or damaged."""

@@ -1,0 +1,446 @@
+"""The arranger network's step: input rows, GRU cell, four voice heads, sampling.
+
+Every input of a step is categorical (melody pitch or button lane, onset flag, input
+mode, position in the bar, and the four voices' previous tokens), so the embedding, the
+GRU's input matrix and the heads' direct input path are folded at export into one table:
+row ``r`` holds ``[W_ih @ e_r, W_direct @ e_r]``. A step sums ``N_ROWS`` gathered rows,
+then does the two matrix-vector products that remain (recurrent and output).
+
+The weights are stored transposed (``w_hh_t`` is (H, 3H), ``w_out_t`` is (H, V)) so that
+each product is a sum of scaled rows: the inner loop runs over independent outputs and
+vectorises without reassociating any sum, which keeps ``fastmath`` off and the result
+identical on every call. The offline run is a loop over the same step function, so
+``run == stack(step)`` holds exactly.
+
+Token layout of one voice: 0 = rest, 1 = hold the sounding note, ``2 + k`` = a new note
+of class ``k`` (a pitch above the voice's lowest, or a drum class for the noise voice).
+The four voices' logits are concatenated; ``tok_offset[v]:tok_offset[v + 1]`` is voice v.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, types
+
+#: Rows gathered per step: melody (pitch or lane), onset, mode, position, 4 previous tokens.
+N_ROWS = 8
+REST = 0
+HOLD = 1
+FIRST_NOTE = 2
+#: ``lead`` argument of ``step``: the model samples pulse1 freely.
+LEAD_FREE = -1
+#: ``lead`` argument of ``step``: pulse1 must start a note, the model picks its pitch.
+LEAD_ONSET = -2
+
+_F32_1D = types.Array(types.float32, 1, "C")
+_F32_1D_RO = types.Array(types.float32, 1, "C", readonly=True)
+_F32_2D_RO = types.Array(types.float32, 2, "C", readonly=True)
+_I64_1D = types.Array(types.int64, 1, "C")
+_I64_1D_RO = types.Array(types.int64, 1, "C", readonly=True)
+# Weights are read-only (a loaded model is frozen); writable arrays convert to these types.
+_STEP_SIG = types.void(
+    _F32_2D_RO, _F32_1D_RO, _F32_1D_RO, _F32_2D_RO, _F32_2D_RO, _F32_1D_RO, _I64_1D_RO,
+    _I64_1D, _F32_1D, _F32_1D, _F32_1D, _F32_1D,
+    types.float64, types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
+)  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def next_uniform(rng_state):
+    """A uniform draw in [0, 1) from a xorshift64* generator whose state is ``rng_state[0]``."""
+    x = rng_state[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng_state[0] = x
+    out = x * np.uint64(2685821657736338717)
+    return float(out >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, nogil=True)
+def sample_voice(logits, start, end, previous, onset_only, temperature, rng_state):
+    """Draw one voice's token from ``softmax(logits[start:end] / temperature)`` over the allowed tokens.
+
+    Hold is allowed only after a sounding token; with ``onset_only`` rest and hold are not.
+    """
+    first = FIRST_NOTE if onset_only else REST
+    top = -1e300
+    for k in range(first, end - start):
+        if k == HOLD and previous == REST:
+            continue
+        value = logits[start + k] / temperature
+        if value > top:
+            top = value
+    total = 0.0
+    for k in range(first, end - start):
+        if k == HOLD and previous == REST:
+            continue
+        total += math.exp(logits[start + k] / temperature - top)
+    target = next_uniform(rng_state) * total
+    chosen = end - start - 1
+    running = 0.0
+    for k in range(first, end - start):
+        if k == HOLD and previous == REST:
+            continue
+        running += math.exp(logits[start + k] / temperature - top)
+        if running > target:
+            chosen = k
+            break
+    return chosen
+
+
+@njit(cache=True, nogil=True)
+def voice_log_prob(logits, start, end, previous, target):
+    """Log p(target) of one voice under the unscaled softmax, hold masked after a rest."""
+    top = -1e300
+    for k in range(end - start):
+        if k == HOLD and previous == REST:
+            continue
+        if logits[start + k] > top:
+            top = logits[start + k]
+    total = 0.0
+    for k in range(end - start):
+        if k == HOLD and previous == REST:
+            continue
+        total += math.exp(logits[start + k] - top)
+    return logits[start + target] - top - math.log(total)
+
+
+@njit(_STEP_SIG, cache=True, nogil=True)
+def step(
+    in_table,
+    b_ih,
+    b_hh,
+    w_hh_t,
+    w_out_t,
+    b_out,
+    tok_offset,
+    rows,
+    h,
+    acc,
+    gh,
+    logits,
+    temperature,
+    lead,
+    rng_state,
+    tokens,
+):
+    """Advance the network one step and sample the four voices' tokens.
+
+    Parameters
+    ----------
+    in_table : float32 (R, 3H + V)
+        Folded input rows.
+    b_ih, b_hh : float32 (3H,)
+        GRU biases (gate order r, z, n as in torch).
+    w_hh_t : float32 (H, 3H)
+    w_out_t : float32 (H, V)
+    b_out : float32 (V,)
+    tok_offset : int64 (5,)
+    rows : int64 (N_ROWS,)
+        Rows of ``in_table`` for this step's inputs (see ``input_rows``).
+    h : float32 (H,)
+        Hidden state, updated in place.
+    acc : float32 (3H + V,), gh : float32 (3H,)
+        Scratch.
+    logits : float32 (V,)
+        Output: the step's logits before masking and temperature.
+    temperature : float64
+        > 0.
+    lead : int64
+        ``LEAD_FREE``, ``LEAD_ONSET``, or a pulse1 token (>= 2) to play.
+    rng_state : uint64 (1,)
+    tokens : int64 (4,)
+        In: the previous step's tokens (they decide where hold is possible). Out: this step's.
+    """
+    n_hidden = h.shape[0]
+    n_gates = 3 * n_hidden
+    width = acc.shape[0]
+    for i in range(width):
+        acc[i] = 0.0
+    for k in range(rows.shape[0]):
+        row = in_table[rows[k]]
+        for i in range(width):
+            acc[i] += row[i]
+    for i in range(n_gates):
+        gh[i] = b_hh[i]
+    for j in range(n_hidden):
+        hj = h[j]
+        w = w_hh_t[j]
+        for i in range(n_gates):
+            gh[i] += w[i] * hj
+    for i in range(n_hidden):
+        r = 1.0 / (1.0 + math.exp(-(acc[i] + b_ih[i] + gh[i])))
+        z = 1.0 / (1.0 + math.exp(-(acc[n_hidden + i] + b_ih[n_hidden + i] + gh[n_hidden + i])))
+        n = math.tanh(acc[2 * n_hidden + i] + b_ih[2 * n_hidden + i] + r * gh[2 * n_hidden + i])
+        h[i] = (1.0 - z) * n + z * h[i]
+    n_out = logits.shape[0]
+    for i in range(n_out):
+        logits[i] = b_out[i] + acc[n_gates + i]
+    for j in range(n_hidden):
+        hj = h[j]
+        w = w_out_t[j]
+        for i in range(n_out):
+            logits[i] += w[i] * hj
+    for v in range(4):
+        forced = -1
+        onset_only = False
+        if v == 0:
+            if lead >= FIRST_NOTE:
+                forced = lead
+            elif lead == LEAD_ONSET:
+                onset_only = True
+        if forced >= 0:
+            tokens[v] = forced
+            continue
+        tokens[v] = sample_voice(
+            logits, tok_offset[v], tok_offset[v + 1], tokens[v], onset_only, temperature, rng_state
+        )
+
+
+@njit(cache=True, nogil=True)
+def input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows):
+    """Fill ``rows`` with the ``in_table`` rows of one step's inputs.
+
+    Parameters
+    ----------
+    row_offset : int64 (10,)
+        First row of each input block: keys pitch (129 rows: rest, then MIDI 0-127), lanes
+        (6: none, then lanes 0-4), onset (2), mode (2), position (max_position + 1), then
+        the previous tokens of voices 0-3; the last entry is the table's row count.
+    buttons : bool
+        Input mode: False for a pitch, True for a 5-button lane.
+    melody : int64
+        The pitch (0-127) or lane (0-4) sounding now, -1 for none.
+    onset : bool
+        A note starts on this step.
+    position : int64
+        Step in the bar, clipped to ``max_position``.
+    tokens : int64 (4,)
+        The previous step's tokens.
+    """
+    if buttons:
+        lane = melody if 0 <= melody < 5 else -1
+        rows[0] = row_offset[1] + lane + 1
+    else:
+        pitch = melody if 0 <= melody < 128 else -1
+        rows[0] = row_offset[0] + pitch + 1
+    rows[1] = row_offset[2] + (1 if onset and melody >= 0 else 0)
+    rows[2] = row_offset[3] + (1 if buttons else 0)
+    p = position
+    if p < 0:
+        p = 0
+    if p > max_position:
+        p = max_position
+    rows[3] = row_offset[4] + p
+    for v in range(4):
+        rows[4 + v] = row_offset[5 + v] + tokens[v]
+
+
+@njit(cache=True, nogil=True)
+def lead_token(buttons, melody, onset, low, high):
+    """What pulse1 must do this step: play the player's pitch (folded into range) on an onset."""
+    if not onset or melody < 0:
+        return LEAD_FREE
+    if buttons:
+        return LEAD_ONSET
+    pitch = melody
+    while pitch > high:
+        pitch -= 12
+    while pitch < low:
+        pitch += 12
+    return FIRST_NOTE + pitch - low
+
+
+@njit(cache=True, nogil=True)
+def play_step(
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, temperature,
+    rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
+):  # fmt: skip
+    """One step from the player's input to the four voices: the function live and offline share.
+
+    Builds the input rows from ``melody``/``onset``/``position`` and the previous
+    ``tokens``, decides the lead (``lead_token`` when ``follow_lead``), runs ``step``, then
+    decodes: ``sounding`` (4,) holds each voice's sounding pitch or drum key (-1 silent),
+    ``started`` (4,) whether it started on this step. ``voice_low``/``voice_high`` (3,)
+    are the pitched voices' ranges.
+    """
+    input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
+    lead = LEAD_FREE
+    if follow_lead:
+        lead = lead_token(buttons, melody, onset, voice_low[0], voice_high[0])
+    step(
+        in_table,
+        b_ih,
+        b_hh,
+        w_hh_t,
+        w_out_t,
+        b_out,
+        tok_offset,
+        rows,
+        h,
+        acc,
+        gh,
+        logits,
+        temperature,
+        lead,
+        rng_state,
+        tokens,
+    )
+    for v in range(4):
+        token = tokens[v]
+        started[v] = token >= FIRST_NOTE
+        if token == REST:
+            sounding[v] = -1
+        elif token >= FIRST_NOTE:
+            sounding[v] = drum_keys[token - FIRST_NOTE] if v == 3 else voice_low[v] + token - FIRST_NOTE
+
+
+@njit(cache=True, nogil=True)
+def run(
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, temperature,
+    rng_state, h, tokens, sounding, tokens_out,
+):  # fmt: skip
+    """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
+
+    ``h``, ``tokens`` (4,) and ``sounding`` (4,) are the state to start from and are left
+    at the last step's; ``tokens_out`` (T, 4) receives every step's tokens.
+    """
+    acc = np.zeros(in_table.shape[1], dtype=np.float32)
+    gh = np.zeros(3 * h.shape[0], dtype=np.float32)
+    logits = np.zeros(b_out.shape[0], dtype=np.float32)
+    rows = np.zeros(N_ROWS, dtype=np.int64)
+    started = np.zeros(4, dtype=np.bool_)
+    for t in range(melody.shape[0]):
+        play_step(
+            in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
+            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, temperature,
+            rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
+        )  # fmt: skip
+        for v in range(4):
+            tokens_out[t, v] = tokens[v]
+
+
+@njit(cache=True, nogil=True)
+def teacher_forced_log_prob(
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
+    buttons, melody, onset, position, target, h, log_prob_out,
+):  # fmt: skip
+    """Log p of every real token (T, 4) given the real previous tokens (teacher forcing).
+
+    The step is the same cell as ``step``; sampling is replaced by scoring ``target``.
+    """
+    n_hidden = h.shape[0]
+    acc = np.zeros(in_table.shape[1], dtype=np.float32)
+    gh = np.zeros(3 * n_hidden, dtype=np.float32)
+    logits = np.zeros(b_out.shape[0], dtype=np.float32)
+    rows = np.zeros(N_ROWS, dtype=np.int64)
+    previous = np.zeros(4, dtype=np.int64)
+    scratch = np.zeros(4, dtype=np.int64)
+    rng_state = np.ones(1, dtype=np.uint64)
+    for t in range(melody.shape[0]):
+        input_rows(row_offset, buttons, melody[t], onset[t], position[t], max_position, previous, rows)
+        for v in range(4):
+            scratch[v] = previous[v]
+        # The voice draws of this call are thrown away; only the logits are scored.
+        step(
+            in_table,
+            b_ih,
+            b_hh,
+            w_hh_t,
+            w_out_t,
+            b_out,
+            tok_offset,
+            rows,
+            h,
+            acc,
+            gh,
+            logits,
+            1.0,
+            LEAD_FREE,
+            rng_state,
+            scratch,
+        )
+        for v in range(4):
+            log_prob_out[t, v] = voice_log_prob(logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v])
+            previous[v] = target[t, v]
+
+
+@njit(cache=True, nogil=True)
+def matvec_floor(w_hh_t, w_out_t, h, gh, logits):
+    """The two matrix-vector products of a step and nothing else: the speed floor of ``step``."""
+    n_hidden = h.shape[0]
+    for i in range(gh.shape[0]):
+        gh[i] = 0.0
+    for j in range(n_hidden):
+        hj = h[j]
+        w = w_hh_t[j]
+        for i in range(gh.shape[0]):
+            gh[i] += w[i] * hj
+    for i in range(logits.shape[0]):
+        logits[i] = 0.0
+    for j in range(n_hidden):
+        hj = gh[j]
+        w = w_out_t[j]
+        for i in range(logits.shape[0]):
+            logits[i] += w[i] * hj
+
+
+@njit(cache=True, nogil=True)
+def tokens_to_voices(tokens, low, drum_keys, pitch_out, onset_out):
+    """Decode tokens (T, 4) into sounding pitch (-1 silent) and onset flags per step and voice.
+
+    ``low`` (3,) is the lowest pitch of pulse1, pulse2 and triangle; noise classes map to
+    ``drum_keys``. A hold after silence (never sampled) is read as silence.
+    """
+    for v in range(4):
+        sounding = -1
+        for t in range(tokens.shape[0]):
+            token = tokens[t, v]
+            onset_out[t, v] = False
+            if token == REST:
+                sounding = -1
+            elif token >= FIRST_NOTE:
+                k = token - FIRST_NOTE
+                sounding = drum_keys[k] if v == 3 else low[v] + k
+                onset_out[t, v] = True
+            pitch_out[t, v] = sounding
+
+
+@njit(cache=True, nogil=True)
+def voices_to_tokens(pitch, onset, low, high, drum_keys, tokens_out):
+    """Encode sounding pitch and onset flags (T, 4) as tokens; the inverse of ``tokens_to_voices``.
+
+    A pitch change without an onset flag starts a note; a pitch outside a voice's range is
+    folded by octaves; a drum key that is none of ``drum_keys`` is a rest.
+    """
+    for v in range(4):
+        previous = -1
+        for t in range(pitch.shape[0]):
+            p = pitch[t, v]
+            if p < 0:
+                tokens_out[t, v] = REST
+                previous = -1
+                continue
+            if v == 3:
+                k = -1
+                for d in range(drum_keys.shape[0]):
+                    if drum_keys[d] == p:
+                        k = d
+                if k < 0:
+                    tokens_out[t, v] = REST
+                    previous = -1
+                    continue
+            else:
+                while p > high[v]:
+                    p -= 12
+                while p < low[v]:
+                    p += 12
+                k = p - low[v]
+            if onset[t, v] or p != previous:
+                tokens_out[t, v] = FIRST_NOTE + k
+            else:
+                tokens_out[t, v] = HOLD
+            previous = p

@@ -1,0 +1,486 @@
+"""The arranger model: its token vocabulary, its weights file, and the numba step that plays it.
+
+The model is causal, one 16th-note step at a time. At step t it sees the player's input at
+t (a MIDI pitch in ``"keys"`` mode or one of five lanes in ``"buttons"`` mode, plus an
+onset flag), the position in the bar, and the four tokens it produced at t-1. Per voice
+it outputs one token: rest, hold, or a new note (a pitch inside the voice's range, or a
+drum class for the noise voice). It never sees a future input step.
+
+Weights live in a versioned ``.npz`` of plain arrays (written by ``chiptuner train``,
+read without pickle and without torch). ``Arranger`` is the stepping state used live and
+offline alike: ``Arranger.run`` is a loop over the same kernel as ``Arranger.step``.
+
+Lead policy (``follow_lead=True``, the default): the player's note is heard at once, so on
+every input onset pulse1 starts a note on that same step; in keys mode it is the played
+pitch folded into pulse1's range, in buttons mode the model picks the pitch. Between the
+player's onsets the model decides (ornaments, rests, holds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from chiptuner._kernels import arranger as _k
+from chiptuner.errors import ModelFileError, ParameterError
+from chiptuner.types import VOICE_NAMES, Arrangement
+from chiptuner.voices import DRUM_KEYS, VOICE_RANGES
+
+__all__ = [
+    "InputMode",
+    "ArrangerModel",
+    "Arranger",
+    "load_model",
+    "default_model_path",
+    "voices_to_tokens",
+    "tokens_to_arrangement",
+    "FORMAT_VERSION",
+    "N_TOKENS",
+    "TOKEN_OFFSET",
+    "INPUT_SIZES",
+    "ROW_OFFSET",
+    "MAX_POSITION",
+    "REST",
+    "HOLD",
+    "FIRST_NOTE",
+]
+
+logger = logging.getLogger(__name__)
+
+InputMode = Literal["keys", "buttons"]
+
+#: Version of the ``.npz`` layout; a file of another version is refused.
+FORMAT_VERSION = 1
+REST, HOLD, FIRST_NOTE = _k.REST, _k.HOLD, _k.FIRST_NOTE
+#: Lowest and highest pitch of pulse1, pulse2, triangle (TARGETS.md ranges).
+VOICE_LOW = np.array([VOICE_RANGES[name][0] for name in VOICE_NAMES[:3]], dtype=np.int64)
+VOICE_HIGH = np.array([VOICE_RANGES[name][1] for name in VOICE_NAMES[:3]], dtype=np.int64)
+_DRUM_KEYS = DRUM_KEYS.astype(np.int64)
+#: Tokens per voice: rest, hold, then one per pitch of the range (or per drum class).
+N_TOKENS = (
+    *(int(h - lo + 1 + FIRST_NOTE) for lo, h in zip(VOICE_LOW, VOICE_HIGH, strict=True)),
+    FIRST_NOTE + len(DRUM_KEYS),
+)
+#: Voice v's logits are ``TOKEN_OFFSET[v]:TOKEN_OFFSET[v + 1]`` of the concatenated output.
+TOKEN_OFFSET = np.concatenate(([0], np.cumsum(N_TOKENS))).astype(np.int64)
+#: Positions in the bar beyond this one share its input row (bars of over 2 x 4/4 are rare).
+MAX_POSITION = 31
+#: Rows per input block of the folded input table, in the kernel's order.
+INPUT_SIZES = {
+    "pitch": 129,  # rest, then MIDI 0-127
+    "lane": 6,  # none, then lanes 0-4
+    "onset": 2,
+    "mode": 2,  # keys, buttons
+    "position": MAX_POSITION + 1,
+    **{f"previous_{name}": n for name, n in zip(VOICE_NAMES, N_TOKENS, strict=True)},
+}
+ROW_OFFSET = np.concatenate(([0], np.cumsum(list(INPUT_SIZES.values())))).astype(np.int64)
+_WEIGHTS = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out")
+_DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.npz"
+
+for _array in (VOICE_LOW, VOICE_HIGH, _DRUM_KEYS, TOKEN_OFFSET, ROW_OFFSET):
+    _array.flags.writeable = False
+
+
+def default_model_path() -> Path:
+    """The model that ships inside the package (``chiptuner/models/default.npz``)."""
+    return _DEFAULT_MODEL
+
+
+def _check_mode(mode: str) -> bool:
+    if mode not in typing.get_args(InputMode):
+        raise ParameterError(f"input mode is {mode!r}; use one of {typing.get_args(InputMode)}")
+    return mode == "buttons"
+
+
+def _check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)):
+        raise ParameterError(f"temperature is {temperature!r}; it must be a number above 0 (1.0 samples as trained)")
+    value = float(temperature)
+    if not 0.0 < value <= 10.0 or not np.isfinite(value):
+        raise ParameterError(
+            f"temperature is {temperature!r}; use a value above 0 and at most 10 (1.0 samples as trained)"
+        )
+    return value
+
+
+def _seed_state(seed: int) -> np.ndarray:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"seed is {seed!r}; it must be a whole number >= 0")
+    # splitmix64 of the seed: nearby seeds give unrelated streams, and the state is never 0.
+    z = (int(seed) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    z ^= z >> 31
+    return np.array([z or 1], dtype=np.uint64)
+
+
+@dataclass(frozen=True, eq=False)
+class ArrangerModel:
+    """The exported weights of an arranger network, folded for the numba step.
+
+    Attributes
+    ----------
+    in_table : np.ndarray [shape=(R, 3H + V), dtype=float32]
+        One row per input value (see ``INPUT_SIZES``): its GRU input and its direct
+        contribution to the output logits.
+    b_ih, b_hh : np.ndarray [shape=(3H,), dtype=float32]
+        GRU biases, gates in torch's order (reset, update, new).
+    w_hh_t : np.ndarray [shape=(H, 3H), dtype=float32]
+        Recurrent weights, transposed.
+    w_out_t : np.ndarray [shape=(H, V), dtype=float32]
+        Output weights of the four heads, transposed; V = ``TOKEN_OFFSET[-1]``.
+    b_out : np.ndarray [shape=(V,), dtype=float32]
+    metadata : dict
+        How the model was trained (data, split, time, validation figures).
+    extras : dict of str to np.ndarray
+        Other arrays stored with the model (the baselines fitted on the same training split).
+    """
+
+    in_table: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    w_hh_t: np.ndarray
+    w_out_t: np.ndarray
+    b_out: np.ndarray
+    metadata: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in _WEIGHTS:
+            array = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+        hidden = self.w_hh_t.shape[0] if self.w_hh_t.ndim == 2 else -1
+        n_out = int(TOKEN_OFFSET[-1])
+        expected = {
+            "in_table": (int(ROW_OFFSET[-1]), 3 * hidden + n_out),
+            "b_ih": (3 * hidden,),
+            "b_hh": (3 * hidden,),
+            "w_hh_t": (hidden, 3 * hidden),
+            "w_out_t": (hidden, n_out),
+            "b_out": (n_out,),
+        }
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ModelFileError(
+                    f"model weight {name} has shape {getattr(self, name).shape}, expected {shape} "
+                    f"(hidden size {hidden}); export the model again with `chiptuner train`"
+                )
+        for name in _WEIGHTS:
+            if not np.isfinite(getattr(self, name)).all():
+                raise ModelFileError(
+                    f"model weight {name} holds NaN or infinite values; the training diverged: train again"
+                )
+
+    @property
+    def hidden(self) -> int:
+        """Size of the GRU state."""
+        return int(self.w_hh_t.shape[0])
+
+    @property
+    def n_parameters(self) -> int:
+        """Floats stored in the folded weights."""
+        return int(sum(getattr(self, name).size for name in _WEIGHTS))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model as a versioned ``.npz`` of plain arrays (no pickle), atomically."""
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in _WEIGHTS}
+        arrays.update({f"extra_{name}": np.asarray(value) for name, value in self.extras.items()})
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                format_version=np.array(FORMAT_VERSION),
+                row_offset=ROW_OFFSET,
+                tok_offset=TOKEN_OFFSET,
+                metadata_json=np.array(json.dumps(self.metadata, sort_keys=True)),
+                **arrays,
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ArrangerModel:
+        """Read a model written by ``save``.
+
+        Raises
+        ------
+        ModelFileError
+            Missing file, not an arranger export, another format version, or bad shapes.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file; train one with `chiptuner train` or leave --model out")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError) as error:
+            raise ModelFileError(
+                f"{path}: not a model file ({error}); pass a .npz written by `chiptuner train`"
+            ) from None
+        missing = [name for name in ("format_version", "row_offset", "tok_offset", *_WEIGHTS) if name not in arrays]
+        if missing:
+            raise ModelFileError(
+                f"{path}: not an arranger model (missing {', '.join(missing)}); pass a .npz written by `chiptuner train`"
+            )
+        version = int(arrays["format_version"])
+        if version != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path}: model format {version}, this chiptuner reads format {FORMAT_VERSION}; train the model again"
+            )
+        if not (
+            np.array_equal(arrays["row_offset"], ROW_OFFSET) and np.array_equal(arrays["tok_offset"], TOKEN_OFFSET)
+        ):
+            raise ModelFileError(
+                f"{path}: the model's input or token layout differs from this chiptuner's; train it again"
+            )
+        metadata = json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {}
+        extras = {name[len("extra_") :]: arrays[name] for name in arrays if name.startswith("extra_")}
+        return cls(**{name: arrays[name] for name in _WEIGHTS}, metadata=metadata, extras=extras)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int) -> ArrangerModel:
+    return ArrangerModel.load(path)
+
+
+def load_model(path: str | os.PathLike | None = None) -> ArrangerModel:
+    """Load a model file, or the shipped default when ``path`` is None (cached while unchanged)."""
+    target = Path(path) if path is not None else _DEFAULT_MODEL
+    if not target.is_file():
+        if path is None:
+            raise ModelFileError(f"the default model {target} is missing from this installation; reinstall chiptuner")
+        raise ModelFileError(f"{target}: no such model file; train one with `chiptuner train` or leave --model out")
+    return _load_cached(os.fspath(target), target.stat().st_mtime_ns)
+
+
+class Arranger:
+    """The stepping state of one arrangement: feed the player's input step by step.
+
+    Parameters
+    ----------
+    model : ArrangerModel
+    mode : {"keys", "buttons"}
+        ``"keys"``: the input is a MIDI pitch; ``"buttons"``: a lane 0-4.
+    temperature : float
+        Sampling temperature, above 0 (1.0 samples the trained distribution).
+    seed : int
+        Seed of the sampling generator: equal seeds give equal arrangements.
+    follow_lead : bool
+        pulse1 starts a note on every input onset (see the module notes).
+
+    Notes
+    -----
+    Every buffer is allocated here, none per step. ``step`` returns views of internal
+    arrays that the next step overwrites.
+    """
+
+    def __init__(
+        self,
+        model: ArrangerModel,
+        *,
+        mode: InputMode = "keys",
+        temperature: float = 1.0,
+        seed: int = 0,
+        follow_lead: bool = True,
+    ) -> None:
+        self.model = model
+        self.buttons = _check_mode(mode)
+        self.mode = mode
+        self.temperature = _check_temperature(temperature)
+        self.follow_lead = bool(follow_lead)
+        hidden = model.hidden
+        self._h = np.zeros(hidden, dtype=np.float32)
+        self._acc = np.zeros(model.in_table.shape[1], dtype=np.float32)
+        self._gh = np.zeros(3 * hidden, dtype=np.float32)
+        self._logits = np.zeros(int(TOKEN_OFFSET[-1]), dtype=np.float32)
+        self._rows = np.zeros(_k.N_ROWS, dtype=np.int64)
+        self._tokens = np.zeros(4, dtype=np.int64)
+        self._sounding = np.full(4, -1, dtype=np.int64)
+        self._started = np.zeros(4, dtype=np.bool_)
+        self._rng = _seed_state(seed)
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the past: silent voices, zero state; reseed when ``seed`` is given."""
+        self._h[:] = 0.0
+        self._tokens[:] = REST
+        self._sounding[:] = -1
+        self._started[:] = False
+        if seed is not None:
+            self._rng[:] = _seed_state(seed)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The last step's tokens [shape=(4,), dtype=int64]."""
+        return self._tokens
+
+    @property
+    def sounding(self) -> np.ndarray:
+        """Each voice's sounding pitch or drum key after the last step, -1 when silent [shape=(4,), dtype=int64]."""
+        return self._sounding
+
+    @property
+    def started(self) -> np.ndarray:
+        """Which voices started a note on the last step [shape=(4,), dtype=bool]."""
+        return self._started
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The last step's output logits before masking and temperature [shape=(V,), dtype=float32]."""
+        return self._logits
+
+    def step(self, melody: int, onset: bool, position: int) -> np.ndarray:
+        """Play one step and return the four voices' tokens.
+
+        Parameters
+        ----------
+        melody : int
+            The pitch (keys mode, 0-127) or lane (buttons mode, 0-4) sounding now, -1 for none.
+        onset : bool
+            The player started that note on this step.
+        position : int
+            Step in the bar (0 on a downbeat).
+
+        Returns
+        -------
+        np.ndarray [shape=(4,), dtype=int64]
+            Tokens (see ``sounding`` and ``started`` for the decoded voices).
+        """
+        m = self.model
+        _k.play_step(
+            m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
+            self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self.follow_lead, self.temperature, self._rng, self._h, self._acc, self._gh, self._logits,
+            self._rows, self._tokens, self._sounding, self._started,
+        )  # fmt: skip
+        return self._tokens
+
+    def run(self, melody: np.ndarray, onset: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Play many steps at once, continuing from the current state (same result as ``step`` in a loop).
+
+        Parameters
+        ----------
+        melody : np.ndarray [shape=(T,), dtype=int]
+        onset : np.ndarray [shape=(T,), dtype=bool]
+        position : np.ndarray [shape=(T,), dtype=int]
+
+        Returns
+        -------
+        np.ndarray [shape=(T, 4), dtype=int64]
+            Tokens per step and voice.
+        """
+        melody_arr = np.ascontiguousarray(melody, dtype=np.int64)
+        onset_arr = np.ascontiguousarray(onset, dtype=np.bool_)
+        position_arr = np.ascontiguousarray(position, dtype=np.int64)
+        if melody_arr.ndim != 1 or onset_arr.shape != melody_arr.shape or position_arr.shape != melody_arr.shape:
+            raise ParameterError(
+                f"melody {melody_arr.shape}, onset {onset_arr.shape} and position {position_arr.shape} must be 1-D of one length"
+            )
+        out = np.zeros((len(melody_arr), 4), dtype=np.int64)
+        m = self.model
+        _k.run(
+            m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
+            self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self.follow_lead, self.temperature, self._rng, self._h, self._tokens, self._sounding, out,
+        )  # fmt: skip
+        if len(out):
+            self._started[:] = out[-1] >= FIRST_NOTE
+        return out
+
+
+def teacher_forced_log_prob(
+    model: ArrangerModel,
+    melody: np.ndarray,
+    onset: np.ndarray,
+    position: np.ndarray,
+    tokens: np.ndarray,
+    *,
+    mode: InputMode = "keys",
+) -> np.ndarray:
+    """Log p of each real token given the real past (teacher forcing), per step and voice.
+
+    Parameters
+    ----------
+    melody, onset, position : np.ndarray [shape=(T,)]
+        The input, as for ``Arranger.run``.
+    tokens : np.ndarray [shape=(T, 4), dtype=int]
+        The real arrangement's tokens (``voices_to_tokens``).
+    mode : {"keys", "buttons"}
+
+    Returns
+    -------
+    np.ndarray [shape=(T, 4), dtype=float64]
+        Natural-log probabilities (hold is impossible after a rest, as when sampling).
+    """
+    buttons = _check_mode(mode)
+    melody_arr = np.ascontiguousarray(melody, dtype=np.int64)
+    target = np.ascontiguousarray(tokens, dtype=np.int64)
+    if target.shape != (len(melody_arr), 4):
+        raise ParameterError(f"tokens have shape {target.shape}; expected ({len(melody_arr)}, 4)")
+    if (target < 0).any() or (target >= np.array(N_TOKENS)).any():
+        raise ParameterError("tokens hold values outside each voice's vocabulary; make them with voices_to_tokens")
+    out = np.zeros((len(melody_arr), 4), dtype=np.float64)
+    m = model
+    _k.teacher_forced_log_prob(
+        m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
+        buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_), np.ascontiguousarray(position, dtype=np.int64),
+        target, np.zeros(m.hidden, dtype=np.float32), out,
+    )  # fmt: skip
+    return out
+
+
+def voices_to_tokens(pitch: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """Encode four voices (``Arrangement.pitch``/``onset`` or ``song_arrays``' ``voice_*``) as tokens.
+
+    Parameters
+    ----------
+    pitch : np.ndarray [shape=(T, 4), dtype=int]
+        -1 for silence; drum keys for the noise voice.
+    onset : np.ndarray [shape=(T, 4), dtype=bool]
+
+    Returns
+    -------
+    np.ndarray [shape=(T, 4), dtype=int64]
+        Pitched voices outside their range are folded by octaves; a drum key outside
+        ``DRUM_KEYS`` becomes a rest.
+    """
+    pitch_arr = np.ascontiguousarray(pitch, dtype=np.int64)
+    onset_arr = np.ascontiguousarray(onset, dtype=np.bool_)
+    if pitch_arr.ndim != 2 or pitch_arr.shape[1] != 4 or onset_arr.shape != pitch_arr.shape:
+        raise ParameterError(f"pitch {pitch_arr.shape} and onset {onset_arr.shape} must both be (T, 4)")
+    out = np.zeros(pitch_arr.shape, dtype=np.int64)
+    _k.voices_to_tokens(pitch_arr, onset_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS, out)
+    return out
+
+
+def tokens_to_arrangement(tokens: np.ndarray, *, steps_per_beat: int = 4) -> Arrangement:
+    """Decode tokens (T, 4) into an ``Arrangement`` (pitch per step and voice, onsets)."""
+    token_arr = np.ascontiguousarray(tokens, dtype=np.int64)
+    if token_arr.ndim != 2 or token_arr.shape[1] != 4:
+        raise ParameterError(f"tokens have shape {token_arr.shape}; expected (T, 4)")
+    pitch = np.zeros(token_arr.shape, dtype=np.int64)
+    onset = np.zeros(token_arr.shape, dtype=np.bool_)
+    _k.tokens_to_voices(token_arr, VOICE_LOW, _DRUM_KEYS, pitch, onset)
+    return Arrangement(pitch.astype(np.int16), onset, steps_per_beat)
+
+
+def warmup(model: ArrangerModel | None = None) -> None:
+    """Compile (or load from numba's cache) every kernel of the step, before any port opens."""
+    model = model if model is not None else load_model()
+    arranger = Arranger(model)
+    arranger.step(60, True, 0)
+    arranger.run(np.array([60, -1]), np.array([True, False]), np.array([0, 1]))
+    Arranger(model, mode="buttons").step(2, True, 0)
+    tokens = voices_to_tokens(np.full((2, 4), -1), np.zeros((2, 4), bool))
+    tokens_to_arrangement(tokens)
+    teacher_forced_log_prob(model, np.array([60, 60]), np.array([True, False]), np.array([0, 1]), tokens)

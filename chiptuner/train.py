@@ -1,0 +1,479 @@
+"""Training the arranger with torch, and exporting it to the ``.npz`` the numba step plays.
+
+The only module that imports torch. The network is the one ``model`` describes: the sum
+of categorical input embeddings feeds a GRU; four heads read the GRU state plus a direct
+linear path from the inputs. Everything before the nonlinearities is linear in the
+embeddings, so the export folds embeddings, the GRU input matrix and the direct path into
+one table of rows (``ArrangerModel.in_table``).
+
+Why it does not collapse to silence or to one note (the two failures this design answers):
+
+- The loss is the plain negative log-likelihood of the next token of every voice, rest
+  and hold included, so the model is calibrated, and it is *sampled* (never argmax) when
+  it plays: sampling a calibrated model reproduces the real density of notes, where the
+  mode of a grid that is mostly holds and rests is silence.
+- Hold is a token of its own (onset and duration are separate decisions) and impossible
+  after a rest; a new note carries its pitch, so "hold the last note" is never confused
+  with "repeat the last note".
+- The model is fed its own previous outputs (teacher forcing in training), so it knows
+  what it is playing and can leave it; and the current input step (never a future one)
+  reaches the heads directly, so the lead can follow the player at once.
+- Every evaluation arranges validation songs *free-running* through the exported numba
+  step and reports the collapse metrics (accompaniment silence, onsets per bar, pitch
+  classes per 4 bars) next to the real ones, so a collapse is visible while training.
+
+Data: ``chiptuner convert`` shards; the songs are split by song (``dataset.split_by_song``)
+into train, validation (early stopping) and test (never seen; ``chiptuner evaluate``).
+Each training window is transposed by a random shift of -5..+6 and given to the model in
+keys or buttons mode at random, so one model serves both input kinds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from chiptuner import __version__
+from chiptuner._kernels.arranger import N_ROWS
+from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
+from chiptuner.dataset import SHIFTS, Corpus, load_shards, shift_tokens, split_by_song
+from chiptuner.errors import ParameterError
+from chiptuner.metrics import pool, song_statistics
+from chiptuner.model import (
+    HOLD,
+    MAX_POSITION,
+    REST,
+    ROW_OFFSET,
+    TOKEN_OFFSET,
+    Arranger,
+    ArrangerModel,
+    tokens_to_arrangement,
+    voices_to_tokens,
+)
+
+__all__ = ["TrainConfig", "ArrangerNet", "export", "train", "split_songs", "song_tokens"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of ``train`` (all stored in the model's metadata).
+
+    Attributes
+    ----------
+    hidden : int
+        GRU state size (128-256 steps in tens of microseconds on one core).
+    embed : int
+        Width of the input embeddings (folded away at export).
+    window : int
+        Steps per training window (16 per 4/4 bar).
+    batch : int
+        Windows per batch.
+    lr : float
+        Adam learning rate.
+    max_minutes : float
+        Wall-clock budget; the best model so far is kept when it runs out.
+    eval_every : int
+        Batches between validation rounds.
+    patience : int
+        Validation rounds without a better validation NLL before stopping.
+    test_size, val_size : float
+        Fractions of song groups held out for the final test and for early stopping.
+    seed : int
+    """
+
+    hidden: int = 192
+    embed: int = 96
+    window: int = 128
+    batch: int = 64
+    lr: float = 2e-3
+    max_minutes: float = 20.0
+    eval_every: int = 200
+    patience: int = 5
+    test_size: float = 0.1
+    val_size: float = 0.05
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ParameterError for a value no training can use."""
+        for name in ("hidden", "embed", "window", "batch", "eval_every", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ParameterError(f"{name} is {value!r}; it must be a whole number above 0")
+        if not self.lr > 0 or not self.max_minutes > 0:
+            raise ParameterError(f"lr {self.lr} and max_minutes {self.max_minutes} must be above 0")
+        if not (0 < self.test_size < 1 and 0 < self.val_size < 1 and self.test_size + self.val_size < 1):
+            raise ParameterError(
+                f"test_size {self.test_size} and val_size {self.val_size} must be fractions summing under 1"
+            )
+
+
+class ArrangerNet(nn.Module):
+    """The arranger network in torch (batch form of ``_kernels.arranger.step``).
+
+    The inputs are the same rows the numba step gathers (``ROW_OFFSET`` layout, made by
+    ``_batch_inputs`` as ``_kernels.arranger.input_rows`` makes them): one summed
+    embedding bag per step feeds the GRU and, through ``direct``, the heads.
+    """
+
+    def __init__(self, hidden: int = 192, embed: int = 96) -> None:
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(int(ROW_OFFSET[-1]), embed, mode="sum")
+        self.gru = nn.GRU(embed, hidden, batch_first=True)
+        n_out = int(TOKEN_OFFSET[-1])
+        self.head = nn.Linear(hidden, n_out)
+        self.direct = nn.Linear(embed, n_out, bias=False)
+
+    def forward(self, rows: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L, V) and the last state, from input rows (B, L, N_ROWS)."""
+        batch, length, n_rows = rows.shape
+        x = self.embedding(rows.reshape(batch * length, n_rows)).reshape(batch, length, -1)
+        out, h = self.gru(x, h0)
+        return self.head(out) + self.direct(x), h
+
+
+def export(net: ArrangerNet, *, metadata: dict | None = None, extras: dict | None = None) -> ArrangerModel:
+    """Fold a trained ``ArrangerNet`` into the plain arrays of an ``ArrangerModel``."""
+    with torch.no_grad():
+        table = net.embedding.weight.double()
+        in_table = torch.cat((table @ net.gru.weight_ih_l0.double().T, table @ net.direct.weight.double().T), dim=1)
+        return ArrangerModel(
+            in_table=in_table.float().cpu().numpy(),
+            b_ih=net.gru.bias_ih_l0.float().cpu().numpy(),
+            b_hh=net.gru.bias_hh_l0.float().cpu().numpy(),
+            w_hh_t=net.gru.weight_hh_l0.T.float().cpu().numpy(),
+            w_out_t=net.head.weight.T.float().cpu().numpy(),
+            b_out=net.head.bias.float().cpu().numpy(),
+            metadata=dict(metadata or {}),
+            extras=dict(extras or {}),
+        )
+
+
+def masked_log_prob(logits: torch.Tensor, previous: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Log p of ``target`` (B, L, 4) per voice, hold masked after a rest (as the numba step scores)."""
+    out = []
+    for v in range(4):
+        voice = logits[..., int(TOKEN_OFFSET[v]) : int(TOKEN_OFFSET[v + 1])]
+        after_rest = (previous[..., v] == REST).unsqueeze(-1)
+        hold = torch.zeros_like(voice, dtype=torch.bool)
+        hold[..., HOLD] = True
+        voice = voice.masked_fill(hold & after_rest, float("-inf"))
+        out.append(torch.log_softmax(voice, dim=-1).gather(-1, target[..., v : v + 1]).squeeze(-1))
+    return torch.stack(out, dim=-1)
+
+
+def song_tokens(corpus: Corpus) -> np.ndarray:
+    """Tokens (N, 4) of every song of a corpus, each song encoded on its own."""
+    out = np.zeros((corpus.n_steps, 4), dtype=np.int16)
+    pitch, onset = corpus.steps["voice_pitch"], corpus.steps["voice_onset"]
+    for start, end in zip(corpus.offsets[:-1].tolist(), corpus.offsets[1:].tolist(), strict=True):
+        out[start:end] = voices_to_tokens(pitch[start:end], onset[start:end])
+    return out
+
+
+def split_songs(corpus: Corpus, config: TrainConfig) -> dict[str, np.ndarray]:
+    """Song indices of the train, validation and test parts, split by song group.
+
+    The test part is ``split_by_song(test_size, seed)``; ``chiptuner evaluate`` remakes it
+    from the model's metadata. The validation part is split off the rest the same way.
+    """
+    rest, test = split_by_song(corpus.song_ids, test_size=config.test_size, seed=config.seed)
+    val_fraction = config.val_size / (1.0 - config.test_size)
+    train_in_rest, val_in_rest = split_by_song(corpus.song_ids[rest], test_size=val_fraction, seed=config.seed + 1)
+    return {"train": rest[train_in_rest], "val": rest[val_in_rest], "test": test}
+
+
+class _Windows:
+    """Random training windows: song choice by length, random start, shift and input mode."""
+
+    def __init__(self, corpus: Corpus, tokens: np.ndarray, songs: np.ndarray, window: int, seed: int) -> None:
+        self.corpus = corpus
+        self.tokens = tokens
+        self.songs = songs
+        self.window = window
+        self.rng = np.random.default_rng(seed)
+        lengths = np.diff(corpus.offsets)[songs].astype(np.float64)
+        self.p = lengths / lengths.sum()
+
+    def batch(self, size: int) -> dict[str, np.ndarray]:
+        songs = self.rng.choice(self.songs, size=size, p=self.p)
+        start = self.corpus.offsets[songs]
+        length = np.diff(self.corpus.offsets)[songs]
+        offset = (self.rng.random(size) * np.maximum(length - self.window + 1, 1)).astype(np.int64)
+        index = (start + offset)[:, None] + np.arange(self.window)[None, :]
+        valid = index < (start + length)[:, None]
+        index = np.where(valid, index, start[:, None])
+        shift = self.rng.choice(SHIFTS, size=size)
+        buttons = self.rng.random(size) < 0.5
+        return _batch_inputs(self.corpus, self.tokens, index, valid, shift, buttons)
+
+
+def _batch_inputs(
+    corpus: Corpus, tokens: np.ndarray, index: np.ndarray, valid: np.ndarray, shift: np.ndarray, buttons: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The integer inputs, targets and mask of windows given by global step indices (B, L)."""
+    steps = corpus.steps
+    target = tokens[index].astype(np.int64)
+    previous = tokens[np.maximum(index - 1, 0)].astype(np.int64)
+    # The step before a song's first step is silence, whatever the previous song played.
+    previous[np.isin(index, corpus.offsets[:-1])] = REST
+    pitch = steps["melody_pitch"][index].astype(np.int64)
+    for s in np.unique(shift).tolist():
+        rows = shift == s
+        if s:
+            target[rows] = shift_tokens(target[rows], s)
+            previous[rows] = shift_tokens(previous[rows], s)
+            moved = pitch[rows] + s
+            moved = np.where(moved > 127, moved - 12, moved)
+            moved = np.where(moved < 0, moved + 12, moved)
+            pitch[rows] = np.where(pitch[rows] >= 0, moved, -1)
+    lane = steps["lane"][index].astype(np.int64)
+    keys_onset = steps["melody_onset"][index] & (pitch >= 0)
+    lane_onset = steps["lane_onset"][index] & (lane >= 0)
+    mode = np.broadcast_to(buttons[:, None], index.shape)
+    rows = np.empty((*index.shape, N_ROWS), dtype=np.int64)
+    # The rows of _kernels.arranger.input_rows, for every step at once.
+    rows[..., 0] = np.where(mode, ROW_OFFSET[1] + lane + 1, ROW_OFFSET[0] + pitch + 1)
+    rows[..., 1] = ROW_OFFSET[2] + np.where(mode, lane_onset, keys_onset)
+    rows[..., 2] = ROW_OFFSET[3] + mode
+    rows[..., 3] = ROW_OFFSET[4] + np.clip(steps["step_in_bar"][index].astype(np.int64), 0, MAX_POSITION)
+    rows[..., 4:] = ROW_OFFSET[5:9] + previous
+    return {"rows": rows, "previous": previous, "target": target, "mask": valid.astype(np.float32)}
+
+
+def _to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.ascontiguousarray(value)).to(device) for key, value in batch.items()}
+
+
+def _fixed_windows(
+    corpus: Corpus, tokens: np.ndarray, songs: np.ndarray, window: int, limit: int, buttons: bool
+) -> dict[str, np.ndarray]:
+    """Consecutive windows from the start of each song (at most ``limit``), for validation."""
+    starts, valid_len = [], []
+    for song in songs.tolist():
+        begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
+        for s in range(begin, end, window):
+            starts.append(s)
+            valid_len.append(min(window, end - s))
+            if len(starts) >= limit:
+                break
+        if len(starts) >= limit:
+            break
+    start = np.array(starts, dtype=np.int64)
+    index = start[:, None] + np.arange(window)[None, :]
+    valid = np.arange(window)[None, :] < np.array(valid_len)[:, None]
+    index = np.where(valid, index, start[:, None])
+    n = len(start)
+    return _batch_inputs(corpus, tokens, index, valid, np.zeros(n, dtype=np.int64), np.full(n, buttons))
+
+
+def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> float:
+    """Mean NLL per step and voice over the valid steps of fixed windows (state carried per window)."""
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        n = batch["target"].shape[0]
+        for i in range(0, n, chunk):
+            part = {key: value[i : i + chunk] for key, value in batch.items()}
+            logits, _ = net(part["rows"])
+            log_prob = masked_log_prob(logits, part["previous"], part["target"])
+            mask = part["mask"].unsqueeze(-1)
+            total += float(-(log_prob * mask).sum())
+            count += float(mask.sum()) * 4
+    return total / max(count, 1.0)
+
+
+def _free_run_stats(model: ArrangerModel, corpus: Corpus, songs: np.ndarray, max_steps: int) -> dict[str, dict]:
+    """Arrange validation songs free-running (numba step, keys mode) and pool the statistics."""
+    generated, real = [], []
+    for i, song in enumerate(songs.tolist()):
+        arrays = corpus.song(song)
+        end = min(len(arrays["melody_pitch"]), max_steps)
+        melody, onset = arrays["melody_pitch"][:end], arrays["melody_onset"][:end]
+        tokens = Arranger(model, seed=i).run(melody, onset, arrays["step_in_bar"][:end])
+        arrangement = tokens_to_arrangement(tokens)
+        generated.append(song_statistics(melody, onset, arrangement.pitch, arrangement.onset))
+        real.append(song_statistics(melody, onset, arrays["voice_pitch"][:end], arrays["voice_onset"][:end]))
+    return {"model": pool(generated), "real": pool(real)}
+
+
+def fit_baselines(corpus: Corpus, songs: np.ndarray) -> dict[str, np.ndarray]:
+    """Fit the three baselines on the given songs; their arrays, prefixed, for the model file."""
+    out: dict[str, np.ndarray] = {}
+    for prefix, baseline in (
+        ("unigram", UnigramBaseline()),
+        ("markov", MarkovBaseline()),
+        ("rules", RuleBasedArranger()),
+    ):
+        baseline.fit(corpus.song(int(s)) for s in songs)
+        out.update({f"{prefix}_{key}": value for key, value in baseline.to_arrays().items()})
+    return out
+
+
+ProgressCallback = Callable[[dict], None]
+
+
+def train(
+    converted_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    command: str = "",
+) -> ArrangerModel:
+    """Train an arranger on converted shards and export the best model to ``out_path``.
+
+    Parameters
+    ----------
+    converted_dir : str or os.PathLike
+        Output folder of ``chiptuner convert``.
+    out_path : str or os.PathLike
+        The ``.npz`` to write (the best validation model, rewritten at every improvement);
+        ``out_path + ".ckpt.pt"`` holds the torch state for ``resume``.
+    config : TrainConfig
+    resume : bool
+        Continue from the checkpoint beside ``out_path``.
+    progress : callable
+        Called with a dict (batch, loss, elapsed_sec, steps_per_sec, and after validation
+        rounds val_nll, best_val_nll and the free-run collapse figures).
+    command : str
+        The command line, recorded in the model's metadata.
+
+    Returns
+    -------
+    ArrangerModel
+        The best model (by validation NLL), also written to ``out_path``.
+    """
+    config = config or TrainConfig()
+    config.check()
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise ParameterError(f"{out_path.parent}: no such folder for the model; create it first")
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    corpus = load_shards(converted_dir)
+    parts = split_songs(corpus, config)
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise ParameterError(
+            f"{converted_dir}: {len(corpus)} songs are too few to split into train and validation; convert more files"
+        )
+    tokens = song_tokens(corpus)
+    logger.info(
+        "%d songs: %d train, %d validation, %d test (split by song); %s",
+        len(corpus), len(parts["train"]), len(parts["val"]), len(parts["test"]), device,
+    )  # fmt: skip
+    windows = _Windows(corpus, tokens, parts["train"], config.window, config.seed)
+    val_keys = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=False), device)
+    val_buttons = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=True), device)
+    free_run_songs = parts["val"][:: max(len(parts["val"]) // 24, 1)][:24]
+
+    net = ArrangerNet(config.hidden, config.embed).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    checkpoint = out_path.with_name(out_path.name + ".ckpt.pt")
+    batch_index, best, bad_rounds, spent_sec = 0, math.inf, 0, 0.0
+    if resume:
+        if not checkpoint.is_file():
+            raise ParameterError(f"{checkpoint}: no checkpoint to resume from; train without --resume")
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        batch_index, best, bad_rounds, spent_sec = (
+            int(state["batch"]),
+            float(state["best"]),
+            int(state["bad_rounds"]),
+            float(state["spent_sec"]),
+        )
+        logger.info("resumed at batch %d (best validation NLL %.4f)", batch_index, best)
+    baselines = fit_baselines(corpus, parts["train"])
+    budget_sec = config.max_minutes * 60.0 - spent_sec
+    best_model: ArrangerModel | None = None
+    loop_start = time.monotonic()
+    running, trained_steps = 0.0, 0
+    history: list[dict] = []
+    while True:
+        net.train()
+        batch = _to_torch(windows.batch(config.batch), device)
+        logits, _ = net(batch["rows"])
+        log_prob = masked_log_prob(logits, batch["previous"], batch["target"])
+        mask = batch["mask"].unsqueeze(-1)
+        loss = -(log_prob * mask).sum() / (mask.sum() * 4)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        batch_index += 1
+        trained_steps += int(batch["mask"].sum())
+        loss_value = float(loss.detach())
+        running = loss_value if batch_index == 1 else 0.98 * running + 0.02 * loss_value
+        elapsed = time.monotonic() - loop_start
+        report = {
+            "batch": batch_index,
+            "loss": running,
+            "elapsed_sec": spent_sec + elapsed,
+            "steps_per_sec": trained_steps / max(elapsed, 1e-9),
+        }
+        out_of_time = elapsed >= budget_sec
+        if batch_index % config.eval_every == 0 or out_of_time:
+            net.eval()
+            val_nll = _nll(net, val_keys)
+            report["val_nll"] = val_nll
+            report["val_nll_buttons"] = _nll(net, val_buttons)
+            candidate = export(net)
+            stats = _free_run_stats(candidate, corpus, free_run_songs, 512)
+            report["free_run"] = stats
+            if val_nll < best - 1e-4:
+                best, bad_rounds = val_nll, 0
+                metadata = {
+                    "chiptuner_version": __version__,
+                    "torch_version": torch.__version__,
+                    "trained_on": str(converted_dir),
+                    "command": command,
+                    "config": asdict(config),
+                    "songs": {name: int(len(index)) for name, index in parts.items()},
+                    "batch": batch_index,
+                    "trained_steps": int(trained_steps),
+                    "val_nll": val_nll,
+                    "val_nll_buttons": report["val_nll_buttons"],
+                    "train_seconds": round(spent_sec + elapsed, 1),
+                    "device": str(device),
+                    "date": datetime.date.today().isoformat(),
+                }
+                best_model = export(net, metadata=metadata, extras=baselines)
+                best_model.save(out_path)
+            else:
+                bad_rounds += 1
+            report["best_val_nll"] = best
+            history.append({k: v for k, v in report.items() if k != "free_run"})
+            torch.save(
+                {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "batch": batch_index, "best": best,
+                 "bad_rounds": bad_rounds, "spent_sec": spent_sec + elapsed},
+                checkpoint,
+            )  # fmt: skip
+        if progress is not None:
+            progress(report)
+        if out_of_time or bad_rounds >= config.patience:
+            logger.info(
+                "stopped after %d batches: %s",
+                batch_index,
+                "time budget spent" if out_of_time else "no better validation NLL",
+            )
+            break
+    if best_model is None:
+        best_model = ArrangerModel.load(out_path)
+    logger.info(
+        "trained in %.0f s (wall, with data loading); best validation NLL %.4f", time.monotonic() - started, best
+    )
+    return best_model
