@@ -335,10 +335,12 @@ def _run_train(args: argparse.Namespace) -> int:
         if "val_nll" in report:
             model, real = report["free_run"]["model"], report["free_run"]["real"]
             line += (
-                f"  val NLL {report['val_nll']:.3f} (buttons {report['val_nll_buttons']:.3f}, best {report['best_val_nll']:.3f})"
+                f"  val NLL {report['val_nll']:.3f} (buttons {report['val_nll_buttons']:.3f},"
+                f" best {report['best_val_nll']:.3f})"
                 f"  silence {model['silence']:.2f}/{real['silence']:.2f}"
                 f"  onsets/bar p2 {model['density'][1]:.1f}/{real['density'][1]:.1f}"
-                f" tri {model['density'][2]:.1f}/{real['density'][2]:.1f} noise {model['density'][3]:.1f}/{real['density'][3]:.1f}"
+                f" tri {model['density'][2]:.1f}/{real['density'][2]:.1f}"
+                f" noise {model['density'][3]:.1f}/{real['density'][3]:.1f}"
             )
             if tty:
                 sys.stderr.write("\r" + " " * 160 + "\r")
@@ -368,7 +370,8 @@ def _run_arrange(args: argparse.Namespace) -> int:
     )  # fmt: skip
     counts = result.arrangement.onset.sum(axis=0).tolist()
     print(
-        f"wrote {args.out}: {result.n_steps} steps; notes pulse1 {counts[0]}, pulse2 {counts[1]}, triangle {counts[2]}, noise {counts[3]}"
+        f"wrote {args.out}: {result.n_steps} steps; notes pulse1 {counts[0]}, pulse2 {counts[1]}, "
+        f"triangle {counts[2]}, noise {counts[3]}"
     )
     return EXIT_OK
 
@@ -383,7 +386,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for mode in modes:
         bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) else None
         try:
-            progress = (lambda done, total: bar(done, total, {})) if bar else None
+            progress = (lambda done, total, bar=bar: bar(done, total, {})) if bar else None
             results.append(
                 evaluate(model, songs, mode=mode, seed=args.seed, temperature=args.temperature, progress=progress)
             )

@@ -228,20 +228,26 @@ def report_markdown(evaluations: Sequence[Evaluation], *, images: Sequence[str] 
             base = " | ".join(_fmt(baseline_rows[name][j].value) for name in names)
             met = "-" if row.passed is None else ("yes" if row.passed else "NO")
             lines.append(
-                f"| {row.metric} | {row.voice or 'all'} | {_fmt(row.value)} | {_fmt(row.real)} | {base} | {row.target} | {met} |"
+                f"| {row.metric} | {row.voice or 'all'} | {_fmt(row.value)} | {_fmt(row.real)} | {base} "
+                f"| {row.target} | {met} |"
             )
         nll_model = ev.nll["model"]
         baseline_nll = " | ".join(f"{ev.nll[name]:.3f}" for name in names)
         beaten = all(nll_model < ev.nll[name] for name in names)
         lines.append(
-            f"| held-out NLL (nats per step and voice) | all | {nll_model:.3f} | - | {baseline_nll} | below every baseline | {'yes' if beaten else 'NO'} |"
+            f"| held-out NLL (nats per step and voice) | all | {nll_model:.3f} | - | {baseline_nll} "
+            f"| below every baseline | {'yes' if beaten else 'NO'} |"
         )
         lines.append("")
     for image in images:
         lines += [f"![{Path(image).stem}]({Path(image).name})", ""]
     if images:
-        lines += ["Each picture: the model's arrangement (top) over the real one (bottom), first 8 bars; grey = the input melody, "
-                  "red pulse1, orange pulse2, blue triangle, green noise (drum rows at the bottom); bright = a note's first step.", ""]  # fmt: skip
+        lines += [
+            "Each picture: the model's arrangement (top) over the real one (bottom), first 8 bars; grey = the input "
+            "melody, red pulse1, orange pulse2, blue triangle, green noise (drum rows at the bottom); bright = a "
+            "note's first step.",
+            "",
+        ]
     return "\n".join(lines)
 
 

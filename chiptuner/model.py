@@ -230,7 +230,8 @@ class ArrangerModel:
         missing = [name for name in ("format_version", "row_offset", "tok_offset", *_WEIGHTS) if name not in arrays]
         if missing:
             raise ModelFileError(
-                f"{path}: not an arranger model (missing {', '.join(missing)}); pass a .npz written by `chiptuner train`"
+                f"{path}: not an arranger model (missing {', '.join(missing)}); "
+                "pass a .npz written by `chiptuner train`"
             )
         version = int(arrays["format_version"])
         if version != FORMAT_VERSION:
@@ -384,7 +385,8 @@ class Arranger:
         position_arr = np.ascontiguousarray(position, dtype=np.int64)
         if melody_arr.ndim != 1 or onset_arr.shape != melody_arr.shape or position_arr.shape != melody_arr.shape:
             raise ParameterError(
-                f"melody {melody_arr.shape}, onset {onset_arr.shape} and position {position_arr.shape} must be 1-D of one length"
+                f"melody {melody_arr.shape}, onset {onset_arr.shape} and position {position_arr.shape} "
+                "must be 1-D of one length"
             )
         out = np.zeros((len(melody_arr), 4), dtype=np.int64)
         m = self.model
@@ -433,7 +435,8 @@ def teacher_forced_log_prob(
     m = model
     _k.teacher_forced_log_prob(
         m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-        buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_), np.ascontiguousarray(position, dtype=np.int64),
+        buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_),
+        np.ascontiguousarray(position, dtype=np.int64),
         target, np.zeros(m.hidden, dtype=np.float32), out,
     )  # fmt: skip
     return out

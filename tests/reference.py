@@ -540,3 +540,161 @@ def piano_roll_reference(start_step, end_step, pitch, n_steps):
         elif steps:
             onset[steps[0], p] = 1
     return roll, onset
+
+
+def arranger_logits_reference(model, rows_per_step):
+    """Logits of every step by plain float64 algebra on the folded weights (GRU in torch's gate order).
+
+    ``rows_per_step`` is a list of row-index lists, one per step; the state starts at zero.
+    """
+    in_table = model.in_table.astype(np.float64)
+    w_hh = model.w_hh_t.astype(np.float64).T
+    w_out = model.w_out_t.astype(np.float64).T
+    b_ih, b_hh, b_out = (x.astype(np.float64) for x in (model.b_ih, model.b_hh, model.b_out))
+    hidden = model.hidden
+    h = np.zeros(hidden)
+    out = []
+    for rows in rows_per_step:
+        x = in_table[list(rows)].sum(axis=0)
+        gi, direct = x[: 3 * hidden] + b_ih, x[3 * hidden :]
+        gh = w_hh @ h + b_hh
+        r = 1.0 / (1.0 + np.exp(-(gi[:hidden] + gh[:hidden])))
+        z = 1.0 / (1.0 + np.exp(-(gi[hidden : 2 * hidden] + gh[hidden : 2 * hidden])))
+        n = np.tanh(gi[2 * hidden :] + r * gh[2 * hidden :])
+        h = (1.0 - z) * n + z * h
+        out.append(w_out @ h + b_out + direct)
+    return np.array(out)
+
+
+def _melody_local_top(start_step, end_step, pitch, s, p):
+    fill, max_dur, span = 16, 64, 32
+    n_steps = int(start_step[-1]) + max_dur + 2
+    top = [-1] * n_steps
+    for i in range(len(pitch)):
+        for t in range(int(start_step[i]), min(int(end_step[i]), int(start_step[i]) + fill)):
+            top[t] = max(top[t], int(pitch[i]))
+    window = [top[t] for t in range(max(s - span, 0), min(s + span, n_steps)) if top[t] >= 0]
+    return sum(window) / len(window) if window else p
+
+
+def melody_velocity_features(start_step, end_step, pitch, velocity) -> np.ndarray:
+    """Columns 18 on of ``_kernels.melody.FEATURE_NAMES`` (velocity, beat, register), note by note."""
+    n = len(pitch)
+    out = np.zeros((n, 13))
+    if n == 0:
+        return out
+    pitches = sorted(int(p) for p in pitch)
+    song_median, song_p80 = pitches[n // 2], pitches[(n * 4) // 5]
+    vel_median = sorted(int(v) for v in velocity)[n // 2]
+    onset_steps = sorted({int(x) for x in start_step})
+
+    def nearest_velocity(i, step):
+        # velocity gap to the first note of ``step`` closest in pitch (under an octave), else 32
+        best, gap = 12, 32
+        for j in range(n):
+            d = abs(int(pitch[j]) - int(pitch[i]))
+            if start_step[j] == step and d < best:
+                best, gap = d, min(abs(int(velocity[j]) - int(velocity[i])), 32)
+        return gap
+
+    for i in range(n):
+        s, e, p, v = int(start_step[i]), int(end_step[i]), int(pitch[i]), int(velocity[i])
+        group = [j for j in range(n) if start_step[j] == s]
+        v_max = max(int(velocity[j]) for j in group)
+        near = [int(velocity[j]) for j in range(n) if s - 8 <= start_step[j] <= s + 8]
+        before = [t for t in onset_steps if t < s]
+        local = _melody_local_top(start_step, end_step, pitch, s, p)
+        out[i] = [
+            (v - vel_median) / 16,
+            (v - v_max) / 16,
+            float(v == v_max),
+            (v - sum(near) / len(near)) / 16,
+            min(sum(1 for j in group if pitch[j] < p), 4),
+            float(s % 4 == 0),
+            float(s % 2 == 0),
+            (p - song_median) / 12,
+            (nearest_velocity(i, before[-1]) if before else 32) / 16,
+            nearest_velocity(i, e) / 16,
+            (song_p80 - song_median) / 12,
+            (v_max - vel_median) / 16,
+            abs(p - local) / 12,
+        ]
+    return out
+
+
+def melody_context_features(start_step, end_step, pitch, velocity, q) -> np.ndarray:
+    """The columns of ``_kernels.melody.CONTEXT_NAMES``, note by note over all notes."""
+    n = len(pitch)
+    out = np.zeros((n, 22))
+    if n == 0:
+        return out
+    p_all = [int(x) for x in pitch]
+    v_all = [int(x) for x in velocity]
+    w = [float(x) * float(x) for x in q]
+    sw = sum(w)
+    sp = sum(wi * pi for wi, pi in zip(w, p_all)) / max(sw, 1e-9)
+    sv = sum(wi * vi for wi, vi in zip(w, v_all)) / max(sw, 1e-9)
+    sd_p = np.sqrt(sum(wi * (pi - sp) ** 2 for wi, pi in zip(w, p_all)) / max(sw, 1e-9)) + 1
+    sd_v = np.sqrt(sum(wi * (vi - sv) ** 2 for wi, vi in zip(w, v_all)) / max(sw, 1e-9)) + 1
+    steps = sorted({int(x) for x in start_step})
+    best = {}  # onset step -> the first note of highest q
+    for i in range(n):
+        s = int(start_step[i])
+        if s not in best or q[i] > q[best[s]]:
+            best[s] = i
+
+    def line_std(lo, hi):
+        vs = [v_all[best[t]] for t in steps if lo <= t <= hi]
+        return float(np.std(vs)) if vs else 0.0
+
+    sound = (0.0, -1, 0)  # q, end step, pitch of the last confident line note
+    for k, s in enumerate(steps):
+        group = [i for i in range(n) if start_step[i] == s]
+        near = [j for j in range(n) if s - 16 <= start_step[j] <= s + 16 and start_step[j] != s]
+        wide = [j for j in range(n) if s - 64 <= start_step[j] <= s + 64]
+        w_near = sum(w[j] for j in near)
+        w_wide = sum(w[j] for j in wide)
+        p_wide = sum(w[j] * p_all[j] for j in wide) / w_wide if w_wide > 1e-6 else sp
+        v_wide = sum(w[j] * v_all[j] for j in wide) / w_wide if w_wide > 1e-6 else sv
+        prev = best[steps[k - 1]] if k > 0 else -1
+        nxt = best[steps[k + 1]] if k + 1 < len(steps) else -1
+        sounding = sound[1] > s
+        for i in group:
+            p, v = p_all[i], v_all[i]
+            other = max([q[j] for j in group if j != i], default=0.0)
+            p_near = sum(w[j] * p_all[j] for j in near) / w_near if w_near > 1e-6 else None
+            v_near = sum(w[j] * v_all[j] for j in near) / w_near if w_near > 1e-6 else None
+            out[i] = [
+                q[i],
+                q[i] - max(other, 0.0),
+                (p - p_near) / 12 if p_near is not None else 0.0,
+                abs(p - p_near) / 12 if p_near is not None else 0.0,
+                (v - v_near) / 16 if v_near is not None else 0.0,
+                w_near / 8,
+                abs(p - p_all[prev]) / 12 if prev >= 0 else 1.0,
+                q[prev] if prev >= 0 else 0.0,
+                abs(p - p_all[nxt]) / 12 if nxt >= 0 else 1.0,
+                q[nxt] if nxt >= 0 else 0.0,
+                sound[0] if sounding else 0.0,
+                (p - sound[2]) / 12 if sounding else 0.0,
+                (p - sp) / sd_p,
+                (v - sv) / sd_v,
+                abs(v - sv) / sd_v,
+                (p_wide - sp) / sd_p,
+                (v_wide - sv) / sd_v,
+                w_wide / 32,
+                sd_v / 16,
+                sd_p / 12,
+                line_std(s - 16, s + 16) / 16,
+                line_std(s - 64, s + 64) / 16,
+            ]
+        a = best[s]
+        if q[a] > 0.5 or sound[1] <= s:
+            sound = (float(q[a]), int(end_step[a]), p_all[a])
+    return out
+
+
+def melody_mlp_logits(x, w_hidden, b_hidden, w_out, b_out) -> np.ndarray:
+    """``relu(x[:, :F] @ w_hidden + b_hidden) @ w_out + b_out`` with F = ``w_hidden``'s rows."""
+    h = np.maximum(x[:, : w_hidden.shape[0]] @ w_hidden + b_hidden, 0.0)
+    return h @ w_out + b_out

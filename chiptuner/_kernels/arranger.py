@@ -58,35 +58,37 @@ def next_uniform(rng_state):
 
 
 @njit(cache=True, nogil=True)
-def sample_voice(logits, start, end, previous, onset_only, temperature, rng_state):
+def sample_voice(logits, start, end, previous, onset_only, temperature, rng_state, scratch):
     """Draw one voice's token from ``softmax(logits[start:end] / temperature)`` over the allowed tokens.
 
     Hold is allowed only after a sounding token; with ``onset_only`` rest and hold are not.
+    ``scratch`` (at least ``end - start`` floats) holds the unnormalised probabilities.
     """
     first = FIRST_NOTE if onset_only else REST
+    n = end - start
     top = -1e300
-    for k in range(first, end - start):
-        if k == HOLD and previous == REST:
-            continue
+    for k in range(first, n):
         value = logits[start + k] / temperature
-        if value > top:
+        if value > top and not (k == HOLD and previous == REST):
             top = value
     total = 0.0
-    for k in range(first, end - start):
-        if k == HOLD and previous == REST:
-            continue
-        total += math.exp(logits[start + k] / temperature - top)
+    for k in range(first, n):
+        weight = 0.0
+        if not (k == HOLD and previous == REST):
+            weight = math.exp(logits[start + k] / temperature - top)
+        scratch[k] = weight
+        total += weight
     target = next_uniform(rng_state) * total
-    chosen = end - start - 1
     running = 0.0
-    for k in range(first, end - start):
-        if k == HOLD and previous == REST:
-            continue
-        running += math.exp(logits[start + k] / temperature - top)
-        if running > target:
-            chosen = k
-            break
-    return chosen
+    for k in range(first, n):
+        running += scratch[k]
+        if running > target and scratch[k] > 0.0:
+            return k
+    # Rounding left the draw past the last weight: the last allowed token.
+    for k in range(n - 1, first - 1, -1):
+        if scratch[k] > 0.0:
+            return k
+    return first
 
 
 @njit(cache=True, nogil=True)
@@ -193,8 +195,9 @@ def step(
         if forced >= 0:
             tokens[v] = forced
             continue
+        # acc is free once the logits are made: it holds the draw's weights.
         tokens[v] = sample_voice(
-            logits, tok_offset[v], tok_offset[v + 1], tokens[v], onset_only, temperature, rng_state
+            logits, tok_offset[v], tok_offset[v + 1], tokens[v], onset_only, temperature, rng_state, acc
         )
 
 
@@ -386,6 +389,13 @@ def matvec_floor(w_hh_t, w_out_t, h, gh, logits):
         w = w_out_t[j]
         for i in range(logits.shape[0]):
             logits[i] += w[i] * hj
+
+
+@njit(cache=True, nogil=True)
+def matvec_floor_steps(w_hh_t, w_out_t, h, gh, logits, n_steps):
+    """``matvec_floor`` ``n_steps`` times in one call: the floor of ``run`` per step."""
+    for _ in range(n_steps):
+        matvec_floor(w_hh_t, w_out_t, h, gh, logits)
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,312 @@
+"""The arranger model: vocabulary, weights file, numba step against references and torch goldens."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chiptuner._kernels import arranger as _k
+from chiptuner.errors import ModelFileError, ParameterError
+from chiptuner.model import (
+    FIRST_NOTE,
+    HOLD,
+    MAX_POSITION,
+    N_TOKENS,
+    REST,
+    ROW_OFFSET,
+    TOKEN_OFFSET,
+    VOICE_HIGH,
+    VOICE_LOW,
+    Arranger,
+    ArrangerModel,
+    InputMode,
+    default_model_path,
+    load_model,
+    teacher_forced_log_prob,
+    tokens_to_arrangement,
+    voices_to_tokens,
+)
+from chiptuner.voices import DRUM_KEYS
+from tests.reference import arranger_logits_reference
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def random_model(hidden: int = 12, seed: int = 0, scale: float = 0.5) -> ArrangerModel:
+    rng = np.random.default_rng(seed)
+    n_out = int(TOKEN_OFFSET[-1])
+
+    def f(*shape):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    return ArrangerModel(
+        f(int(ROW_OFFSET[-1]), 3 * hidden + n_out),
+        f(3 * hidden),
+        f(3 * hidden),
+        f(hidden, 3 * hidden),
+        f(hidden, n_out),
+        f(n_out),
+    )
+
+
+def random_melody(n_steps: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    pitch = np.where(rng.random(n_steps) < 0.2, -1, rng.integers(20, 110, n_steps))
+    onset = (rng.random(n_steps) < 0.4) & (pitch >= 0)
+    position = np.arange(n_steps) % 16
+    return pitch, onset, position
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+def test_token_layout_matches_the_voice_ranges():
+    assert N_TOKENS == (2 + 49, 2 + 49, 2 + 37, 2 + 5)
+    assert TOKEN_OFFSET.tolist() == [0, 51, 102, 141, 148]
+    assert ROW_OFFSET[-1] == 129 + 6 + 2 + 2 + (MAX_POSITION + 1) + sum(N_TOKENS)
+
+
+def test_voices_to_tokens_and_back_round_trip():
+    pitch = np.array([[60, 40, 30, 36], [60, 40, 30, -1], [62, -1, 30, 42], [-1, 45, 31, 42], [-1, 45, -1, 49]])
+    onset = np.array([[1, 1, 1, 1], [0, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 1]], dtype=bool)
+    tokens = voices_to_tokens(pitch, onset)
+    assert tokens[:, 0].tolist() == [FIRST_NOTE + 12, HOLD, FIRST_NOTE + 14, REST, REST]
+    assert tokens[:, 2].tolist() == [FIRST_NOTE + 2, FIRST_NOTE + 2, HOLD, FIRST_NOTE + 3, REST]
+    assert tokens[:, 3].tolist() == [FIRST_NOTE + 0, REST, FIRST_NOTE + 2, HOLD, FIRST_NOTE + 4]
+    back = tokens_to_arrangement(tokens)
+    assert np.array_equal(back.pitch, pitch)
+    assert np.array_equal(
+        back.onset, onset | (np.diff(np.vstack([np.full((1, 4), -1), pitch]), axis=0) != 0) & (pitch >= 0)
+    )
+
+
+def test_voices_to_tokens_folds_out_of_range_pitches_and_drops_unknown_drums():
+    pitch = np.array([[100, 30, 70, 37]])
+    tokens = voices_to_tokens(pitch, np.ones((1, 4), bool))
+    decoded = tokens_to_arrangement(tokens).pitch[0]
+    assert decoded[0] == 88 and decoded[1] == 42 and decoded[2] == 58 and decoded[3] == -1
+
+
+def test_voices_to_tokens_refuses_bad_shapes():
+    with pytest.raises(ParameterError, match=r"\(T, 4\)"):
+        voices_to_tokens(np.zeros((3, 3)), np.zeros((3, 3), bool))
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def test_step_logits_match_the_reference_on_random_models():
+    for seed in range(3):
+        model = random_model(hidden=10 + seed, seed=seed)
+        pitch, onset, position = random_melody(40, seed)
+        tokens = voices_to_tokens(*random_voices(40, seed))
+        arranger = Arranger(model, follow_lead=False)
+        rows_per_step, logits = [], []
+        previous = np.zeros(4, dtype=np.int64)
+        rows = np.zeros(_k.N_ROWS, dtype=np.int64)
+        for t in range(40):
+            _k.input_rows(ROW_OFFSET, False, pitch[t], onset[t], position[t], MAX_POSITION, previous, rows)
+            rows_per_step.append(rows.copy())
+            log_prob = teacher_forced_log_prob(
+                model, pitch[: t + 1], onset[: t + 1], position[: t + 1], tokens[: t + 1]
+            )
+            logits.append(log_prob[-1])
+            previous = tokens[t].copy()
+        expected = arranger_logits_reference(model, rows_per_step)
+        for t in range(40):
+            for v in range(4):
+                start, end = TOKEN_OFFSET[v], TOKEN_OFFSET[v + 1]
+                voice = expected[t, start:end].copy()
+                if (tokens[t - 1, v] if t else REST) == REST:
+                    voice[HOLD] = -np.inf
+                ref = voice[tokens[t, v]] - np.logaddexp.reduce(voice)
+                assert logits[t][v] == pytest.approx(ref, rel=1e-5, abs=1e-5)
+        del arranger
+
+
+def random_voices(n_steps: int, seed: int):
+    rng = np.random.default_rng(seed)
+    pitch = np.full((n_steps, 4), -1)
+    for v, (low, high) in enumerate(zip(VOICE_LOW.tolist(), VOICE_HIGH.tolist(), strict=True)):
+        pitch[:, v] = np.where(rng.random(n_steps) < 0.3, -1, rng.integers(low, high + 1, n_steps))
+    pitch[:, 3] = np.where(rng.random(n_steps) < 0.5, -1, rng.choice(DRUM_KEYS, n_steps))
+    return pitch, rng.random((n_steps, 4)) < 0.5
+
+
+def test_input_rows_pick_one_row_per_block():
+    rows = np.zeros(_k.N_ROWS, dtype=np.int64)
+    previous = np.array([3, 1, 0, 6])
+    _k.input_rows(ROW_OFFSET, False, 60, True, 40, MAX_POSITION, previous, rows)
+    assert rows.tolist() == [
+        61,
+        ROW_OFFSET[2] + 1,
+        ROW_OFFSET[3],
+        ROW_OFFSET[4] + MAX_POSITION,
+        *(ROW_OFFSET[5:9] + previous),
+    ]
+    _k.input_rows(ROW_OFFSET, True, 4, False, -3, MAX_POSITION, previous, rows)
+    assert rows[:4].tolist() == [ROW_OFFSET[1] + 5, ROW_OFFSET[2], ROW_OFFSET[3] + 1, ROW_OFFSET[4]]
+    _k.input_rows(ROW_OFFSET, False, -1, True, 0, MAX_POSITION, previous, rows)  # an onset on a rest is no onset
+    assert rows[:2].tolist() == [0, ROW_OFFSET[2]]
+
+
+@pytest.mark.parametrize("mode", typing.get_args(InputMode))
+def test_stepping_equals_the_batch_run_exactly(mode):
+    model = random_model(hidden=16, seed=3)
+    pitch, onset, position = random_melody(300, 4)
+    melody = pitch if mode == "keys" else np.where(pitch >= 0, pitch % 5, -1)
+    batch = Arranger(model, mode=mode, seed=11).run(melody, onset, position)
+    stepper = Arranger(model, mode=mode, seed=11)
+    stepped = np.array([stepper.step(m, o, p).copy() for m, o, p in zip(melody, onset, position, strict=True)])
+    assert np.array_equal(batch, stepped)
+    # Two halves of a run continue one another exactly.
+    halves = Arranger(model, mode=mode, seed=11)
+    assert np.array_equal(
+        np.vstack(
+            (
+                halves.run(melody[:123], onset[:123], position[:123]),
+                halves.run(melody[123:], onset[123:], position[123:]),
+            )
+        ),
+        batch,
+    )
+
+
+def test_same_seed_same_arrangement_other_seed_other_arrangement():
+    model = random_model(seed=5)
+    pitch, onset, position = random_melody(200, 6)
+    a = Arranger(model, seed=1).run(pitch, onset, position)
+    b = Arranger(model, seed=1).run(pitch, onset, position)
+    c = Arranger(model, seed=2).run(pitch, onset, position)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    arranger = Arranger(model, seed=1)
+    arranger.run(pitch, onset, position)
+    arranger.reset(1)
+    assert np.array_equal(arranger.run(pitch, onset, position), a)
+
+
+def test_hold_never_follows_a_rest_and_tokens_stay_in_each_vocabulary():
+    model = random_model(seed=8, scale=1.5)
+    pitch, onset, position = random_melody(2000, 9)
+    tokens = Arranger(model, seed=3, temperature=2.0).run(pitch, onset, position)
+    assert (tokens >= 0).all() and (tokens < np.array(N_TOKENS)).all()
+    previous = np.vstack((np.zeros((1, 4), dtype=np.int64), tokens[:-1]))
+    assert not ((tokens == HOLD) & (previous == REST)).any()
+
+
+def test_lead_follows_the_player_in_keys_mode_and_starts_a_note_in_buttons_mode():
+    model = random_model(seed=10)
+    pitch, onset, position = random_melody(500, 11)
+    arrangement = tokens_to_arrangement(Arranger(model, seed=0).run(pitch, onset, position))
+    for t in np.flatnonzero(onset):
+        lead = arrangement.pitch[t, 0]
+        assert arrangement.onset[t, 0] and 48 <= lead <= 96 and (lead - pitch[t]) % 12 == 0
+    lanes = np.where(pitch >= 0, pitch % 5, -1)
+    tokens = Arranger(model, mode="buttons", seed=0).run(lanes, onset, position)
+    assert (tokens[onset, 0] >= FIRST_NOTE).all()
+    free = tokens_to_arrangement(Arranger(model, seed=0, follow_lead=False).run(pitch, onset, position))
+    agree = [(free.pitch[t, 0] - pitch[t]) % 12 == 0 and free.onset[t, 0] for t in np.flatnonzero(onset)]
+    assert np.mean(agree) < 0.5  # a random model does not follow by itself: the policy is what makes the lead
+
+
+def test_sampling_follows_the_softmax_and_temperature_sharpens_it():
+    logits = np.array([9.0, 0.5, 1.0, 2.0, 0.0], dtype=np.float32)  # a voice's slice at offset 1
+    rng = np.array([12345], dtype=np.uint64)
+    scratch = np.zeros(8, dtype=np.float32)
+    for temperature in (1.0, 0.5):
+        draws = np.array(
+            [_k.sample_voice(logits, 1, 5, FIRST_NOTE, False, temperature, rng, scratch) for _ in range(20000)]
+        )
+        p = np.exp(logits[1:] / temperature)
+        p /= p.sum()
+        assert np.allclose(np.bincount(draws, minlength=4) / len(draws), p, atol=0.012)
+    cold = [_k.sample_voice(logits, 1, 5, FIRST_NOTE, False, 0.05, rng, scratch) for _ in range(2000)]
+    assert np.mean(np.array(cold) == 2) > 0.99
+    after_rest = [_k.sample_voice(logits, 1, 5, REST, False, 1.0, rng, scratch) for _ in range(2000)]
+    assert HOLD not in after_rest
+    onset_only = [_k.sample_voice(logits, 1, 5, FIRST_NOTE, True, 1.0, rng, scratch) for _ in range(2000)]
+    assert min(onset_only) >= FIRST_NOTE
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0])
+def test_bad_temperatures_are_refused(bad):
+    with pytest.raises(ParameterError, match="temperature"):
+        Arranger(random_model(), temperature=bad)
+
+
+def test_bad_mode_and_seed_are_refused():
+    with pytest.raises(ParameterError, match="input mode"):
+        Arranger(random_model(), mode="guitar")
+    with pytest.raises(ParameterError, match="seed"):
+        Arranger(random_model(), seed=-1)
+
+
+# ----------------------------------------------------------------------------- golden parity with torch
+
+
+@pytest.mark.parametrize("mode", typing.get_args(InputMode))
+def test_numba_matches_the_torch_goldens(mode):
+    """Golden files exported from torch by data/make_golden.py: no torch needed here."""
+    model = ArrangerModel.load(DATA / "golden_model.npz")
+    with np.load(DATA / "golden_io.npz") as io:
+        melody = io["pitch"] if mode == "keys" else io["lane"]
+        log_prob = teacher_forced_log_prob(model, melody, io["pitch_onset"], io["position"], io["tokens"], mode=mode)
+        expected = io[f"log_prob_{mode}"]
+    assert np.abs(log_prob - expected).max() / np.abs(expected).max() < 1e-5
+    assert np.isfinite(log_prob).all()
+
+
+# ----------------------------------------------------------------------------- the weights file
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = random_model(seed=14)
+    model = ArrangerModel(
+        *(getattr(model, n) for n in ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out")),
+        metadata={"a": 1},
+        extras={"unigram_counts": np.arange(4.0)},
+    )
+    model.save(tmp_path / "m.npz")
+    back = ArrangerModel.load(tmp_path / "m.npz")
+    assert back.metadata == {"a": 1} and np.array_equal(back.extras["unigram_counts"], np.arange(4.0))
+    assert all(np.array_equal(getattr(back, n), getattr(model, n)) for n in ("in_table", "w_hh_t", "b_out"))
+    assert not (tmp_path / "m.npz.tmp").exists()
+
+
+def test_damaged_or_foreign_model_files_are_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_model(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ModelFileError, match="not a model file"):
+        ArrangerModel.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ModelFileError, match="missing"):
+        ArrangerModel.load(tmp_path / "other.npz")
+    good = random_model()
+    good.save(tmp_path / "good.npz")
+    arrays = dict(np.load(tmp_path / "good.npz"))
+    np.savez(tmp_path / "v2.npz", **{**arrays, "format_version": np.array(2)})
+    with pytest.raises(ModelFileError, match="format 2"):
+        ArrangerModel.load(tmp_path / "v2.npz")
+    np.savez(tmp_path / "shape.npz", **{**arrays, "b_out": np.zeros(5, np.float32)})
+    with pytest.raises(ModelFileError, match="b_out"):
+        ArrangerModel.load(tmp_path / "shape.npz")
+    np.savez(tmp_path / "nan.npz", **{**arrays, "b_out": np.full_like(arrays["b_out"], np.nan)})
+    with pytest.raises(ModelFileError, match="NaN"):
+        ArrangerModel.load(tmp_path / "nan.npz")
+    np.savez(tmp_path / "pickled.npz", **{**arrays, "metadata_json": np.array([{"x": 1}], dtype=object)})
+    with pytest.raises(ModelFileError):
+        ArrangerModel.load(tmp_path / "pickled.npz")
+
+
+def test_the_default_model_ships_and_loads():
+    path = default_model_path()
+    assert path.is_file(), "chiptuner/models/default.npz must ship with the package"
+    model = load_model()
+    assert 128 <= model.hidden <= 256
+    assert model.metadata["val_nll"] < 2.0
+    for prefix in ("unigram", "markov", "rule"):
+        assert any(key.startswith(prefix) for key in model.extras), f"{prefix} baseline arrays missing"
