@@ -200,7 +200,17 @@ def evaluate(
             progress(i + 1, len(songs))
     stats = {name: pool(values) for name, values in per_source.items()}
     nll = {name: -total / (4 * max(n_steps, 1)) for name, total in log_prob_sum.items()}
-    return Evaluation(mode, len(songs), n_steps, stats, nll, compare(stats["model"], stats["real"]), examples)
+    rows = compare(stats["model"], stats["real"])
+    if mode == "buttons":
+        # Five lanes carry no pitch: the model picks the lead's pitches, so agreement with
+        # the original melody's pitches is reported, not required.
+        rows = [
+            dataclasses.replace(row, passed=None, target="reported (buttons: the model picks the pitches)")
+            if row.metric.startswith("lead")
+            else row
+            for row in rows
+        ]
+    return Evaluation(mode, len(songs), n_steps, stats, nll, rows, examples)
 
 
 def _fmt(value) -> str:

@@ -273,7 +273,9 @@ class Arranger:
     mode : {"keys", "buttons"}
         ``"keys"``: the input is a MIDI pitch; ``"buttons"``: a lane 0-4.
     temperature : float
-        Sampling temperature, above 0 (1.0 samples the trained distribution).
+        Above 0: sharpens (< 1) or flattens (> 1) the choice of each new note's pitch. When
+        a note starts, holds or rests is always sampled as trained (see
+        ``_kernels.arranger.sample_voice``: a colder rhythm is a silent one).
     seed : int
         Seed of the sampling generator: equal seeds give equal arrangements.
     follow_lead : bool

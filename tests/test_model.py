@@ -212,22 +212,25 @@ def test_lead_follows_the_player_in_keys_mode_and_starts_a_note_in_buttons_mode(
     assert np.mean(agree) < 0.5  # a random model does not follow by itself: the policy is what makes the lead
 
 
-def test_sampling_follows_the_softmax_and_temperature_sharpens_it():
-    logits = np.array([9.0, 0.5, 1.0, 2.0, 0.0], dtype=np.float32)  # a voice's slice at offset 1
+def test_sampling_follows_the_softmax_and_temperature_only_sharpens_the_note():
+    logits = np.array([9.0, 0.5, 1.0, 2.0, 0.0, 1.5], dtype=np.float32)  # a voice's slice at offset 1
     rng = np.array([12345], dtype=np.uint64)
     scratch = np.zeros(8, dtype=np.float32)
-    for temperature in (1.0, 0.5):
+    voice = logits[1:].astype(np.float64)
+    as_trained = np.exp(voice) / np.exp(voice).sum()
+    for temperature in (1.0, 0.5, 2.0):
         draws = np.array(
-            [_k.sample_voice(logits, 1, 5, FIRST_NOTE, False, temperature, rng, scratch) for _ in range(20000)]
+            [_k.sample_voice(logits, 1, 6, FIRST_NOTE, False, temperature, rng, scratch) for _ in range(30000)]
         )
-        p = np.exp(logits[1:] / temperature)
-        p /= p.sum()
-        assert np.allclose(np.bincount(draws, minlength=4) / len(draws), p, atol=0.012)
-    cold = [_k.sample_voice(logits, 1, 5, FIRST_NOTE, False, 0.05, rng, scratch) for _ in range(2000)]
+        expected = as_trained.copy()
+        notes = np.exp(voice[FIRST_NOTE:] / temperature)
+        expected[FIRST_NOTE:] = as_trained[FIRST_NOTE:].sum() * notes / notes.sum()
+        assert np.allclose(np.bincount(draws, minlength=5) / len(draws), expected, atol=0.012), temperature
+    cold = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 0.05, rng, scratch) for _ in range(2000)]
     assert np.mean(np.array(cold) == 2) > 0.99
-    after_rest = [_k.sample_voice(logits, 1, 5, REST, False, 1.0, rng, scratch) for _ in range(2000)]
-    assert HOLD not in after_rest
-    onset_only = [_k.sample_voice(logits, 1, 5, FIRST_NOTE, True, 1.0, rng, scratch) for _ in range(2000)]
+    after_rest = [_k.sample_voice(logits, 1, 6, REST, False, 1.0, rng, scratch) for _ in range(3000)]
+    assert HOLD not in after_rest and REST in after_rest
+    onset_only = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 1.0, rng, scratch) for _ in range(2000)]
     assert min(onset_only) >= FIRST_NOTE
 
 

@@ -59,36 +59,55 @@ def next_uniform(rng_state):
 
 @njit(cache=True, nogil=True)
 def sample_voice(logits, start, end, previous, onset_only, temperature, rng_state, scratch):
-    """Draw one voice's token from ``softmax(logits[start:end] / temperature)`` over the allowed tokens.
+    """Draw one voice's token: rest, hold or a new note as trained, then the note at ``temperature``.
 
-    Hold is allowed only after a sounding token; with ``onset_only`` rest and hold are not.
-    ``scratch`` (at least ``end - start`` floats) holds the unnormalised probabilities.
+    The choice between rest, hold and a new note is always sampled from the model's own
+    probabilities (temperature 1): sharpening that choice is what makes a model fall silent,
+    since rests and holds are the likeliest tokens of almost every step. ``temperature``
+    only sharpens (< 1) or flattens (> 1) which note a new note is. Hold is allowed only
+    after a sounding token; with ``onset_only`` a new note is certain. ``scratch`` (at least
+    ``end - start`` floats) holds the weights.
     """
-    first = FIRST_NOTE if onset_only else REST
     n = end - start
-    top = -1e300
-    for k in range(first, n):
-        value = logits[start + k] / temperature
-        if value > top and not (k == HOLD and previous == REST):
-            top = value
-    total = 0.0
-    for k in range(first, n):
-        weight = 0.0
-        if not (k == HOLD and previous == REST):
-            weight = math.exp(logits[start + k] / temperature - top)
-        scratch[k] = weight
-        total += weight
-    target = next_uniform(rng_state) * total
+    hold_allowed = previous != REST and not onset_only
+    top = logits[start + FIRST_NOTE]
+    for k in range(FIRST_NOTE, n):
+        if logits[start + k] > top:
+            top = logits[start + k]
+    if not onset_only:
+        top = max(top, logits[start + REST])
+        if hold_allowed:
+            top = max(top, logits[start + HOLD])
+    note_mass = 0.0
+    for k in range(FIRST_NOTE, n):
+        note_mass += math.exp(logits[start + k] - top)
+    if not onset_only:
+        rest_mass = math.exp(logits[start + REST] - top)
+        hold_mass = math.exp(logits[start + HOLD] - top) if hold_allowed else 0.0
+        draw = next_uniform(rng_state) * (rest_mass + hold_mass + note_mass)
+        if draw < rest_mass:
+            return REST
+        if draw < rest_mass + hold_mass:
+            return HOLD
+    if temperature == 1.0:
+        total = note_mass
+        for k in range(FIRST_NOTE, n):
+            scratch[k] = math.exp(logits[start + k] - top)
+    else:
+        top_note = logits[start + FIRST_NOTE] / temperature
+        for k in range(FIRST_NOTE, n):
+            top_note = max(top_note, logits[start + k] / temperature)
+        total = 0.0
+        for k in range(FIRST_NOTE, n):
+            scratch[k] = math.exp(logits[start + k] / temperature - top_note)
+            total += scratch[k]
+    draw = next_uniform(rng_state) * total
     running = 0.0
-    for k in range(first, n):
+    for k in range(FIRST_NOTE, n):
         running += scratch[k]
-        if running > target and scratch[k] > 0.0:
+        if running > draw:
             return k
-    # Rounding left the draw past the last weight: the last allowed token.
-    for k in range(n - 1, first - 1, -1):
-        if scratch[k] > 0.0:
-            return k
-    return first
+    return n - 1  # rounding left the draw past the last weight
 
 
 @njit(cache=True, nogil=True)
