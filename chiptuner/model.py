@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import typing
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -223,7 +224,7 @@ class ArrangerModel:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # a cut or damaged file
             raise ModelFileError(
                 f"{path}: not a model file ({error}); pass a .npz written by `chiptuner train`"
             ) from None
