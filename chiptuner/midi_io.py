@@ -72,13 +72,15 @@ _SIGNATURES = (
 )
 
 
-def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, str]:
+def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, bytes | bytearray, str]:
+    """The file's bytes as a uint8 array, as a bytes object (for the names), and a name for messages."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > MAX_FILE_BYTES:
             raise MidiFileError(
                 f"<bytes>: {len(source):,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file"
             )
-        return np.frombuffer(source, dtype=np.uint8), "<bytes>"
+        raw = source if isinstance(source, (bytes, bytearray)) else bytes(source)
+        return np.frombuffer(raw, dtype=np.uint8), raw, "<bytes>"
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"read_midi takes a path or bytes, not {type(source).__name__}")
     path = Path(source)
@@ -93,7 +95,7 @@ def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, str]:
         raise MidiFileError(f"{path}: no such file") from None
     except PermissionError:
         raise MidiFileError(f"{path}: not readable (permission denied)") from None
-    return np.frombuffer(data, dtype=np.uint8), str(path)
+    return np.frombuffer(data, dtype=np.uint8), data, str(path)
 
 
 def read_midi(source: PathOrBytes) -> Score:
@@ -123,86 +125,70 @@ def read_midi(source: PathOrBytes) -> Score:
     key that already sounds ends the sounding note at that tick. Stray note-offs are
     ignored; notes never released end at their track's last event.
     """
-    data, name = _load_bytes(source)
+    data, raw, name = _load_bytes(source)
     n_bytes = data.shape[0]
     max_notes = min(n_bytes // 3 + 1, MAX_NOTES)
     max_events = n_bytes // 5 + 1
     max_tracks = n_bytes // 8 + 1
-    info = np.zeros(16, dtype=np.int64)
-    start_tick = np.empty(max_notes, dtype=np.int64)
-    end_tick = np.empty(max_notes, dtype=np.int64)
-    pitch = np.empty(max_notes, dtype=np.int16)
-    velocity = np.empty(max_notes, dtype=np.int16)
+    # One buffer per dtype and role; the containers get read-only row slices of them.
+    info = np.empty(16, dtype=np.int64)
+    note_tick = np.empty((2, max_notes), dtype=np.int64)  # start, end
+    note_small = np.empty((3, max_notes), dtype=np.int16)  # pitch, velocity, program
     channel = np.empty(max_notes, dtype=np.int8)
     track = np.empty(max_notes, dtype=np.int32)
-    tempo_tick = np.empty(max_events, dtype=np.int64)
-    tempo_us = np.empty(max_events, dtype=np.int64)
-    ts_tick = np.empty(max_events, dtype=np.int64)
-    ts_num = np.empty(max_events, dtype=np.int16)
-    ts_den = np.empty(max_events, dtype=np.int16)
-    program_tick = np.empty(max_events, dtype=np.int64)
-    program_channel = np.empty(max_events, dtype=np.int8)
-    program_value = np.empty(max_events, dtype=np.int16)
-    name_pos = np.empty(max_tracks, dtype=np.int64)
-    name_len = np.empty(max_tracks, dtype=np.int64)
-    _k.parse_smf(
-        data, start_tick, end_tick, pitch, velocity, channel, track,
-        tempo_tick, tempo_us, ts_tick, ts_num, ts_den,
-        program_tick, program_channel, program_value, name_pos, name_len, info,
-    )  # fmt: skip
-    error = int(info[_k.INFO_ERROR])
+    is_drum = np.empty(max_notes, dtype=np.bool_)
+    event_tick = np.empty((3, max_events + 1), dtype=np.int64)  # tempo tick, us per beat, signature tick
+    event_small = np.empty((2, max_events + 1), dtype=np.int16)  # signature numerator, denominator
+    track_name = np.empty((2, max_tracks), dtype=np.int64)
+    _k.read_smf(data, note_tick, note_small, channel, track, is_drum, event_tick, event_small, track_name, info)
+    counts = info.tolist()
+    error = counts[_k.INFO_ERROR]
     if error:
         head = bytes(data[:8])
         start = bytes(data[:16]).lstrip().lower()
         guess = next((what for magic, what in _SIGNATURES if start.startswith(magic.lower())), "")
         message = _ERRORS[error].format(
-            size=n_bytes, head=head, guess=guess, division=int(info[_k.INFO_DIVISION]), max_notes=MAX_NOTES
+            size=n_bytes, head=head, guess=guess, division=counts[_k.INFO_DIVISION], max_notes=MAX_NOTES
         )
         raise MidiFileError(f"{name}: {message}")
+    ticks_per_beat, smpte = _ticks_per_beat(counts[_k.INFO_DIVISION], name)
 
-    n = int(info[_k.INFO_NOTES])
-    n_programs = int(info[_k.INFO_PROGRAMS])
-    program = np.empty(n, dtype=np.int16)
-    _k.assign_programs(
-        start_tick[:n], channel[:n], track[:n],
-        program_tick[:n_programs], program_channel[:n_programs], program_value[:n_programs], program,
+    n_map = counts[_k.INFO_TEMPO_MAP]
+    n_ts = counts[_k.INFO_TIME_SIGNATURES]
+    # The few tempo and signature entries leave their buffers (sized for the worst case).
+    event_tick = event_tick[:, : max(n_map, n_ts)].copy()
+    event_small = event_small[:, :n_ts].copy()
+    # Read-only buffers give read-only slices: the containers wrap them as they are.
+    for buffer in (note_tick, note_small, channel, track, is_drum, event_tick, event_small):
+        buffer.setflags(write=False)
+    n = counts[_k.INFO_NOTES]
+    notes = Notes._wrap(
+        note_tick[0, :n], note_tick[1, :n], note_small[0, :n], note_small[1, :n],
+        channel[:n], note_small[2, :n], track[:n], is_drum[:n],
     )  # fmt: skip
-    # Fresh slices of this call's own buffers: adopted without the public constructor's checks.
-    notes = Notes._adopt(
-        start_tick[:n], end_tick[:n], pitch[:n], velocity[:n], channel[:n], program, track[:n], channel[:n] == 9
-    )
+    tempo = TempoMap._wrap(event_tick[0, :n_map], event_tick[1, :n_map])
+    time_signatures = TimeSignatures._wrap(event_tick[2, :n_ts], event_small[0, :n_ts], event_small[1, :n_ts])
 
-    ticks_per_beat, smpte = _ticks_per_beat(int(info[_k.INFO_DIVISION]), name)
-    tempo = _tempo_map(tempo_tick[: info[_k.INFO_TEMPOS]], tempo_us[: info[_k.INFO_TEMPOS]], smpte)
-    n_ts = int(info[_k.INFO_TIME_SIGNATURES])
-    if n_ts > 1:
-        order = np.argsort(ts_tick[:n_ts], kind="stable")
-        time_signatures = TimeSignatures._adopt(ts_tick[:n_ts][order], ts_num[:n_ts][order], ts_den[:n_ts][order])
-    else:
-        time_signatures = TimeSignatures._adopt(ts_tick[:n_ts], ts_num[:n_ts], ts_den[:n_ts])
-
-    n_tracks = int(info[_k.INFO_TRACKS])
+    n_tracks = counts[_k.INFO_TRACKS]
     track_names = tuple(
-        bytes(data[name_pos[i] : name_pos[i] + name_len[i]]).decode("latin-1").strip("\x00 ")
-        if name_pos[i] >= 0
-        else ""
-        for i in range(n_tracks)
+        [
+            str(raw[p : p + length], "latin-1").strip("\x00 ") if p >= 0 else ""
+            for p, length in zip(track_name[0, :n_tracks].tolist(), track_name[1, :n_tracks].tolist(), strict=True)
+        ]
     )
-    repairs_mask = int(info[_k.INFO_REPAIRS])
+    repairs_mask = counts[_k.INFO_REPAIRS]
     repairs = tuple(text for flag, text in _REPAIRS.items() if repairs_mask & flag) if repairs_mask else ()
 
-    score = Score(notes, tempo, time_signatures, ticks_per_beat, track_names, smpte, repairs)
-    if n:
-        end_tick = int(notes.end_tick.max())
-        # Cheap bound first: only a song that could be over the cap pays for the exact seconds.
-        bound_sec = end_tick * int(tempo.us_per_beat.max()) / (1e6 * ticks_per_beat)
-        if bound_sec > MAX_DURATION_SEC:
-            duration_sec = float(ticks_to_seconds(np.array([end_tick]), tempo, ticks_per_beat)[0])
-            if duration_sec > MAX_DURATION_SEC:
-                raise MidiFileError(
-                    f"{name}: the notes run for {duration_sec:.3g} s, over the {MAX_DURATION_SEC:.0f} s cap "
-                    "(a corrupt delta time, not a song)"
-                )
+    end_tick = counts[_k.INFO_END_TICK]
+    score = Score._adopt(notes, tempo, time_signatures, ticks_per_beat, track_names, smpte, repairs, end_tick=end_tick)
+    # Cheap bound first: only a song that could be over the cap pays for the exact seconds.
+    if end_tick * counts[_k.INFO_MAX_US_PER_BEAT] / (1e6 * ticks_per_beat) > MAX_DURATION_SEC:
+        duration_sec = float(ticks_to_seconds(np.array([end_tick]), tempo, ticks_per_beat)[0])
+        if duration_sec > MAX_DURATION_SEC:
+            raise MidiFileError(
+                f"{name}: the notes run for {duration_sec:.3g} s, over the {MAX_DURATION_SEC:.0f} s cap "
+                "(a corrupt delta time, not a song)"
+            )
     if repairs:
         logger.debug("%s: recovered from %s", name, "; ".join(repairs))
     return score
@@ -221,23 +207,6 @@ def _ticks_per_beat(division: int, name: str) -> tuple[int, bool]:
     ticks_per_sec = (29.97 if frames_per_sec == 29 else frames_per_sec) * ticks_per_frame
     # With the default 120 BPM map a beat is half a second: this many ticks keeps seconds right.
     return max(1, round(ticks_per_sec * DEFAULT_US_PER_BEAT / 1e6)), True
-
-
-def _tempo_map(tick: np.ndarray, us_per_beat: np.ndarray, smpte: bool) -> TempoMap:
-    if smpte or len(tick) == 0:
-        return TempoMap._adopt(np.zeros(1, np.int64), np.full(1, DEFAULT_US_PER_BEAT, np.int64))
-    if len(tick) == 1 and tick[0] == 0:
-        return TempoMap._adopt(tick, us_per_beat)
-    order = np.argsort(tick, kind="stable")
-    tick = tick[order]
-    us_per_beat = us_per_beat[order]
-    # On one tick the last change wins; before the first change the default holds.
-    keep = np.append(tick[1:] != tick[:-1], True)
-    tick, us_per_beat = tick[keep], us_per_beat[keep]
-    if tick[0] != 0:
-        tick = np.concatenate(([0], tick))
-        us_per_beat = np.concatenate(([DEFAULT_US_PER_BEAT], us_per_beat))
-    return TempoMap._adopt(tick, us_per_beat)
 
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.melody import MaxOnsets, melody_from_notes, melody_notes, simplify, to_buttons
 from chiptuner.midi_io import read_midi
-from chiptuner.timebase import STEPS_PER_BEAT, ticks_to_steps
+from chiptuner.timebase import STEPS_PER_BEAT
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
-from chiptuner.voices import reduce_voices
+from chiptuner.voices import _reduce as _reduce_voices
 
 __all__ = [
     "MaxOnsets",
@@ -57,6 +57,8 @@ STEP_KEYS = {
 }
 #: Scalars of ``song_arrays`` (0-d arrays), and their dtypes.
 SONG_KEYS = {"ticks_per_beat": np.int32, "steps_per_beat": np.int8, "n_notes": np.int64}
+
+_MAX_ONSETS = typing.get_args(MaxOnsets)
 
 
 class SongRejected(MidiFileError):
@@ -113,27 +115,46 @@ def step_in_bar(
     """
     if n_steps < 0:
         raise ParameterError(f"n_steps is {n_steps}; it must be >= 0")
-    starts = [0]
-    lengths = [4 * steps_per_beat]
-    ts_step = ticks_to_steps(time_signatures.tick, ticks_per_beat, steps_per_beat=steps_per_beat)
+    if ticks_per_beat <= 0 or steps_per_beat <= 0:
+        raise ParameterError(
+            f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
+        )
+    start = 0
+    length = 4 * steps_per_beat
+    starts = []  # (start, length) of the bars before the one in force
     for step, num, den in zip(
-        ts_step.tolist(), time_signatures.numerator.tolist(), time_signatures.denominator.tolist(), strict=True
+        _signature_steps(time_signatures.tick.tolist(), ticks_per_beat, steps_per_beat),
+        time_signatures.numerator.tolist(),
+        time_signatures.denominator.tolist(),
+        strict=True,
     ):
         bar = _bar_steps(num, den, steps_per_beat)
         if bar == 0 or step >= n_steps:
             continue
-        if step == starts[-1]:
-            lengths[-1] = bar
-        elif bar != lengths[-1] or (step - starts[-1]) % lengths[-1]:
-            starts.append(step)
-            lengths.append(bar)
-    bounds = starts[1:] + [n_steps]
-    if len(starts) == 1 and n_steps <= MAX_STEPS:
-        return _bar_pattern(lengths[0])[:n_steps]
+        if step == start:
+            length = bar
+        elif bar != length or (step - start) % length:
+            starts.append((start, length))
+            start, length = step, bar
+    if not starts and n_steps <= MAX_STEPS:
+        return _bar_pattern(length)[:n_steps]
+    starts.append((start, length))
+    bounds = [s for s, _ in starts[1:]] + [n_steps]
     out = np.empty(n_steps, dtype=np.int8)
-    for start, end, bar in zip(starts, bounds, lengths, strict=True):
-        out[start:end] = np.arange(end - start) % bar
+    for (begin, bar), end in zip(starts, bounds, strict=True):
+        out[begin:end] = np.arange(end - begin) % bar
     return out
+
+
+def _signature_steps(ticks: list[int], ticks_per_beat: int, steps_per_beat: int) -> list[int]:
+    """``timebase.ticks_to_steps`` of a few ticks, in Python integers where int64 cannot overflow."""
+    if not ticks:
+        return []
+    if 2 * max(map(abs, ticks)) * steps_per_beat + 2 * ticks_per_beat < 2**63:
+        divisor = 2 * ticks_per_beat
+        return [(2 * tick * steps_per_beat + ticks_per_beat) // divisor for tick in ticks]
+    # Absurd ticks: int64 arithmetic as ticks_to_steps does it, overflow and all.
+    return ((2 * np.array(ticks, dtype=np.int64) * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)).tolist()
 
 
 @functools.lru_cache(maxsize=16)
@@ -180,8 +201,8 @@ def song_arrays(
     ParameterError
         An unknown ``max_onsets``.
     """
-    if max_onsets not in typing.get_args(MaxOnsets):
-        raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
+    if max_onsets not in _MAX_ONSETS:
+        raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {_MAX_ONSETS}")
     if not isinstance(steps_per_beat, int) or steps_per_beat <= 0:
         raise ParameterError(f"steps_per_beat is {steps_per_beat!r}; it must be a positive integer")
     n_notes = len(score.notes)
@@ -211,10 +232,8 @@ def song_arrays(
         )
     simple = simplify(full, max_onsets=max_onsets)
     lane, lane_onset = to_buttons(simple)
-    voices = reduce_voices(score, lead, steps_per_beat=steps_per_beat, n_steps=n_steps)
-    if len(voices) != n_steps:
-        raise RuntimeError(f"reduce_voices gave {len(voices)} steps for n_steps={n_steps}")
-    if not voices.onset[:, 1:].any():
+    voices, n_accompaniment = _reduce_voices(score, lead, steps_per_beat, n_steps)
+    if not n_accompaniment:
         raise SongRejected("no accompaniment: pulse2, triangle and noise are silent", n_notes=n_notes, n_steps=n_steps)
     return {
         "melody_pitch": simple.pitch,

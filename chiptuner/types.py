@@ -7,6 +7,7 @@ another stage holds.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,12 +54,18 @@ class _Adoptable:
         outputs): they are made read-only in place. The public constructor checks and
         views instead; on small songs its checks cost more than the kernels.
         """
-        self = object.__new__(cls)
-        for name, array in zip(cls._ARRAYS, arrays, strict=True):
+        for array in arrays:
             array.setflags(write=False)
-            object.__setattr__(self, name, array)
-        for name, value in scalars.items():
-            object.__setattr__(self, name, value)
+        return cls._wrap(*arrays, **scalars)
+
+    @classmethod
+    def _wrap(cls, *arrays: np.ndarray, **scalars: object):
+        """``_adopt`` for arrays that are read-only already (slices of a buffer made read-only)."""
+        self = object.__new__(cls)
+        attributes = dict(zip(cls._ARRAYS, arrays, strict=True))
+        if scalars:
+            attributes.update(scalars)
+        object.__setattr__(self, "__dict__", attributes)  # frozen: one write instead of one per field
         return self
 
 
@@ -214,10 +221,41 @@ class Score:
     smpte: bool = False
     repairs: tuple[str, ...] = field(default=())
 
-    @property
+    @functools.cached_property
     def end_tick(self) -> int:
         """The last release tick (0 for a score without notes)."""
         return int(self.notes.end_tick.max()) if len(self.notes) else 0
+
+    @classmethod
+    def _adopt(
+        cls,
+        notes: Notes,
+        tempo: TempoMap,
+        time_signatures: TimeSignatures,
+        ticks_per_beat: int,
+        track_names: tuple[str, ...],
+        smpte: bool,
+        repairs: tuple[str, ...],
+        *,
+        end_tick: int,
+    ) -> Score:
+        """The reader's fast constructor: fields as given, ``end_tick`` already known (not checked)."""
+        self = object.__new__(cls)
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "notes": notes,
+                "tempo": tempo,
+                "time_signatures": time_signatures,
+                "ticks_per_beat": ticks_per_beat,
+                "track_names": track_names,
+                "smpte": smpte,
+                "repairs": repairs,
+                "end_tick": end_tick,
+            },
+        )
+        return self
 
 
 @dataclass(frozen=True, eq=False)

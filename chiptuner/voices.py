@@ -101,6 +101,26 @@ _RANGES = np.array([VOICE_RANGES[name] for name in VOICE_NAMES[:3]], dtype=np.in
 _RANGES.flags.writeable = False
 
 
+def _fold_table(ranges: np.ndarray) -> np.ndarray:
+    """``_kernels.voices.fold_table`` in numpy, so that no kernel runs at import.
+
+    Pitch p of voice v moved by whole octaves into ``ranges[v]``; column 128 (index -1)
+    keeps silence silent.
+    """
+    pitch = np.arange(128, dtype=np.int64)
+    table = np.full((len(ranges), 129), -1, dtype=np.int16)
+    for v, (low, high) in enumerate(ranges.tolist()):
+        up = pitch + 12 * ((low - pitch + 11) // 12)
+        down = pitch - 12 * ((pitch - high + 11) // 12)
+        table[v, :128] = np.where(pitch < low, up, np.where(pitch > high, down, pitch))
+    table.flags.writeable = False
+    return table
+
+
+#: Octave folding of pulse1, pulse2 and triangle as a lookup table, made once.
+_FOLD = _fold_table(_RANGES)
+
+
 def reduce_voices(
     score: Score,
     lead: Notes,
@@ -138,6 +158,11 @@ def reduce_voices(
     ParameterError
         If ``steps_per_beat`` is not a positive integer or ``n_steps`` is negative.
     """
+    return _reduce(score, lead, steps_per_beat, n_steps)[0]
+
+
+def _reduce(score: Score, lead: Notes, steps_per_beat: int, n_steps: int | None) -> tuple[Arrangement, int]:
+    """``reduce_voices``, and how many onsets pulse2, triangle and noise have together."""
     if not isinstance(score, Score):
         raise TypeError(f"score is a {type(score).__name__}; pass a chiptuner.Score (from chiptuner.read_midi)")
     if not isinstance(lead, Notes):
@@ -148,35 +173,29 @@ def reduce_voices(
     tpb = score.ticks_per_beat
     if tpb <= 0:
         raise ParameterError(f"ticks_per_beat={tpb}, steps_per_beat={steps_per_beat}; both must be positive integers")
+    if n_steps is not None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+            raise ParameterError(f"n_steps is {n_steps!r}; it must be an integer >= 0, or None for the song's length")
+        pitch = np.empty((n_steps, 4), dtype=np.int16)
+        onset = np.empty((n_steps, 4), dtype=np.bool_)
+        n_accompaniment = _k.reduce_ticks(
+            notes.start_tick, notes.end_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick, lead.pitch,
+            tpb, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, pitch, onset,
+        )  # fmt: skip
+        return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat)), n_accompaniment
     start_step = np.empty(len(notes), dtype=np.int64)
     end_step = np.empty(len(notes), dtype=np.int64)
-    last_step = _k.quantize(notes.start_tick, notes.end_tick, tpb, steps_per_beat, start_step, end_step)
-    if n_steps is None:
-        n_steps = last_step
-        if n_steps < 0:
-            raise ParameterError(f"every note of the score ends before tick 0 (last step {n_steps}); pass n_steps")
-    elif isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
-        raise ParameterError(f"n_steps is {n_steps!r}; it must be an integer >= 0, or None for the song's length")
+    n_steps = _k.quantize(notes.start_tick, notes.end_tick, tpb, steps_per_beat, start_step, end_step)
+    if n_steps < 0:
+        raise ParameterError(f"every note of the score ends before tick 0 (last step {n_steps}); pass n_steps")
     pitch = np.empty((n_steps, 4), dtype=np.int16)
     onset = np.empty((n_steps, 4), dtype=np.bool_)
-    _k.reduce(
-        start_step,
-        end_step,
-        notes.start_tick,
-        notes.pitch,
-        notes.is_drum,
-        lead.start_tick,
-        lead.end_tick,
-        lead.pitch,
-        tpb,
-        steps_per_beat,
-        GM_DRUM_MAP,
-        DRUM_PRIORITY,
-        _RANGES,
-        pitch,
-        onset,
-    )
-    return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))  # the kernel's fresh outputs
+    n_accompaniment = _k.reduce_folded(
+        start_step, end_step, notes.start_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick,
+        lead.pitch, tpb, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, pitch, onset,
+    )  # fmt: skip
+    # the kernel's fresh outputs
+    return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat)), n_accompaniment
 
 
 def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

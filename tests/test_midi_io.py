@@ -13,8 +13,9 @@ import pytest
 
 import chiptuner
 from chiptuner import MidiFileError, read_midi, write_midi
+from chiptuner._kernels import midi_io as _k
 from chiptuner.midi_io import MAX_DURATION_SEC
-from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
+from chiptuner.types import DEFAULT_US_PER_BEAT, Notes, Score, TempoMap, TimeSignatures
 from tests.reference import notes_from_mido, tempo_from_mido
 
 # --- building files from annotated bytes -------------------------------------------------------
@@ -144,6 +145,50 @@ def test_default_tempo_when_the_file_has_none():
 def test_track_names_are_read():
     score = read_midi(mthd(n_tracks=1) + mtrk(hexbytes("00 FF 03 04") + b"Lead" + END))
     assert score.track_names == ("Lead",)
+
+
+def test_tempo_map_and_signatures_from_several_tracks_are_sorted_and_deduplicated():
+    data = (
+        mthd(n_tracks=2)
+        + mtrk(
+            hexbytes(
+                """
+            00 FF 03 05 00 42 61 73 73    # name "\0Bass": the NUL is stripped
+            60 FF 51 03 0F 42 40          # 1000000 us per beat at 96
+            00 FF 58 04 03 02 18 08       # 3/4 at 96
+            00 FF 51 03 07 A1 20          # 500000 at 96: the last change on a tick wins
+            00 90 3C 40  60 80 3C 00
+            """
+            )
+            + END
+        )
+        + mtrk(
+            hexbytes(
+                """
+            30 FF 51 03 03 0D 40          # 200000 at 48
+            00 FF 58 04 02 02 18 08       # 2/4 at 48
+            83 00 FF 51 03 0F 42 40       # 1000000 at 432
+            """
+            )
+            + END
+        )
+    )
+    for source in (data, bytearray(data), memoryview(data)):
+        score = read_midi(source)
+        assert score.tempo.tick.tolist() == [0, 48, 96, 432]
+        assert score.tempo.us_per_beat.tolist() == [500000, 200000, 500000, 1000000]
+        assert score.time_signatures.tick.tolist() == [48, 96]
+        assert score.time_signatures.numerator.tolist() == [2, 3]
+        assert score.track_names == ("Bass", "")
+        assert score.end_tick == 192 == int(score.notes.end_tick.max())
+        arrays = [getattr(score.notes, name) for name in score.notes._ARRAYS]
+        arrays += [score.tempo.tick, score.tempo.us_per_beat, score.time_signatures.tick]
+        assert not any(a.flags.writeable for a in arrays)
+
+
+def test_reader_kernel_constants_agree_with_the_package():
+    assert _k.DEFAULT_US_PER_BEAT == DEFAULT_US_PER_BEAT
+    assert _k.DRUM_CHANNEL == 9
 
 
 # --- structure ---------------------------------------------------------------------------------

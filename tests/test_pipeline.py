@@ -247,6 +247,16 @@ def test_step_in_bar_matches_reference(seed):
     )
 
 
+def test_step_in_bar_with_ticks_beyond_int64_arithmetic_wraps_as_ticks_to_steps():
+    # 8 * 2**61 and 8 * (2**62 - 1) wrap to 0 and -8 in int64: ticks_to_steps puts both
+    # signatures on step 0, so the last one (2/4) holds from there. Python integers would
+    # have put them far beyond the grid and kept 3/4.
+    ticks = np.array([0, 2**61, 2**62 - 1], dtype=np.int64)
+    assert ticks_to_steps(ticks, TPB).tolist() == [0, 0, 0]
+    ts = TimeSignatures(ticks, np.array([3, 3, 2]), np.array([4, 4, 4]))
+    np.testing.assert_array_equal(step_in_bar(ts, TPB, 64), np.arange(64) % 8)
+
+
 # ----------------------------------------------------------------------------- real files
 
 

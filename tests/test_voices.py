@@ -12,6 +12,7 @@ from chiptuner.errors import ParameterError
 from chiptuner.timebase import quantize_notes
 from chiptuner.types import DEFAULT_US_PER_BEAT, VOICE_NAMES, Arrangement, Notes, Score, TempoMap, TimeSignatures
 from chiptuner.voices import (
+    _FOLD,
     _RANGES,
     DRUM_KEYS,
     DRUM_PRIORITY,
@@ -186,6 +187,30 @@ def test_reduce_edge_cases_match_reference(rows, drum_rows, lead_rows, n_steps):
     (got_pitch, got_onset), (exp_pitch, exp_onset) = run_reduce(notes, make_notes(lead_rows), TPB, 4, n_steps)
     np.testing.assert_array_equal(got_pitch, exp_pitch)
     np.testing.assert_array_equal(got_onset, exp_onset)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reduce_ticks_is_quantize_then_reduce_and_counts_the_accompaniment(seed):
+    rng = np.random.default_rng(100 + seed)
+    tpb = int(rng.choice([4, 12, 96]))
+    spb = int(rng.choice([4, 3, 8]))
+    n_steps = int(rng.integers(0, 70))
+    notes, lead = random_song(rng, n_steps, tpb, wild=seed % 3 == 2)
+    (exp_pitch, exp_onset), _ = run_reduce(notes, lead, tpb, spb, n_steps)
+    pitch = np.full((n_steps, 4), -7, dtype=np.int16)
+    onset = np.ones((n_steps, 4), dtype=bool)
+    n_accompaniment = _k.reduce_ticks(
+        notes.start_tick, notes.end_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick, lead.pitch,
+        tpb, spb, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, pitch, onset,
+    )  # fmt: skip
+    np.testing.assert_array_equal(pitch, exp_pitch)
+    np.testing.assert_array_equal(onset, exp_onset)
+    assert n_accompaniment == int(exp_onset[:, 1:].sum())
+
+
+def test_fold_table_in_numpy_matches_the_kernel():
+    np.testing.assert_array_equal(_FOLD, _k.fold_table(_RANGES))
+    assert not _FOLD.flags.writeable
 
 
 @pytest.mark.parametrize("voice", ["pulse1", "pulse2", "triangle"])

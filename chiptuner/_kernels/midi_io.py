@@ -23,6 +23,10 @@ INFO_ERROR_POS = 9
 INFO_HEADER_TRACKS = 10
 INFO_RIFF = 11
 INFO_SIZE = 12
+# Filled by ``read_smf`` only.
+INFO_TEMPO_MAP = 13
+INFO_END_TICK = 14
+INFO_MAX_US_PER_BEAT = 15
 
 # Error codes (the file is refused).
 ERR_NONE = 0
@@ -48,6 +52,11 @@ REP_BAD_META = 1 << 10
 REP_LONG_VLQ = 1 << 11
 
 _MAX_VLQ_BYTES = 4
+
+#: Microseconds per beat where a file sets no tempo (120 BPM); ``types.DEFAULT_US_PER_BEAT``.
+DEFAULT_US_PER_BEAT = 500_000
+#: Channel index of General MIDI percussion (channel 10).
+DRUM_CHANNEL = 9
 
 
 @njit(cache=True, nogil=True)
@@ -402,3 +411,106 @@ def assign_programs(
                 j += 1
             out_program[i] = current[note_channel[i]]
             i += 1
+
+
+@njit(cache=True, nogil=True)
+def read_smf(
+    data, note_tick, note_small, note_channel, note_track, note_is_drum, event_tick, event_small, track_name, info
+):
+    """Everything ``read_midi`` needs from the bytes, in one call.
+
+    ``parse_smf``, then the programs, drum flags, sorted time signatures, the tempo map
+    and the song's extent.
+
+    Parameters
+    ----------
+    data : np.ndarray [shape=(B,), dtype=uint8]
+    note_tick : np.ndarray [shape=(2, N_max), dtype=int64]
+        Rows: start tick, end tick.
+    note_small : np.ndarray [shape=(3, N_max), dtype=int16]
+        Rows: pitch, velocity, program in force at the onset (``assign_programs``).
+    note_channel : np.ndarray [shape=(N_max,), dtype=int8]
+    note_track : np.ndarray [shape=(N_max,), dtype=int32]
+    note_is_drum : np.ndarray [shape=(N_max,), dtype=bool]
+        Channel index 9.
+    event_tick : np.ndarray [shape=(3, E_max + 1), dtype=int64]
+        Rows: tempo-map tick, its microseconds per beat, time-signature tick. ``parse_smf``
+        sees ``E_max`` columns; the extra one leaves room for the tempo map's tick 0.
+    event_small : np.ndarray [shape=(2, E_max + 1), dtype=int16]
+        Rows: time-signature numerator and denominator.
+    track_name : np.ndarray [shape=(2, K_max), dtype=int64]
+        Rows: byte position (-1 = none) and length of each track's name.
+    info : np.ndarray [shape=(16,), dtype=int64]
+        As ``parse_smf``, plus ``INFO_TEMPO_MAP`` (entries of the tempo map),
+        ``INFO_END_TICK`` (last release, 0 without notes) and ``INFO_MAX_US_PER_BEAT``.
+
+    Notes
+    -----
+    Time signatures are sorted by tick (stable). The tempo map is sorted by tick (stable);
+    of changes on one tick the last wins; it starts at tick 0 (120 BPM until the first
+    change). SMPTE files (division >= 0x8000) and files without tempo events get the
+    single default entry.
+    """
+    max_events = event_tick.shape[1] - 1
+    program_tick = np.empty(max_events, dtype=np.int64)
+    program_channel = np.empty(max_events, dtype=np.int8)
+    program_value = np.empty(max_events, dtype=np.int16)
+    parse_smf(
+        data, note_tick[0, :], note_tick[1, :], note_small[0, :], note_small[1, :], note_channel, note_track,
+        event_tick[0, :max_events], event_tick[1, :max_events], event_tick[2, :max_events],
+        event_small[0, :max_events], event_small[1, :max_events],
+        program_tick, program_channel, program_value, track_name[0, :], track_name[1, :], info,
+    )  # fmt: skip
+    if info[INFO_ERROR] != ERR_NONE:
+        return
+    n = info[INFO_NOTES]
+    n_programs = info[INFO_PROGRAMS]
+    assign_programs(
+        note_tick[0, :n], note_channel[:n], note_track[:n],
+        program_tick[:n_programs], program_channel[:n_programs], program_value[:n_programs], note_small[2, :n],
+    )  # fmt: skip
+    end_tick = np.int64(0)
+    for i in range(n):
+        note_is_drum[i] = note_channel[i] == DRUM_CHANNEL
+        if i == 0 or note_tick[1, i] > end_tick:
+            end_tick = note_tick[1, i]
+    info[INFO_END_TICK] = end_tick
+
+    n_ts = info[INFO_TIME_SIGNATURES]
+    if n_ts > 1:
+        order = np.argsort(event_tick[2, :n_ts], kind="mergesort")
+        ts_tick = event_tick[2, :n_ts].copy()
+        ts_num = event_small[0, :n_ts].copy()
+        ts_den = event_small[1, :n_ts].copy()
+        for k in range(n_ts):
+            event_tick[2, k] = ts_tick[order[k]]
+            event_small[0, k] = ts_num[order[k]]
+            event_small[1, k] = ts_den[order[k]]
+
+    n_tempos = info[INFO_TEMPOS]
+    if n_tempos == 0 or info[INFO_DIVISION] >= 0x8000:
+        event_tick[0, 0] = 0
+        event_tick[1, 0] = DEFAULT_US_PER_BEAT
+        n_map = 1
+    elif n_tempos == 1 and event_tick[0, 0] == 0:
+        n_map = 1
+    else:
+        order = np.argsort(event_tick[0, :n_tempos], kind="mergesort")
+        tempo_tick = event_tick[0, :n_tempos].copy()
+        tempo_us = event_tick[1, :n_tempos].copy()
+        n_map = 0
+        if tempo_tick[order[0]] != 0:
+            event_tick[0, 0] = 0
+            event_tick[1, 0] = DEFAULT_US_PER_BEAT
+            n_map = 1
+        for k in range(n_tempos):
+            if k + 1 < n_tempos and tempo_tick[order[k + 1]] == tempo_tick[order[k]]:
+                continue  # on one tick the last change wins
+            event_tick[0, n_map] = tempo_tick[order[k]]
+            event_tick[1, n_map] = tempo_us[order[k]]
+            n_map += 1
+    info[INFO_TEMPO_MAP] = n_map
+    max_us = event_tick[1, 0]
+    for k in range(1, n_map):
+        max_us = max(max_us, event_tick[1, k])
+    info[INFO_MAX_US_PER_BEAT] = max_us

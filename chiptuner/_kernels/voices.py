@@ -160,7 +160,71 @@ def reduce(
         Pitch of pulse1, pulse2, triangle, noise per step; -1 = silent. Written in full.
     out_onset : np.ndarray [shape=(T, 4), dtype=bool]
         Written in full.
+
+    Returns
+    -------
+    int
+        Onsets of pulse2, triangle and noise together (0: no accompaniment).
     """
+    return reduce_folded(
+        start_step,
+        end_step,
+        start_tick,
+        pitch,
+        is_drum,
+        lead_start_tick,
+        lead_end_tick,
+        lead_pitch,
+        ticks_per_beat,
+        steps_per_beat,
+        drum_map,
+        drum_priority,
+        fold_table(voice_ranges),
+        out_pitch,
+        out_onset,
+    )
+
+
+@njit(cache=True, nogil=True)
+def fold_table(voice_ranges):
+    """``fold[v, p]``: pitch p folded into the range of voice v (``_fold``); ``fold[v, 128] = -1``.
+
+    Parameters
+    ----------
+    voice_ranges : np.ndarray [shape=(V, 2), dtype=int64]
+
+    Returns
+    -------
+    np.ndarray [shape=(V, 129), dtype=int16]
+        Index -1 (128) maps silence to silence.
+    """
+    fold = np.empty((voice_ranges.shape[0], 129), dtype=np.int16)
+    for v in range(voice_ranges.shape[0]):
+        fold[v, 128] = -1
+        for p in range(128):
+            fold[v, p] = _fold(p, voice_ranges[v, 0], voice_ranges[v, 1])
+    return fold
+
+
+@njit(cache=True, nogil=True)
+def reduce_folded(
+    start_step,
+    end_step,
+    start_tick,
+    pitch,
+    is_drum,
+    lead_start_tick,
+    lead_end_tick,
+    lead_pitch,
+    ticks_per_beat,
+    steps_per_beat,
+    drum_map,
+    drum_priority,
+    fold,
+    out_pitch,
+    out_onset,
+):
+    """``reduce`` with the octave folding given as ``fold_table(voice_ranges)``."""
     n_steps = out_pitch.shape[0]
     n_notes = start_step.shape[0]
     n_lead = lead_start_tick.shape[0]
@@ -219,13 +283,6 @@ def reduce(
         if b < 0 or s > lead_step[b] or (s == lead_step[b] and p >= lead_pitch[b]):
             lead_at[c] = j
 
-    # octave folding as tables: fold[v, p] for pulse1, pulse2, triangle
-    fold = np.empty((3, 129), dtype=np.int16)
-    for v in range(3):
-        fold[v, 128] = -1  # index -1: silence
-        for p in range(128):
-            fold[v, p] = _fold(p, voice_ranges[v, 0], voice_ranges[v, 1])
-
     # per pitch: release step of the notes started so far, and the last step it started on
     until = np.zeros(128, dtype=np.int64)
     struck = np.full(128, -1, dtype=np.int64)
@@ -237,6 +294,7 @@ def reduce(
     harmony = -1
     drum = -1
     begin = 0
+    n_accompaniment = 0
     for t in range(n_steps):
         end = bucket_end[t]
         lowest = 128
@@ -325,4 +383,51 @@ def reduce(
         out_onset[t, 1] = harmony_onset
         out_onset[t, 2] = bass_onset
         out_onset[t, 3] = drum_onset
+        n_accompaniment += harmony_onset + bass_onset + drum_onset
         begin = end
+    return n_accompaniment
+
+
+@njit(cache=True, nogil=True)
+def reduce_ticks(
+    start_tick,
+    end_tick,
+    pitch,
+    is_drum,
+    lead_start_tick,
+    lead_end_tick,
+    lead_pitch,
+    ticks_per_beat,
+    steps_per_beat,
+    drum_map,
+    drum_priority,
+    fold,
+    out_pitch,
+    out_onset,
+):
+    """``quantize`` then ``reduce_folded``, in one call, for a grid length T known beforehand.
+
+    Parameters and result as ``reduce``, with the notes' ``start_tick`` and ``end_tick``
+    in place of their steps and ``fold_table(voice_ranges)`` in place of ``voice_ranges``.
+    """
+    n_notes = start_tick.shape[0]
+    start_step = np.empty(n_notes, dtype=np.int64)
+    end_step = np.empty(n_notes, dtype=np.int64)
+    quantize(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
+    return reduce_folded(
+        start_step,
+        end_step,
+        start_tick,
+        pitch,
+        is_drum,
+        lead_start_tick,
+        lead_end_tick,
+        lead_pitch,
+        ticks_per_beat,
+        steps_per_beat,
+        drum_map,
+        drum_priority,
+        fold,
+        out_pitch,
+        out_onset,
+    )
