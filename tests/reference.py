@@ -632,10 +632,10 @@ def melody_context_features(start_step, end_step, pitch, velocity, q) -> np.ndar
     v_all = [int(x) for x in velocity]
     w = [float(x) * float(x) for x in q]
     sw = sum(w)
-    sp = sum(wi * pi for wi, pi in zip(w, p_all)) / max(sw, 1e-9)
-    sv = sum(wi * vi for wi, vi in zip(w, v_all)) / max(sw, 1e-9)
-    sd_p = np.sqrt(sum(wi * (pi - sp) ** 2 for wi, pi in zip(w, p_all)) / max(sw, 1e-9)) + 1
-    sd_v = np.sqrt(sum(wi * (vi - sv) ** 2 for wi, vi in zip(w, v_all)) / max(sw, 1e-9)) + 1
+    sp = sum(wi * pi for wi, pi in zip(w, p_all, strict=True)) / max(sw, 1e-9)
+    sv = sum(wi * vi for wi, vi in zip(w, v_all, strict=True)) / max(sw, 1e-9)
+    sd_p = np.sqrt(sum(wi * (pi - sp) ** 2 for wi, pi in zip(w, p_all, strict=True)) / max(sw, 1e-9)) + 1
+    sd_v = np.sqrt(sum(wi * (vi - sv) ** 2 for wi, vi in zip(w, v_all, strict=True)) / max(sw, 1e-9)) + 1
     steps = sorted({int(x) for x in start_step})
     best = {}  # onset step -> the first note of highest q
     for i in range(n):
@@ -695,6 +695,6 @@ def melody_context_features(start_step, end_step, pitch, velocity, q) -> np.ndar
 
 
 def melody_mlp_logits(x, w_hidden, b_hidden, w_out, b_out) -> np.ndarray:
-    """``relu(x[:, :F] @ w_hidden + b_hidden) @ w_out + b_out`` with F = ``w_hidden``'s rows."""
-    h = np.maximum(x[:, : w_hidden.shape[0]] @ w_hidden + b_hidden, 0.0)
+    """``relu(x[:, :F] @ w_hidden.T + b_hidden) @ w_out + b_out`` with F = ``w_hidden``'s columns."""
+    h = np.maximum(x[:, : w_hidden.shape[1]] @ w_hidden.T + b_hidden, 0.0)
     return h @ w_out + b_out
