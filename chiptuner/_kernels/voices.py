@@ -1,7 +1,8 @@
 """Voice reduction kernel: a song's notes to the four chip voices in one pass over the grid.
 
-``reduce`` quantizes the notes, marks the lead's doublings, sorts the notes into buckets
-by onset step (a counting sort) and walks the steps once, choosing the lead, bass,
+``reduce`` sorts the lead notes by onset step, puts the notes on the grid (the lead's
+doublings left out), sorts them into buckets by onset step (counting sorts) and walks
+the steps once, choosing the lead, bass,
 harmony and drum lines and folding them into their ranges. Instead of (T, 128) piano
 rolls it keeps, per pitch, the latest release step of the notes started so far: a pitch
 sounds at step t exactly when that release is after t, which is what a roll lookup
@@ -230,7 +231,27 @@ def reduce_folded(
     n_lead = lead_start_tick.shape[0]
     inverse = 1.0 / (2 * ticks_per_beat)
 
-    # notes on the grid; voice = pitch (drum key for drums), -1 = takes no part
+    # lead notes by onset step (a counting sort): lead bucket c is
+    # lead_order[lead_bucket_end[c - 1]:lead_bucket_end[c]] after the fill
+    lead_step = np.empty(n_lead, dtype=np.int64)
+    lead_bucket_end = np.zeros(n_steps + 1, dtype=np.int64)
+    for j in range(n_lead):
+        s = _step_fast(lead_start_tick[j], ticks_per_beat, steps_per_beat, inverse)
+        lead_step[j] = s
+        c = max(s, 0)
+        if c < n_steps:
+            lead_bucket_end[c + 1] += 1
+    for t in range(n_steps):
+        lead_bucket_end[t + 1] += lead_bucket_end[t]
+    lead_order = np.empty(lead_bucket_end[n_steps], dtype=np.int64)
+    for j in range(n_lead):
+        c = max(lead_step[j], 0)
+        if c < n_steps:
+            lead_order[lead_bucket_end[c]] = j
+            lead_bucket_end[c] += 1
+
+    # notes on the grid; voice = pitch (drum key for drums), -1 = takes no part: out of
+    # range, nothing left after clipping, or a doubling of a lead note (its onset tick and pitch)
     note_step = np.empty(n_notes, dtype=np.int64)
     note_end = np.empty(n_notes, dtype=np.int64)
     voice = np.empty(n_notes, dtype=np.int16)
@@ -241,6 +262,13 @@ def reduce_folded(
         p = pitch[i]
         if is_drum[i]:
             p = drum_map[min(max(p, 0), 127)]
+        elif s < e:
+            tick = start_tick[i]
+            for k in range(lead_bucket_end[s - 1] if s > 0 else 0, lead_bucket_end[s]):
+                j = lead_order[k]
+                if lead_start_tick[j] == tick and lead_pitch[j] == p:
+                    p = -1
+                    break
         if p < 0 or p > 127 or s >= e:
             voice[i] = -1
             continue
@@ -258,26 +286,18 @@ def reduce_folded(
             order[bucket_end[s]] = i
             bucket_end[s] += 1
 
-    # lead notes: doublings leave the accompaniment; the latest lead note per onset step
-    lead_step = np.empty(n_lead, dtype=np.int64)
+    # the latest lead note per onset step
     lead_end = np.empty(n_lead, dtype=np.int64)
     lead_at = np.full(n_steps, -1, dtype=np.int64)
     for j in range(n_lead):
-        tick = lead_start_tick[j]
         p = lead_pitch[j]
-        s = _step_fast(tick, ticks_per_beat, steps_per_beat, inverse)
+        s = lead_step[j]
         c = max(s, 0)
-        if c < n_steps:
-            for k in range(bucket_end[c - 1] if c > 0 else 0, bucket_end[c]):
-                i = order[k]
-                if start_tick[i] == tick and pitch[i] == p and not is_drum[i]:
-                    voice[i] = -1
         if p < 0 or p > 127 or c >= n_steps:
             continue
         e = min(max(_step_fast(lead_end_tick[j], ticks_per_beat, steps_per_beat, inverse), s + 1), n_steps)
         if c >= e:
             continue
-        lead_step[j] = s
         lead_end[j] = e
         b = lead_at[c]
         if b < 0 or s > lead_step[b] or (s == lead_step[b] and p >= lead_pitch[b]):
