@@ -50,11 +50,14 @@ from chiptuner.dataset import SHIFTS, Corpus, load_shards, shift_tokens, split_b
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
 from chiptuner.model import (
+    FIRST_NOTE,
     HOLD,
     MAX_POSITION,
     REST,
     ROW_OFFSET,
     TOKEN_OFFSET,
+    VOICE_HIGH,
+    VOICE_LOW,
     Arranger,
     ArrangerModel,
     tokens_to_arrangement,
@@ -95,8 +98,11 @@ class TrainConfig:
         Wall-clock budget; the best model so far is kept when it runs out.
     eval_every : int
         Batches between validation rounds.
+    max_batches : int
+        Stop after this many batches (0: no limit but the time budget).
     patience : int
-        Validation rounds without a better validation NLL before stopping.
+        Validation rounds without a better validation NLL before stopping; each such
+        round halves the learning rate.
     test_size, val_size : float
         Fractions of song groups held out for the final test and for early stopping.
     seed : int
@@ -110,6 +116,7 @@ class TrainConfig:
     max_minutes: float = 20.0
     eval_every: int = 200
     patience: int = 5
+    max_batches: int = 0
     test_size: float = 0.1
     val_size: float = 0.05
     seed: int = 0
@@ -128,42 +135,95 @@ class TrainConfig:
             )
 
 
+def _pitch_class_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which input rows and output tokens are pitches, and their pitch class and octave.
+
+    Returns ``row_class`` (R,) and ``row_octave`` (R,) for the input rows (melody pitches
+    and the pitched voices' previous notes; -1 elsewhere), and ``token_class`` (V,): for a
+    pitched voice's note token ``12 * voice + pitch class``, -1 elsewhere.
+    """
+    n_rows, n_out = int(ROW_OFFSET[-1]), int(TOKEN_OFFSET[-1])
+    row_class, row_octave = np.full(n_rows, -1), np.full(n_rows, -1)
+    pitches = np.arange(128)
+    row_class[ROW_OFFSET[0] + 1 + pitches], row_octave[ROW_OFFSET[0] + 1 + pitches] = pitches % 12, pitches // 12
+    token_class = np.full(n_out, -1)
+    for v in range(3):
+        voice_pitches = np.arange(VOICE_LOW[v], VOICE_HIGH[v] + 1)
+        rows = ROW_OFFSET[5 + v] + FIRST_NOTE + np.arange(len(voice_pitches))
+        row_class[rows], row_octave[rows] = voice_pitches % 12, voice_pitches // 12
+        token_class[TOKEN_OFFSET[v] + FIRST_NOTE + np.arange(len(voice_pitches))] = 12 * v + voice_pitches % 12
+    return row_class, row_octave, token_class
+
+
 class ArrangerNet(nn.Module):
     """The arranger network in torch (batch form of ``_kernels.arranger.step``).
 
     The inputs are the same rows the numba step gathers (``ROW_OFFSET`` layout, made by
     ``_batch_inputs`` as ``_kernels.arranger.input_rows`` makes them): one summed
     embedding bag per step feeds the GRU and, through ``direct``, the heads.
+
+    Harmony is a matter of pitch classes, whatever the octave: every pitch row's
+    embedding is its own vector plus a pitch-class and an octave vector shared with the
+    other pitches, and every note token's output weights add a per-voice pitch-class part.
+    These shared parts are sums, so ``effective_weights`` folds them away and the exported
+    model has the plain layout.
     """
 
     def __init__(self, hidden: int = 192, embed: int = 96) -> None:
         super().__init__()
-        self.embedding = nn.EmbeddingBag(int(ROW_OFFSET[-1]), embed, mode="sum")
+        n_rows, n_out = int(ROW_OFFSET[-1]), int(TOKEN_OFFSET[-1])
+        self.embedding = nn.Parameter(torch.randn(n_rows, embed) * 0.5)
+        self.class_embedding = nn.Parameter(torch.randn(12, embed) * 0.5)
+        self.octave_embedding = nn.Parameter(torch.randn(11, embed) * 0.5)
         self.gru = nn.GRU(embed, hidden, batch_first=True)
-        n_out = int(TOKEN_OFFSET[-1])
         self.head = nn.Linear(hidden, n_out)
+        self.head_class = nn.Linear(hidden, 36)
         self.direct = nn.Linear(embed, n_out, bias=False)
+        self.direct_class = nn.Linear(embed, 36, bias=False)
+        row_class, row_octave, token_class = _pitch_class_maps()
+        self.register_buffer("row_class", torch.from_numpy(row_class), persistent=False)
+        self.register_buffer("row_octave", torch.from_numpy(row_octave), persistent=False)
+        self.register_buffer("token_class", torch.from_numpy(token_class), persistent=False)
+
+    def effective_weights(self) -> dict[str, torch.Tensor]:
+        """Input table (R, E), head weight (V, H) and bias (V,), direct weight (V, E), shared parts added."""
+        has_class = (self.row_class >= 0).unsqueeze(-1)
+        table = self.embedding + has_class * (
+            self.class_embedding[self.row_class.clamp(min=0)] + self.octave_embedding[self.row_octave.clamp(min=0)]
+        )
+        is_note = (self.token_class >= 0).unsqueeze(-1)
+        index = self.token_class.clamp(min=0)
+        return {
+            "table": table,
+            "head_weight": self.head.weight + is_note * self.head_class.weight[index],
+            "head_bias": self.head.bias + is_note[:, 0] * self.head_class.bias[index],
+            "direct_weight": self.direct.weight + is_note * self.direct_class.weight[index],
+        }
 
     def forward(self, rows: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, L, V) and the last state, from input rows (B, L, N_ROWS)."""
+        w = self.effective_weights()
         batch, length, n_rows = rows.shape
-        x = self.embedding(rows.reshape(batch * length, n_rows)).reshape(batch, length, -1)
+        x = nn.functional.embedding_bag(rows.reshape(batch * length, n_rows), w["table"], mode="sum")
+        x = x.reshape(batch, length, -1)
         out, h = self.gru(x, h0)
-        return self.head(out) + self.direct(x), h
+        logits = nn.functional.linear(out, w["head_weight"], w["head_bias"])
+        return logits + nn.functional.linear(x, w["direct_weight"]), h
 
 
 def export(net: ArrangerNet, *, metadata: dict | None = None, extras: dict | None = None) -> ArrangerModel:
     """Fold a trained ``ArrangerNet`` into the plain arrays of an ``ArrangerModel``."""
     with torch.no_grad():
-        table = net.embedding.weight.double()
-        in_table = torch.cat((table @ net.gru.weight_ih_l0.double().T, table @ net.direct.weight.double().T), dim=1)
+        w = {name: value.double() for name, value in net.effective_weights().items()}
+        table = w["table"]
+        in_table = torch.cat((table @ net.gru.weight_ih_l0.double().T, table @ w["direct_weight"].T), dim=1)
         return ArrangerModel(
             in_table=in_table.float().cpu().numpy(),
             b_ih=net.gru.bias_ih_l0.float().cpu().numpy(),
             b_hh=net.gru.bias_hh_l0.float().cpu().numpy(),
             w_hh_t=net.gru.weight_hh_l0.T.float().cpu().numpy(),
-            w_out_t=net.head.weight.T.float().cpu().numpy(),
-            b_out=net.head.bias.float().cpu().numpy(),
+            w_out_t=w["head_weight"].T.float().cpu().numpy(),
+            b_out=w["head_bias"].float().cpu().numpy(),
             metadata=dict(metadata or {}),
             extras=dict(extras or {}),
         )
@@ -475,7 +535,7 @@ def train(
             "elapsed_sec": spent_sec + elapsed,
             "steps_per_sec": trained_steps / max(time.monotonic() - first_batch, 1e-9),
         }
-        out_of_time = elapsed >= budget_sec
+        out_of_time = elapsed >= budget_sec or 0 < config.max_batches <= batch_index
         if batch_index % config.eval_every == 0 or out_of_time:
             net.eval()
             val_nll = _nll(net, val_keys)
@@ -505,6 +565,8 @@ def train(
                 best_model.save(out_path)
             else:
                 bad_rounds += 1
+                for group in optimizer.param_groups:  # no progress at this step size: halve it
+                    group["lr"] *= 0.5
             report["best_val_nll"] = best
             history.append({k: v for k, v in report.items() if k != "free_run"})
             torch.save(

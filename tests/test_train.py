@@ -136,7 +136,7 @@ def test_training_learns_the_pattern(midi_folder, tmp_path):
     from chiptuner.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], data, workers=1)
-    config = train.TrainConfig(hidden=32, embed=16, window=64, batch=16, eval_every=20, max_minutes=0.5, patience=50)
+    config = train.TrainConfig(hidden=32, embed=16, window=64, batch=16, eval_every=40, max_batches=160, max_minutes=10)
     model = train.train(data, tmp_path / "m.npz", config=config)
     uniform = np.mean(np.log([51, 51, 39, 7]))
     assert model.metadata["val_nll"] < 0.5 * uniform
