@@ -281,6 +281,11 @@ class Arranger:
         Seed of the sampling generator: equal seeds give equal arrangements.
     follow_lead : bool
         pulse1 starts a note on every input onset (see the module notes).
+    rest_bias : sequence of 4 floats, optional
+        Subtracted from each voice's rest logit when sampling (never when scoring). By
+        default the model file's calibrated values (``metadata["rest_bias"]``, fitted on
+        validation songs so that free-running accompaniment matches the real density; see
+        ``train.calibrate_rest_bias``), zeros where it has none.
 
     Notes
     -----
@@ -296,11 +301,18 @@ class Arranger:
         temperature: float = 1.0,
         seed: int = 0,
         follow_lead: bool = True,
+        rest_bias: typing.Sequence[float] | None = None,
     ) -> None:
         self.model = model
         self.buttons = _check_mode(mode)
         self.mode = mode
         self.temperature = _check_temperature(temperature)
+        bias = rest_bias if rest_bias is not None else model.metadata.get("rest_bias", (0.0, 0.0, 0.0, 0.0))
+        bias_arr = np.asarray(bias, dtype=np.float64)
+        if bias_arr.shape != (4,) or not np.isfinite(bias_arr).all() or (np.abs(bias_arr) > 20).any():
+            raise ParameterError(f"rest_bias is {bias!r}; give 4 finite numbers within +-20, one per voice")
+        self._sampling = np.concatenate(([self.temperature], bias_arr))
+        self._sampling.flags.writeable = False
         self.follow_lead = bool(follow_lead)
         hidden = model.hidden
         self._h = np.zeros(hidden, dtype=np.float32)
@@ -364,7 +376,7 @@ class Arranger:
         _k.play_step(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
-            self.follow_lead, self.temperature, self._rng, self._h, self._acc, self._gh, self._logits,
+            self.follow_lead, self._sampling, self._rng, self._h, self._acc, self._gh, self._logits,
             self._rows, self._tokens, self._sounding, self._started,
         )  # fmt: skip
         return self._tokens
@@ -396,7 +408,7 @@ class Arranger:
         _k.run(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
-            self.follow_lead, self.temperature, self._rng, self._h, self._tokens, self._sounding, out,
+            self.follow_lead, self._sampling, self._rng, self._h, self._tokens, self._sounding, out,
         )  # fmt: skip
         if len(out):
             self._started[:] = out[-1] >= FIRST_NOTE

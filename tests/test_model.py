@@ -220,17 +220,17 @@ def test_sampling_follows_the_softmax_and_temperature_only_sharpens_the_note():
     as_trained = np.exp(voice) / np.exp(voice).sum()
     for temperature in (1.0, 0.5, 2.0):
         draws = np.array(
-            [_k.sample_voice(logits, 1, 6, FIRST_NOTE, False, temperature, rng, scratch) for _ in range(30000)]
+            [_k.sample_voice(logits, 1, 6, FIRST_NOTE, False, temperature, 0.0, rng, scratch) for _ in range(30000)]
         )
         expected = as_trained.copy()
         notes = np.exp(voice[FIRST_NOTE:] / temperature)
         expected[FIRST_NOTE:] = as_trained[FIRST_NOTE:].sum() * notes / notes.sum()
         assert np.allclose(np.bincount(draws, minlength=5) / len(draws), expected, atol=0.012), temperature
-    cold = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 0.05, rng, scratch) for _ in range(2000)]
+    cold = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 0.05, 0.0, rng, scratch) for _ in range(2000)]
     assert np.mean(np.array(cold) == 2) > 0.99
-    after_rest = [_k.sample_voice(logits, 1, 6, REST, False, 1.0, rng, scratch) for _ in range(3000)]
+    after_rest = [_k.sample_voice(logits, 1, 6, REST, False, 1.0, 0.0, rng, scratch) for _ in range(3000)]
     assert HOLD not in after_rest and REST in after_rest
-    onset_only = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 1.0, rng, scratch) for _ in range(2000)]
+    onset_only = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 1.0, 0.0, rng, scratch) for _ in range(2000)]
     assert min(onset_only) >= FIRST_NOTE
 
 

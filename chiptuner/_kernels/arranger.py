@@ -41,7 +41,7 @@ _I64_1D_RO = types.Array(types.int64, 1, "C", readonly=True)
 _STEP_SIG = types.void(
     _F32_2D_RO, _F32_1D_RO, _F32_1D_RO, _F32_2D_RO, _F32_2D_RO, _F32_1D_RO, _I64_1D_RO,
     _I64_1D, _F32_1D, _F32_1D, _F32_1D, _F32_1D,
-    types.float64, types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
+    types.Array(types.float64, 1, "C", readonly=True), types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
 )  # fmt: skip
 
 
@@ -58,15 +58,16 @@ def next_uniform(rng_state):
 
 
 @njit(cache=True, nogil=True)
-def sample_voice(logits, start, end, previous, onset_only, temperature, rng_state, scratch):
+def sample_voice(logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch):
     """Draw one voice's token: rest, hold or a new note as trained, then the note at ``temperature``.
 
     The choice between rest, hold and a new note is always sampled from the model's own
     probabilities (temperature 1): sharpening that choice is what makes a model fall silent,
     since rests and holds are the likeliest tokens of almost every step. ``temperature``
     only sharpens (< 1) or flattens (> 1) which note a new note is. Hold is allowed only
-    after a sounding token; with ``onset_only`` a new note is certain. ``scratch`` (at least
-    ``end - start`` floats) holds the weights.
+    after a sounding token; with ``onset_only`` a new note is certain. ``rest_bias`` is
+    subtracted from the rest logit (0 samples as trained; see ``model.Arranger``).
+    ``scratch`` (at least ``end - start`` floats) holds the weights.
     """
     n = end - start
     hold_allowed = previous != REST and not onset_only
@@ -82,7 +83,7 @@ def sample_voice(logits, start, end, previous, onset_only, temperature, rng_stat
     for k in range(FIRST_NOTE, n):
         note_mass += math.exp(logits[start + k] - top)
     if not onset_only:
-        rest_mass = math.exp(logits[start + REST] - top)
+        rest_mass = math.exp(logits[start + REST] - top - rest_bias)
         hold_mass = math.exp(logits[start + HOLD] - top) if hold_allowed else 0.0
         draw = next_uniform(rng_state) * (rest_mass + hold_mass + note_mass)
         if draw < rest_mass:
@@ -141,7 +142,7 @@ def step(
     acc,
     gh,
     logits,
-    temperature,
+    sampling,
     lead,
     rng_state,
     tokens,
@@ -166,8 +167,8 @@ def step(
         Scratch.
     logits : float32 (V,)
         Output: the step's logits before masking and temperature.
-    temperature : float64
-        > 0.
+    sampling : float64 (5,)
+        The temperature (> 0), then each voice's rest bias (see ``sample_voice``).
     lead : int64
         ``LEAD_FREE``, ``LEAD_ONSET``, or a pulse1 token (>= 2) to play.
     rng_state : uint64 (1,)
@@ -216,7 +217,15 @@ def step(
             continue
         # acc is free once the logits are made: it holds the draw's weights.
         tokens[v] = sample_voice(
-            logits, tok_offset[v], tok_offset[v + 1], tokens[v], onset_only, temperature, rng_state, acc
+            logits,
+            tok_offset[v],
+            tok_offset[v + 1],
+            tokens[v],
+            onset_only,
+            sampling[0],
+            sampling[1 + v],
+            rng_state,
+            acc,
         )
 
 
@@ -277,7 +286,7 @@ def lead_token(buttons, melody, onset, low, high):
 @njit(cache=True, nogil=True)
 def play_step(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, temperature,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
     rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
@@ -305,7 +314,7 @@ def play_step(
         acc,
         gh,
         logits,
-        temperature,
+        sampling,
         lead,
         rng_state,
         tokens,
@@ -322,7 +331,7 @@ def play_step(
 @njit(cache=True, nogil=True)
 def run(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, temperature,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
     rng_state, h, tokens, sounding, tokens_out,
 ):  # fmt: skip
     """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
@@ -338,7 +347,7 @@ def run(
     for t in range(melody.shape[0]):
         play_step(
             in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, temperature,
+            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, sampling,
             rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
         )  # fmt: skip
         for v in range(4):
@@ -362,6 +371,7 @@ def teacher_forced_log_prob(
     previous = np.zeros(4, dtype=np.int64)
     scratch = np.zeros(4, dtype=np.int64)
     rng_state = np.ones(1, dtype=np.uint64)
+    as_trained = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
     for t in range(melody.shape[0]):
         input_rows(row_offset, buttons, melody[t], onset[t], position[t], max_position, previous, rows)
         for v in range(4):
@@ -380,7 +390,7 @@ def teacher_forced_log_prob(
             acc,
             gh,
             logits,
-            1.0,
+            as_trained,
             LEAD_FREE,
             rng_state,
             scratch,
