@@ -39,6 +39,7 @@ from chiptuner.model import (
 )
 from chiptuner.pipeline import convert_file
 from chiptuner.plot import piano_roll_image, stack_images, write_png
+from chiptuner.types import Arrangement
 
 __all__ = ["load_songs", "evaluate", "Evaluation", "write_report", "BASELINES"]
 
@@ -127,6 +128,21 @@ def _inputs(song: dict, mode: InputMode) -> tuple[np.ndarray, np.ndarray]:
     return song["melody_pitch"], song["melody_onset"]
 
 
+def _statistics(melody_pitch: np.ndarray, melody_onset: np.ndarray, arrangement: Arrangement, mode: InputMode):
+    """Statistics of a generated arrangement, harmony and key judged against the melody the listener hears.
+
+    In keys mode that is the player's melody; in buttons mode the lanes carry no pitch and
+    the arranger's own lead (pulse1) is the melody, except for lead agreement, which still
+    compares with the original pitches (reported, not a target, in that mode).
+    """
+    if mode == "buttons":
+        lead = arrangement.pitch[:, 0]
+        stats = song_statistics(lead, arrangement.onset[:, 0], arrangement.pitch, arrangement.onset)
+        original = song_statistics(melody_pitch, melody_onset, arrangement.pitch, arrangement.onset)
+        return dataclasses.replace(stats, lead_onsets=original.lead_onsets, lead_agree=original.lead_agree)
+    return song_statistics(melody_pitch, melody_onset, arrangement.pitch, arrangement.onset)
+
+
 def evaluate(
     model: ArrangerModel,
     songs: Sequence[dict],
@@ -175,7 +191,7 @@ def evaluate(
         keys_pitch, keys_onset = song["melody_pitch"], song["melody_onset"]
         tokens = Arranger(model, mode=mode, temperature=temperature, seed=seed + i).run(melody, onset, position)
         generated = tokens_to_arrangement(tokens)
-        per_source["model"].append(song_statistics(keys_pitch, keys_onset, generated.pitch, generated.onset))
+        per_source["model"].append(_statistics(keys_pitch, keys_onset, generated, mode))
         per_source["real"].append(song_statistics(keys_pitch, keys_onset, song["voice_pitch"], song["voice_onset"]))
         log_prob_sum["model"] += float(
             teacher_forced_log_prob(model, melody, onset, position, real_tokens, mode=mode).sum()
@@ -183,7 +199,7 @@ def evaluate(
         for name, baseline in baselines.items():
             base_tokens = baseline.generate(melody, onset, position, mode=mode, seed=seed + i)
             arranged = tokens_to_arrangement(base_tokens)
-            per_source[name].append(song_statistics(keys_pitch, keys_onset, arranged.pitch, arranged.onset))
+            per_source[name].append(_statistics(keys_pitch, keys_onset, arranged, mode))
             log_prob_sum[name] += float(baseline.log_prob(melody, onset, position, real_tokens, mode=mode).sum())
         n_steps += len(melody)
         if i in pick:
