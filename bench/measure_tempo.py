@@ -142,8 +142,10 @@ def main() -> None:
         "Nottingham": nottingham_items(args.corpora, args.limit),
         "vgmusic (1 tempo event)": vgmusic_items(args.corpora, args.limit),
     }
-    print("| corpus | files | ours | ours, meter-aware | pretty_midi | pretty_midi, meter-aware "
-          "| ours median µs/file | pretty_midi median µs/file | speed ratio |")
+    print(
+        "| corpus | files | ours | ours, meter-aware | pretty_midi | pretty_midi, meter-aware "
+        "| ours median µs/file | pretty_midi median µs/file | speed ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     phase_rows = []
     for name, items in corpora.items():
@@ -169,8 +171,10 @@ def main() -> None:
         )
     if phase_rows:
         print()
-        print(f"Beat phase on POP909 ({len(phase_rows)} songs; correct = median distance of the annotated "
-              f"beats / downbeats to the estimated grid <= {PHASE_TOLERANCE_SEC * 1000:.0f} ms, modulo bars):")
+        print(
+            f"Beat phase on POP909 ({len(phase_rows)} songs; correct = median distance of the annotated "
+            f"beats / downbeats to the estimated grid <= {PHASE_TOLERANCE_SEC * 1000:.0f} ms, modulo bars):"
+        )
         print()
         print("| tempo given to estimate_beat_phase | beat phase correct | downbeat correct |")
         print("|---|---|---|")
@@ -184,12 +188,15 @@ def main() -> None:
                     continue
                 period_sec = 60.0 / bpm
                 first_beat_sec, downbeat = estimate_beat_phase(onset_sec, bpm, beats_per_bar=4)
-                beat_ok.append(np.median(grid_distance_sec(beats[:, 0], first_beat_sec, period_sec))
-                               <= PHASE_TOLERANCE_SEC)
+                beat_ok.append(
+                    np.median(grid_distance_sec(beats[:, 0], first_beat_sec, period_sec)) <= PHASE_TOLERANCE_SEC
+                )
                 downbeats = beats[beats[:, 2] == 1, 0]
                 origin = first_beat_sec + downbeat * period_sec
-                down_ok.append(len(downbeats) > 0 and np.median(grid_distance_sec(downbeats, origin, 4 * period_sec))
-                               <= PHASE_TOLERANCE_SEC)
+                down_ok.append(
+                    len(downbeats) > 0
+                    and np.median(grid_distance_sec(downbeats, origin, 4 * period_sec)) <= PHASE_TOLERANCE_SEC
+                )
             print(f"| {label} | {np.mean(beat_ok):.1%} | {np.mean(down_ok):.1%} |")
 
 
