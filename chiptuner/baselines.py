@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from chiptuner._kernels.arranger import lead_token
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import MAJOR_STEPS, MINOR_STEPS, causal_keys
 from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST, VOICE_HIGH, VOICE_LOW, InputMode, voices_to_tokens
@@ -115,23 +116,6 @@ def _check_seed(seed: int) -> int:
 def _previous(tokens: np.ndarray) -> np.ndarray:
     # The real past of teacher forcing: rests before the first step.
     return np.concatenate([np.full((1, 4), REST, dtype=np.int64), tokens], axis=0)[:-1]
-
-
-def _lead_token(buttons: bool, melody: int, onset: bool) -> int:
-    # As ``_kernels.arranger.lead_token``: -1 free, -2 any new note, else the forced token.
-    if not onset or melody < 0:
-        return -1
-    if buttons:
-        return -2
-    return FIRST_NOTE + _fold(melody, int(VOICE_LOW[0]), int(VOICE_HIGH[0])) - int(VOICE_LOW[0])
-
-
-def _fold(pitch: int, low: int, high: int) -> int:
-    while pitch > high:
-        pitch -= 12
-    while pitch < low:
-        pitch += 12
-    return pitch
 
 
 def _fold_array(pitch: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -284,7 +268,9 @@ class _CountBaseline:
         out = np.zeros((len(melody_arr), 4), dtype=np.int64)
         previous = np.full(4, REST, dtype=np.int64)
         for t in range(len(melody_arr)):
-            lead = _lead_token(buttons, int(melody_arr[t]), bool(onset_arr[t])) if follow_lead else -1
+            lead = -1
+            if follow_lead:  # the model's own lead policy: -1 free, -2 any new note, else the token
+                lead = lead_token(buttons, int(melody_arr[t]), bool(onset_arr[t]), VOICE_LOW[0], VOICE_HIGH[0])
             for v in range(4):
                 if v == 0 and lead >= FIRST_NOTE:
                     out[t, v] = lead

@@ -14,6 +14,7 @@ import mido
 import numpy as np
 
 from chiptuner.errors import ParameterError
+from chiptuner.midi_io import events_to_track
 from chiptuner.types import VOICE_NAMES, Arrangement, TempoMap, TimeSignatures
 from chiptuner.voices import voice_notes
 
@@ -69,18 +70,20 @@ def write_arrangement(
         raise ParameterError(f"ticks_per_beat is {ticks_per_beat!r}; use 1-32767 (480 is common)")
     spb = arrangement.steps_per_beat
     mid = mido.MidiFile(type=1, ticks_per_beat=int(ticks_per_beat))
-    conductor = mido.MidiTrack([mido.MetaMessage("track_name", name="tempo", time=0)])
-    events: list[tuple[int, mido.MetaMessage]] = []
+    # (tick, order on the tick, message) as midi_io.events_to_track takes them.
+    events: list[tuple[int, int, mido.Message | mido.MetaMessage]] = [
+        (0, 0, mido.MetaMessage("track_name", name="tempo", time=0))
+    ]
     if tempo is not None:
         events += [
-            (t, mido.MetaMessage("set_tempo", tempo=int(us), time=0))
+            (t, 1, mido.MetaMessage("set_tempo", tempo=int(us), time=0))
             for t, us in zip(tempo.tick.tolist(), tempo.us_per_beat.tolist(), strict=True)
         ]
     else:
-        events.append((0, mido.MetaMessage("set_tempo", tempo=500_000, time=0)))
+        events.append((0, 1, mido.MetaMessage("set_tempo", tempo=500_000, time=0)))
     if time_signatures is not None and len(time_signatures.tick):
         events += [
-            (t, mido.MetaMessage("time_signature", numerator=int(n), denominator=int(d), time=0))
+            (t, 1, mido.MetaMessage("time_signature", numerator=int(n), denominator=int(d), time=0))
             for t, n, d in zip(
                 time_signatures.tick.tolist(),
                 time_signatures.numerator.tolist(),
@@ -89,35 +92,24 @@ def write_arrangement(
             )
         ]
     else:
-        events.append((0, mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)))
-    events.sort(key=lambda event: event[0])
-    _append_timed(conductor, events)
-    mid.tracks.append(conductor)
+        events.append((0, 1, mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)))
+    mid.tracks.append(events_to_track(events))
     for v, (name, channel) in enumerate(zip(VOICE_NAMES, voice_channels(gm_drums=gm_drums), strict=True)):
         start_step, end_step, pitch = voice_notes(arrangement, v)
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
-        timed: list[tuple[int, mido.Message]] = []
+        # Offs (order 1) before ons (order 2) on one tick, so a voice never holds two notes.
+        timed: list[tuple[int, int, mido.Message | mido.MetaMessage]] = [
+            (0, 0, mido.MetaMessage("track_name", name=name, time=0))
+        ]
         if name in VOICE_PROGRAMS:
-            timed.append((0, mido.Message("program_change", channel=channel, program=VOICE_PROGRAMS[name])))
+            timed.append((0, 1, mido.Message("program_change", channel=channel, program=VOICE_PROGRAMS[name])))
         if name in DUTY_CC:
-            timed.append((0, mido.Message("control_change", channel=channel, control=1, value=DUTY_CC[name])))
+            timed.append((0, 1, mido.Message("control_change", channel=channel, control=1, value=DUTY_CC[name])))
         velocity = VOICE_VELOCITY[name]
         # Integer step -> tick; a note ends where the next begins (note-off written first).
         on_tick = (start_step * ticks_per_beat) // spb
         off_tick = (end_step * ticks_per_beat) // spb
         for on, off, key in zip(on_tick.tolist(), off_tick.tolist(), pitch.tolist(), strict=True):
-            timed.append((on, mido.Message("note_on", channel=channel, note=int(key), velocity=velocity)))
-            timed.append((off, mido.Message("note_off", channel=channel, note=int(key), velocity=0)))
-        # Offs before ons on one tick, so a voice never holds two notes.
-        timed.sort(key=lambda event: (event[0], event[1].type != "note_off"))
-        _append_timed(track, timed)
-        mid.tracks.append(track)
+            timed.append((on, 2, mido.Message("note_on", channel=channel, note=int(key), velocity=velocity)))
+            timed.append((off, 1, mido.Message("note_off", channel=channel, note=int(key), velocity=0)))
+        mid.tracks.append(events_to_track(timed))
     mid.save(os.fspath(path))
-
-
-def _append_timed(track: mido.MidiTrack, events: list) -> None:
-    now = 0
-    for tick, message in events:
-        track.append(message.copy(time=int(tick) - now))
-        now = int(tick)
-    track.append(mido.MetaMessage("end_of_track", time=0))

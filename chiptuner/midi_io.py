@@ -20,7 +20,7 @@ from chiptuner.errors import MidiFileError
 from chiptuner.timebase import ticks_to_seconds
 from chiptuner.types import DEFAULT_US_PER_BEAT, Notes, Score, TempoMap, TimeSignatures
 
-__all__ = ["read_midi", "write_midi", "MAX_FILE_BYTES", "MAX_NOTES", "MAX_DURATION_SEC"]
+__all__ = ["read_midi", "write_midi", "events_to_track", "MAX_FILE_BYTES", "MAX_NOTES", "MAX_DURATION_SEC"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
         strict=True,
     ):
         conductor.append((tick, 1, mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0)))
-    mid.tracks.append(_as_track(conductor))
+    mid.tracks.append(events_to_track(conductor))
 
     notes = score.notes
     n_tracks = max(len(score.track_names), int(notes.track.max()) + 1 if len(notes) else 0)
@@ -256,11 +256,15 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
             if (ch, key, off) not in starts:
                 # Offs sort before onsets on a tick, except the off of a zero-length note.
                 events.append((off, 3 if off == on else 0, mido.Message("note_off", channel=ch, note=key, velocity=0)))
-        mid.tracks.append(_as_track(events))
+        mid.tracks.append(events_to_track(events))
     mid.save(os.fspath(path))
 
 
-def _as_track(events: list) -> mido.MidiTrack:
+def events_to_track(events: list) -> mido.MidiTrack:
+    """A track of ``(tick, order, message)`` events, sorted by tick then order (stable), delta-timed.
+
+    The list is sorted in place; an end-of-track closes the track.
+    """
     events.sort(key=lambda event: (event[0], event[1]))
     track = mido.MidiTrack()
     now = 0

@@ -47,7 +47,7 @@ from torch import nn
 from chiptuner import __version__
 from chiptuner._kernels.arranger import N_ROWS
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
-from chiptuner.dataset import SHIFTS, Corpus, load_shards, shift_tokens, split_by_song
+from chiptuner.dataset import SHIFTS, Corpus, load_shards, shift_tokens, split_by_song, transpose
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
 from chiptuner.model import (
@@ -305,10 +305,7 @@ def _batch_inputs(
         if s:
             target[rows] = shift_tokens(target[rows], s)
             previous[rows] = shift_tokens(previous[rows], s)
-            moved = pitch[rows] + s
-            moved = np.where(moved > 127, moved - 12, moved)
-            moved = np.where(moved < 0, moved + 12, moved)
-            pitch[rows] = np.where(pitch[rows] >= 0, moved, -1)
+            pitch[rows] = transpose({"melody_pitch": pitch[rows]}, s)["melody_pitch"]
     lane = steps["lane"][index].astype(np.int64)
     mode = np.broadcast_to(buttons[:, None], index.shape)
     rows = step_rows(
@@ -402,18 +399,27 @@ def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> 
     return total / max(count, 1.0)
 
 
-def _free_run_stats(model: ArrangerModel, corpus: Corpus, songs: np.ndarray, max_steps: int) -> dict[str, dict]:
-    """Arrange validation songs free-running (numba step, keys mode) and pool the statistics."""
-    generated, real = [], []
-    for i, song in enumerate(songs.tolist()):
-        arrays = corpus.song(song)
-        end = min(len(arrays["melody_pitch"]), max_steps)
-        melody, onset = arrays["melody_pitch"][:end], arrays["melody_onset"][:end]
-        tokens = Arranger(model, seed=i).run(melody, onset, arrays["step_in_bar"][:end])
-        arrangement = tokens_to_arrangement(tokens)
-        generated.append(song_statistics(melody, onset, arrangement.pitch, arrangement.onset))
-        real.append(song_statistics(melody, onset, arrays["voice_pitch"][:end], arrays["voice_onset"][:end]))
-    return {"model": pool(generated), "real": pool(real)}
+def _song_starts(corpus: Corpus, songs: np.ndarray, max_steps: int) -> list[dict[str, np.ndarray]]:
+    """The first ``max_steps`` steps of each song's per-step arrays."""
+    return [{key: value[:max_steps] for key, value in corpus.song(int(i)).items() if np.ndim(value)} for i in songs]
+
+
+def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias: tuple[float, ...] | None = None) -> dict:
+    """Arrange songs free-running (numba step, keys mode, seed = song index) and pool their statistics."""
+    stats = []
+    for i, song in enumerate(songs):
+        melody, onset = song["melody_pitch"], song["melody_onset"]
+        tokens = Arranger(model, seed=i, rest_bias=rest_bias).run(melody, onset, song["step_in_bar"])
+        arranged = tokens_to_arrangement(tokens)
+        stats.append(song_statistics(melody, onset, arranged.pitch, arranged.onset))
+    return pool(stats)
+
+
+def _pool_real(songs: list[dict]) -> dict:
+    """The pooled statistics of the songs' own four voices."""
+    return pool(
+        [song_statistics(s["melody_pitch"], s["melody_onset"], s["voice_pitch"], s["voice_onset"]) for s in songs]
+    )
 
 
 #: Rest biases tried by ``calibrate_rest_bias``: pulse2 and triangle share one, noise has its own.
@@ -437,19 +443,11 @@ def calibrate_rest_bias(model: ArrangerModel, corpus: Corpus, songs: np.ndarray,
     dict
         ``rest_bias`` (4 floats, pulse1 always 0), and the fit's figures before and after.
     """
-    arrays = [corpus.song(int(i)) for i in songs]
-    cut = [{key: value[:max_steps] for key, value in song.items() if np.ndim(value)} for song in arrays]
-    real = pool(
-        [song_statistics(c["melody_pitch"], c["melody_onset"], c["voice_pitch"], c["voice_onset"]) for c in cut]
-    )
+    cut = _song_starts(corpus, songs, max_steps)
+    real = _pool_real(cut)
 
     def loss_of(bias: tuple[float, ...]) -> tuple[float, dict]:
-        stats = []
-        for i, c in enumerate(cut):
-            tokens = Arranger(model, seed=i, rest_bias=bias).run(c["melody_pitch"], c["melody_onset"], c["step_in_bar"])
-            arranged = tokens_to_arrangement(tokens)
-            stats.append(song_statistics(c["melody_pitch"], c["melody_onset"], arranged.pitch, arranged.onset))
-        pooled = pool(stats)
+        pooled = _pool_free_run(model, cut, bias)
         density = sum(abs(math.log(max(pooled["density"][v], 1e-3) / max(real["density"][v], 1e-3))) for v in (1, 2, 3))
         return density + 20.0 * abs(pooled["silence"] - real["silence"]), pooled
 
@@ -549,7 +547,8 @@ def train(
     windows = _Windows(corpus, tokens, parts["train"], config.window, config.seed)
     val_keys = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=False), device)
     val_buttons = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=True), device)
-    free_run_songs = parts["val"][:: max(len(parts["val"]) // 24, 1)][:24]
+    free_run_songs = _song_starts(corpus, parts["val"][:: max(len(parts["val"]) // 24, 1)][:24], 512)
+    free_run_real = _pool_real(free_run_songs)
 
     net = ArrangerNet(config.hidden, config.embed).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -606,8 +605,7 @@ def train(
             report["val_nll"] = val_nll
             report["val_nll_buttons"] = _nll(net, val_buttons)
             candidate = export(net)
-            stats = _free_run_stats(candidate, corpus, free_run_songs, 512)
-            report["free_run"] = stats
+            report["free_run"] = {"model": _pool_free_run(candidate, free_run_songs), "real": free_run_real}
             if val_nll < best - 1e-4:
                 best, bad_rounds = val_nll, 0
                 metadata = {
