@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import shutil
 from importlib import resources
@@ -234,9 +233,7 @@ def test_conversion_folder_gives_the_models_held_out_songs(model, tmp_path):
         load_songs([tmp_path / "shards"], no_split)
 
 
-def test_model_without_stored_baselines_fits_them_on_the_songs(model, songs, caplog, monkeypatch):
-    # A CLI test run earlier may have stopped "chiptuner" records from reaching caplog's root handler.
-    monkeypatch.setattr(logging.getLogger("chiptuner"), "propagate", True)
+def test_model_without_stored_baselines_fits_them_on_the_songs(model, songs, caplog):
     bare = dataclasses.replace(model, extras={})
     with caplog.at_level("WARNING", logger="chiptuner.evaluate"):
         ev = evaluate(bare, songs)
