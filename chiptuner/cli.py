@@ -10,12 +10,13 @@ never a traceback; exit code 1 means some files ``failed`` (see the report).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -204,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
     train.set_defaults(run=_run_train)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        parents=[verbosity],
+        help="refit a trained model's sampling biases (needs torch's extra: pip install 'chiptuner[train]')",
+        description=(
+            "Refit the rest biases and the harmony/key steering of MODEL on its own validation songs "
+            "(the split is rebuilt from the model's training settings) and save MODEL in place. "
+            "`chiptuner train` does this at its end; use it after changing chiptuner or on an older model."
+        ),
+    )
+    calibrate.add_argument("model", metavar="MODEL.npz", help="a model written by `chiptuner train`")
+    calibrate.add_argument("data", metavar="CONVERTED", help="the conversion folder the model was trained on")
+    calibrate.set_defaults(run=_run_calibrate)
+
     arrange = commands.add_parser(
         "arrange",
         parents=[verbosity],
@@ -261,7 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: int, quiet: int) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int, quiet: int) -> Iterator[None]:
+    """Send chiptuner's log to stderr at the level of ``-v``/``-q`` while a command runs.
+
+    The ``chiptuner`` logger is put back as it was afterwards, so calling ``main`` from
+    Python (tests, notebooks) leaves no handler behind.
+    """
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(verbose - quiet, logging.DEBUG)
     if verbose - quiet < -2:
         level = logging.CRITICAL
@@ -269,12 +290,19 @@ def _configure_logging(verbose: int, quiet: int) -> None:
     handler.setFormatter(
         logging.Formatter("%(levelname)s %(name)s: %(message)s" if level <= logging.DEBUG else "%(message)s")
     )
-    root = logging.getLogger("chiptuner")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    package_logger = logging.getLogger("chiptuner")
+    root = logging.getLogger()
+    saved = (package_logger.handlers[:], package_logger.level, package_logger.propagate, root.level)
+    package_logger.handlers[:] = [handler]
+    package_logger.setLevel(level)
+    package_logger.propagate = False
     if verbose - quiet >= 2:  # -vv: the libraries' own debug output too
-        logging.getLogger().setLevel(logging.DEBUG)
+        root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        package_logger.handlers[:], package_logger.level, package_logger.propagate = saved[:3]
+        root.setLevel(saved[3])
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -360,6 +388,21 @@ def _run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_calibrate(args: argparse.Namespace) -> int:
+    try:
+        from chiptuner import train as training  # noqa: PLC0415 (torch is heavy and optional)
+    except ImportError as error:
+        raise ParameterError(
+            f"calibration needs torch ({error}); install it with: pip install 'chiptuner[train]'"
+        ) from None
+    meta = training.recalibrate(args.model, args.data).metadata
+    print(
+        f"wrote {args.model}: rest bias {meta['rest_bias']}, clash bias {meta['clash_bias']}, "
+        f"key bias {meta['key_bias']}"
+    )
+    return EXIT_OK
+
+
 def _run_arrange(args: argparse.Namespace) -> int:
     from chiptuner.arrange import arrange_file  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
 
@@ -412,9 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
     try:
-        return args.run(args)
+        with _logging_to_stderr(getattr(args, "verbose", 0), getattr(args, "quiet", 0)):
+            return args.run(args)
     except ChiptunerError as error:
         print(f"chiptuner {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chiptuner._kernels.keys import KEY_PROFILES, MAJOR_PROFILE, MAJOR_STEPS, MINOR_PROFILE, MINOR_STEPS
 from chiptuner.errors import ParameterError
 
 __all__ = [
@@ -45,12 +46,6 @@ __all__ = [
     "compare",
 ]
 
-#: Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-#: Semitones above the tonic of the major and the natural minor scale.
-MAJOR_STEPS = np.array([0, 2, 4, 5, 7, 9, 11], dtype=np.int64)
-MINOR_STEPS = np.array([0, 2, 3, 5, 7, 8, 10], dtype=np.int64)
 #: Unison, minor/major third, fourth, fifth, minor/major sixth (mod 12; the set is its own inversion).
 CONSONANT_INTERVALS = (0, 3, 4, 5, 7, 8, 9)
 STEPS_PER_BAR = 16
@@ -59,23 +54,7 @@ WINDOW_STEPS = 4 * STEPS_PER_BAR
 _PITCHED = 3
 _CONSONANT = np.zeros(12, dtype=np.bool_)
 _CONSONANT[list(CONSONANT_INTERVALS)] = True
-for _array in (MAJOR_PROFILE, MINOR_PROFILE, MAJOR_STEPS, MINOR_STEPS, _CONSONANT):
-    _array.flags.writeable = False
-
-
-def _centred_profiles() -> np.ndarray:
-    # (12, 24): column k < 12 is the major profile of tonic k, column 12 + k the minor one.
-    rows = np.arange(12)[:, None]
-    tonics = np.arange(12)[None, :]
-    major = MAJOR_PROFILE[(rows - tonics) % 12]
-    minor = MINOR_PROFILE[(rows - tonics) % 12]
-    profiles = np.concatenate([major, minor], axis=1)
-    profiles = profiles - profiles.mean(axis=0)
-    return profiles / np.linalg.norm(profiles, axis=0)
-
-
-_PROFILES = _centred_profiles()
-_PROFILES.flags.writeable = False
+_CONSONANT.flags.writeable = False
 
 
 def scale_mask(tonic: int, mode: str) -> np.ndarray:
@@ -158,7 +137,7 @@ def _best_keys(histograms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # histograms (N, 12) -> tonic (N,), minor (N,); C major where the histogram is flat or empty.
     centred = histograms - histograms.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1)
-    scores = centred @ _PROFILES
+    scores = centred @ KEY_PROFILES
     best = np.argmax(scores, axis=1)
     flat = norms <= 1e-12
     best[flat] = 0

@@ -113,6 +113,13 @@ def _check_temperature(temperature: float) -> float:
     return value
 
 
+def _check_steering(name: str, value: object, default: float) -> float:
+    chosen = default if value is None else value
+    if isinstance(chosen, bool) or not isinstance(chosen, (int, float, np.floating)) or not 0.0 <= chosen <= 20.0:
+        raise ParameterError(f"{name} is {value!r}; give a number from 0 (sample as trained) to 20")
+    return float(chosen)
+
+
 def _seed_state(seed: int) -> np.ndarray:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed is {seed!r}; it must be a whole number >= 0")
@@ -286,6 +293,18 @@ class Arranger:
         default the model file's calibrated values (``metadata["rest_bias"]``, fitted on
         validation songs so that free-running accompaniment matches the real density; see
         ``train.calibrate_rest_bias``), zeros where it has none.
+    clash_bias : float, optional
+        When pulse1 starts a note, subtracted from the log-weight of every pulse2 and
+        triangle token that would sound a dissonance against it (any interval but unison,
+        3rds, 4th, 5th and 6ths; ``_kernels.arranger.sample_voice``). 0 samples as
+        trained. By default the model file's ``metadata["clash_bias"]`` (see
+        ``train.calibrate_steering``), 0 where it has none.
+    key_bias : float, optional
+        Subtracted from the log-weight of every new pulse2 and triangle note outside the
+        key of the melody so far (Krumhansl-Kessler on its pitch-class durations, from its
+        8th note on; in buttons mode the melody is pulse1's). Default
+        ``metadata["key_bias"]``, 0 where it has none. Neither bias changes how often a
+        voice rests, nor any score.
 
     Notes
     -----
@@ -302,6 +321,8 @@ class Arranger:
         seed: int = 0,
         follow_lead: bool = True,
         rest_bias: typing.Sequence[float] | None = None,
+        clash_bias: float | None = None,
+        key_bias: float | None = None,
     ) -> None:
         self.model = model
         self.buttons = _check_mode(mode)
@@ -311,7 +332,9 @@ class Arranger:
         bias_arr = np.asarray(bias, dtype=np.float64)
         if bias_arr.shape != (4,) or not np.isfinite(bias_arr).all() or (np.abs(bias_arr) > 20).any():
             raise ParameterError(f"rest_bias is {bias!r}; give 4 finite numbers within +-20, one per voice")
-        self._sampling = np.concatenate(([self.temperature], bias_arr))
+        self.clash_bias = _check_steering("clash_bias", clash_bias, model.metadata.get("clash_bias", 0.0))
+        self.key_bias = _check_steering("key_bias", key_bias, model.metadata.get("key_bias", 0.0))
+        self._sampling = np.concatenate(([self.temperature], bias_arr, [self.clash_bias, self.key_bias]))
         self._sampling.flags.writeable = False
         self.follow_lead = bool(follow_lead)
         hidden = model.hidden
@@ -323,6 +346,7 @@ class Arranger:
         self._tokens = np.zeros(4, dtype=np.int64)
         self._sounding = np.full(4, -1, dtype=np.int64)
         self._started = np.zeros(4, dtype=np.bool_)
+        self._key_state = np.zeros(_k.KEY_STATE_SIZE, dtype=np.float64)
         self._rng = _seed_state(seed)
         self.reset(seed)
 
@@ -332,6 +356,8 @@ class Arranger:
         self._tokens[:] = REST
         self._sounding[:] = -1
         self._started[:] = False
+        self._key_state[:] = 0.0
+        self._key_state[_k.KEY_INDEX] = -1.0
         if seed is not None:
             self._rng[:] = _seed_state(seed)
 
@@ -377,7 +403,7 @@ class Arranger:
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self._sampling, self._rng, self._h, self._acc, self._gh, self._logits,
-            self._rows, self._tokens, self._sounding, self._started,
+            self._rows, self._tokens, self._sounding, self._started, self._key_state,
         )  # fmt: skip
         return self._tokens
 
@@ -408,7 +434,7 @@ class Arranger:
         _k.run(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
-            self.follow_lead, self._sampling, self._rng, self._h, self._tokens, self._sounding, out,
+            self.follow_lead, self._sampling, self._rng, self._h, self._tokens, self._sounding, self._key_state, out,
         )  # fmt: skip
         if len(out):
             self._started[:] = out[-1] >= FIRST_NOTE

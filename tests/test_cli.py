@@ -13,6 +13,7 @@ import mido
 import pytest
 
 import chiptuner.convert as convert_module
+from chiptuner import cli
 from chiptuner.cli import ProgressBar, build_parser, main
 
 
@@ -133,11 +134,20 @@ def test_progress_bar_skips_redraws_but_not_the_last():
 
 @pytest.mark.parametrize(("flags", "level"), [([], logging.INFO), (["-q"], logging.WARNING), (["-v"], logging.DEBUG),
                                                (["-qq"], logging.ERROR)])  # fmt: skip
-def test_verbosity_flags_set_the_log_level(tmp_path, flags, level, capsys):
-    (tmp_path / "src").mkdir()
-    write_song(tmp_path / "src" / "a.mid", bars=8)
-    main([*flags, "convert", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--workers", "1"])
-    assert logging.getLogger("chiptuner").level == level
+def test_verbosity_flags_set_the_log_level_while_the_command_runs_and_only_then(monkeypatch, flags, level):
+    package_logger = logging.getLogger("chiptuner")
+    before = (package_logger.handlers[:], package_logger.level, package_logger.propagate)
+    seen = {}
+
+    def run(args):
+        seen["level"] = package_logger.getEffectiveLevel()
+        seen["propagate"] = package_logger.propagate
+        return 0
+
+    monkeypatch.setattr(cli, "_run_convert", run)
+    assert main([*flags, "convert", "in", "-o", "out"]) == 0
+    assert seen == {"level": level, "propagate": False}
+    assert (package_logger.handlers, package_logger.level, package_logger.propagate) == before
 
 
 def test_parser_defaults():

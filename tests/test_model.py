@@ -10,6 +10,7 @@ import pytest
 
 from chiptuner._kernels import arranger as _k
 from chiptuner.errors import ModelFileError, ParameterError
+from chiptuner.metrics import estimate_key, pool, song_statistics
 from chiptuner.model import (
     FIRST_NOTE,
     HOLD,
@@ -232,6 +233,73 @@ def test_sampling_follows_the_softmax_and_temperature_only_sharpens_the_note():
     assert HOLD not in after_rest and REST in after_rest
     onset_only = [_k.sample_voice(logits, 1, 6, FIRST_NOTE, True, 1.0, 0.0, rng, scratch) for _ in range(2000)]
     assert min(onset_only) >= FIRST_NOTE
+
+
+def test_steering_moves_weight_off_clashes_and_out_of_key_notes_but_keeps_the_rest_share():
+    # One pitched voice with 12 notes from C4 (60): rest, hold, then C..B.
+    logits = np.zeros(14, dtype=np.float32)
+    logits[0] = 1.0
+    rng = np.array([777], dtype=np.uint64)
+    scratch = np.zeros(14, dtype=np.float32)
+    n = 40000
+
+    def draws(**steer):
+        return np.array(
+            [_k.sample_voice(logits, 0, 14, FIRST_NOTE, False, 1.0, 0.0, rng, scratch, 60, **steer) for _ in range(n)]
+        )
+
+    free = draws()
+    lead_e = draws(lead_class=4, held_pitch=62, clash_bias=20.0)  # lead E; holding D would be a 7th
+    rest_share = np.exp(1.0) / (np.exp(1.0) + 13)
+    for sample in (free, lead_e):
+        assert abs(np.mean(sample == REST) - rest_share) < 0.01
+    pitches = 60 + lead_e[lead_e >= FIRST_NOTE] - FIRST_NOTE
+    assert set((pitches - 4) % 12) <= {0, 3, 4, 5, 7, 8, 9}
+    assert np.mean(lead_e == HOLD) < 0.001 < np.mean(free == HOLD)
+    c_major = draws(key=0, key_bias=20.0)
+    pitches = 60 + c_major[c_major >= FIRST_NOTE] - FIRST_NOTE
+    assert set(pitches % 12) == {0, 2, 4, 5, 7, 9, 11}
+    assert abs(np.mean(c_major == REST) - rest_share) < 0.01
+
+
+def test_key_tracking_follows_the_metrics_key_of_the_melody():
+    pitch, onset, position = random_melody(400, 5)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11])
+    pitch = np.where(pitch >= 0, 62 + scale[pitch % 7], -1)  # D major
+    arranger = Arranger(random_model(seed=3), seed=1)
+    checked = 0
+    for t in range(len(pitch)):
+        arranger.step(pitch[t], onset[t], position[t])
+        key_index = int(arranger._key_state[_k.KEY_INDEX])
+        if np.count_nonzero(onset[: t + 1] & (pitch[: t + 1] >= 0)) < _k.KEY_MIN_ONSETS:
+            assert key_index == -1
+        elif onset[t] and pitch[t] >= 0:  # the key is re-estimated on each onset of the melody
+            expected = estimate_key(pitch[: t + 1], onset[: t + 1])
+            assert key_index == expected.tonic + (12 if expected.mode == "minor" else 0), t
+            checked += 1
+    assert checked > 100
+
+
+def test_steering_raises_consonance_without_silencing_the_band():
+    model = random_model(seed=21, scale=0.8)
+    pitch, onset, position = random_melody(3000, 22)
+    pitch = np.where(pitch >= 0, 57 + np.array([0, 2, 3, 5, 7, 8, 10])[pitch % 7], -1)  # A minor
+
+    def stats(**steer):
+        arrangement = tokens_to_arrangement(Arranger(model, seed=4, **steer).run(pitch, onset, position))
+        return song_statistics(pitch, onset, arrangement.pitch, arrangement.onset)
+
+    plain, steered = pool([stats(clash_bias=0.0, key_bias=0.0)]), pool([stats(clash_bias=3.0, key_bias=3.0)])
+    assert steered["harmony"] > plain["harmony"] + 0.1
+    assert steered["in_key"] > plain["in_key"] + 0.1
+    assert abs(steered["silence"] - plain["silence"]) < 0.03
+
+
+@pytest.mark.parametrize("name", ["clash_bias", "key_bias"])
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), 21.0, "loud", True])
+def test_bad_steering_is_refused(name, bad):
+    with pytest.raises(ParameterError, match=name):
+        Arranger(random_model(), **{name: bad})
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0])

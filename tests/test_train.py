@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -125,9 +127,32 @@ def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, ca
     assert np.isfinite(meta["val_nll"]) and meta["config"]["window"] == 32
     assert (tmp_path / "model.npz.data" / "report.json").is_file()
     assert any(key.startswith("markov_") for key in model.extras)
+    fit = meta["steering_fit"]
+    assert (meta["clash_bias"], meta["key_bias"]) == (fit["clash_bias"], fit["key_bias"])
+    reached = all(fit["after"][name] >= fit["real"][name] for name in ("harmony", "in_key"))
+    strongest = (max(train.STEERING_BIASES),) * 2
+    assert reached or (meta["clash_bias"], meta["key_bias"]) == strongest
     first_batch = meta["batch"]
     assert cli.main([*args[:-1], "0.3", "--resume"]) == cli.EXIT_OK
     assert ArrangerModel.load(out).metadata["batch"] >= first_batch
+
+
+def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10)
+    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+
+    convert_corpus([midi_folder], tmp_path / "data", workers=1)
+    model = train.train(tmp_path / "data", out, config=config)
+    stripped = {k: v for k, v in model.metadata.items() if k not in ("clash_bias", "key_bias", "steering_fit")}
+    dataclasses.replace(model, metadata=stripped).save(out)
+    assert cli.main(["calibrate", str(out), str(tmp_path / "data")]) == cli.EXIT_OK
+    assert "clash bias" in capsys.readouterr().out
+    meta = ArrangerModel.load(out).metadata
+    assert meta["clash_bias"] in train.STEERING_BIASES and meta["steering_fit"]["songs"] > 0
+    assert meta["val_nll"] == model.metadata["val_nll"]  # the weights and their record are untouched
+    assert cli.main(["calibrate", str(tmp_path / "missing.npz"), str(tmp_path / "data")]) == cli.EXIT_USAGE
+    assert "missing.npz" in capsys.readouterr().err
 
 
 def test_training_learns_the_pattern(midi_folder, tmp_path):

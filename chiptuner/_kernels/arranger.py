@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import njit, types
 
+from chiptuner._kernels.keys import KEY_SCALES, best_key
+
 #: Rows gathered per step: melody (pitch or lane), onset, mode, position, 4 previous tokens.
 N_ROWS = 8
 REST = 0
@@ -31,6 +33,16 @@ FIRST_NOTE = 2
 LEAD_FREE = -1
 #: ``lead`` argument of ``step``: pulse1 must start a note, the model picks its pitch.
 LEAD_ONSET = -2
+#: Intervals above the lead (mod 12) that count as consonant: unison, 3rds, 4th, 5th, 6ths.
+CONSONANT_INTERVALS = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9)
+#: Length of ``step``'s ``sampling`` argument: temperature, 4 rest biases, clash bias, key bias.
+N_SAMPLING = 7
+#: Layout of the key-tracking state (float64 (KEY_STATE_SIZE,)): pitch-class durations of
+#: the melody so far, its onsets so far, and the key they imply (-1 until ``KEY_MIN_ONSETS``).
+KEY_STATE_SIZE = 14
+KEY_ONSETS = 12
+KEY_INDEX = 13
+KEY_MIN_ONSETS = 8
 
 _F32_1D = types.Array(types.float32, 1, "C")
 _F32_1D_RO = types.Array(types.float32, 1, "C", readonly=True)
@@ -42,6 +54,7 @@ _STEP_SIG = types.void(
     _F32_2D_RO, _F32_1D_RO, _F32_1D_RO, _F32_2D_RO, _F32_2D_RO, _F32_1D_RO, _I64_1D_RO,
     _I64_1D, _F32_1D, _F32_1D, _F32_1D, _F32_1D,
     types.Array(types.float64, 1, "C", readonly=True), types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
+    _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"),
 )  # fmt: skip
 
 
@@ -58,7 +71,16 @@ def next_uniform(rng_state):
 
 
 @njit(cache=True, nogil=True)
-def sample_voice(logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch):
+def clashes(pitch, lead_class):
+    """Whether ``pitch`` sounding against a lead of pitch class ``lead_class`` is dissonant."""
+    return (CONSONANT_INTERVALS >> ((pitch - lead_class) % 12)) & 1 == 0
+
+
+@njit(cache=True, nogil=True)
+def sample_voice(
+    logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch,
+    low=0, lead_class=-1, held_pitch=-1, clash_bias=0.0, key=-1, key_bias=0.0,
+):  # fmt: skip
     """Draw one voice's token: rest, hold or a new note as trained, then the note at ``temperature``.
 
     The choice between rest, hold and a new note is always sampled from the model's own
@@ -68,9 +90,21 @@ def sample_voice(logits, start, end, previous, onset_only, temperature, rest_bia
     after a sounding token; with ``onset_only`` a new note is certain. ``rest_bias`` is
     subtracted from the rest logit (0 samples as trained; see ``model.Arranger``).
     ``scratch`` (at least ``end - start`` floats) holds the weights.
+
+    Steering (for pitched voices; new note ``k`` is pitch ``low + k - FIRST_NOTE``):
+    with ``lead_class >= 0`` (the lead starts a note of that pitch class now),
+    ``clash_bias`` is subtracted from the log-weight of every token that would leave this
+    voice sounding a dissonance against it (``clashes``: new notes, and holding
+    ``held_pitch``); with ``key >= 0``, ``key_bias`` from every new note outside that
+    key's scale (``keys.KEY_SCALES``). Steering moves weight between sounding choices
+    only: the chance to rest stays as trained, so a steered voice does not fall silent.
     """
     n = end - start
     hold_allowed = previous != REST and not onset_only
+    steer_clash = lead_class >= 0 and clash_bias != 0.0
+    steer_key = key >= 0 and key_bias != 0.0
+    clash_factor = math.exp(-clash_bias)
+    key_factor = math.exp(-key_bias)
     top = logits[start + FIRST_NOTE]
     for k in range(FIRST_NOTE, n):
         if logits[start + k] > top:
@@ -79,29 +113,48 @@ def sample_voice(logits, start, end, previous, onset_only, temperature, rest_bia
         top = max(top, logits[start + REST])
         if hold_allowed:
             top = max(top, logits[start + HOLD])
+    trained_mass = 0.0  # of the sounding choices, before steering
     note_mass = 0.0
     for k in range(FIRST_NOTE, n):
-        note_mass += math.exp(logits[start + k] - top)
+        weight = math.exp(logits[start + k] - top)
+        trained_mass += weight
+        pitch = low + k - FIRST_NOTE
+        if steer_clash and clashes(pitch, lead_class):
+            weight *= clash_factor
+        if steer_key and not KEY_SCALES[key, pitch % 12]:
+            weight *= key_factor
+        scratch[k] = weight
+        note_mass += weight
     if not onset_only:
         rest_mass = math.exp(logits[start + REST] - top - rest_bias)
-        hold_mass = math.exp(logits[start + HOLD] - top) if hold_allowed else 0.0
+        hold_mass = 0.0
+        if hold_allowed:
+            hold_mass = math.exp(logits[start + HOLD] - top)
+            trained_mass += hold_mass
+            if steer_clash and held_pitch >= 0 and clashes(held_pitch, lead_class):
+                hold_mass *= clash_factor
+        # The rest keeps its trained share of the whole.
+        rest_mass *= (hold_mass + note_mass) / trained_mass
         draw = next_uniform(rng_state) * (rest_mass + hold_mass + note_mass)
         if draw < rest_mass:
             return REST
         if draw < rest_mass + hold_mass:
             return HOLD
-    if temperature == 1.0:
-        total = note_mass
-        for k in range(FIRST_NOTE, n):
-            scratch[k] = math.exp(logits[start + k] - top)
-    else:
+    total = note_mass
+    if temperature != 1.0:
         top_note = logits[start + FIRST_NOTE] / temperature
         for k in range(FIRST_NOTE, n):
             top_note = max(top_note, logits[start + k] / temperature)
         total = 0.0
         for k in range(FIRST_NOTE, n):
-            scratch[k] = math.exp(logits[start + k] / temperature - top_note)
-            total += scratch[k]
+            weight = math.exp(logits[start + k] / temperature - top_note)
+            pitch = low + k - FIRST_NOTE
+            if steer_clash and clashes(pitch, lead_class):
+                weight *= clash_factor
+            if steer_key and not KEY_SCALES[key, pitch % 12]:
+                weight *= key_factor
+            scratch[k] = weight
+            total += weight
     draw = next_uniform(rng_state) * total
     running = 0.0
     for k in range(FIRST_NOTE, n):
@@ -128,53 +181,9 @@ def voice_log_prob(logits, start, end, previous, target):
     return logits[start + target] - top - math.log(total)
 
 
-@njit(_STEP_SIG, cache=True, nogil=True)
-def step(
-    in_table,
-    b_ih,
-    b_hh,
-    w_hh_t,
-    w_out_t,
-    b_out,
-    tok_offset,
-    rows,
-    h,
-    acc,
-    gh,
-    logits,
-    sampling,
-    lead,
-    rng_state,
-    tokens,
-):
-    """Advance the network one step and sample the four voices' tokens.
-
-    Parameters
-    ----------
-    in_table : float32 (R, 3H + V)
-        Folded input rows.
-    b_ih, b_hh : float32 (3H,)
-        GRU biases (gate order r, z, n as in torch).
-    w_hh_t : float32 (H, 3H)
-    w_out_t : float32 (H, V)
-    b_out : float32 (V,)
-    tok_offset : int64 (5,)
-    rows : int64 (N_ROWS,)
-        Rows of ``in_table`` for this step's inputs (see ``input_rows``).
-    h : float32 (H,)
-        Hidden state, updated in place.
-    acc : float32 (3H + V,), gh : float32 (3H,)
-        Scratch.
-    logits : float32 (V,)
-        Output: the step's logits before masking and temperature.
-    sampling : float64 (5,)
-        The temperature (> 0), then each voice's rest bias (see ``sample_voice``).
-    lead : int64
-        ``LEAD_FREE``, ``LEAD_ONSET``, or a pulse1 token (>= 2) to play.
-    rng_state : uint64 (1,)
-    tokens : int64 (4,)
-        In: the previous step's tokens (they decide where hold is possible). Out: this step's.
-    """
+@njit(cache=True, nogil=True)
+def forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits):
+    """The network's step without sampling: sum the input rows, GRU cell (``h`` in place), logits."""
     n_hidden = h.shape[0]
     n_gates = 3 * n_hidden
     width = acc.shape[0]
@@ -204,6 +213,68 @@ def step(
         w = w_out_t[j]
         for i in range(n_out):
             logits[i] += w[i] * hj
+
+
+@njit(_STEP_SIG, cache=True, nogil=True)
+def step(
+    in_table,
+    b_ih,
+    b_hh,
+    w_hh_t,
+    w_out_t,
+    b_out,
+    tok_offset,
+    rows,
+    h,
+    acc,
+    gh,
+    logits,
+    sampling,
+    lead,
+    rng_state,
+    tokens,
+    voice_low,
+    sounding,
+    key_state,
+):
+    """Advance the network one step and sample the four voices' tokens.
+
+    Parameters
+    ----------
+    in_table : float32 (R, 3H + V)
+        Folded input rows.
+    b_ih, b_hh : float32 (3H,)
+        GRU biases (gate order r, z, n as in torch).
+    w_hh_t : float32 (H, 3H)
+    w_out_t : float32 (H, V)
+    b_out : float32 (V,)
+    tok_offset : int64 (5,)
+    rows : int64 (N_ROWS,)
+        Rows of ``in_table`` for this step's inputs (see ``input_rows``).
+    h : float32 (H,)
+        Hidden state, updated in place.
+    acc : float32 (3H + V,), gh : float32 (3H,)
+        Scratch.
+    logits : float32 (V,)
+        Output: the step's logits before masking and temperature.
+    sampling : float64 (N_SAMPLING,)
+        The temperature (> 0), each voice's rest bias, the clash bias that steers pulse2
+        and the triangle away from dissonances when pulse1 starts a note, and the key bias
+        that steers their new notes into the lead's key (see ``sample_voice``).
+    lead : int64
+        ``LEAD_FREE``, ``LEAD_ONSET``, or a pulse1 token (>= 2) to play.
+    rng_state : uint64 (1,)
+    tokens : int64 (4,)
+        In: the previous step's tokens (they decide where hold is possible). Out: this step's.
+    voice_low : int64 (3,)
+        Lowest pitch of each pitched voice (the pitch of its first note token).
+    sounding : int64 (4,)
+        The pitch each voice sounds before this step (-1 silent): what a hold would keep.
+    key_state : float64 (KEY_STATE_SIZE,)
+        The melody's key so far (``track_key``); read here, updated by ``play_step``.
+    """
+    forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits)
+    lead_class = -1
     for v in range(4):
         forced = -1
         onset_only = False
@@ -214,19 +285,27 @@ def step(
                 onset_only = True
         if forced >= 0:
             tokens[v] = forced
-            continue
-        # acc is free once the logits are made: it holds the draw's weights.
-        tokens[v] = sample_voice(
-            logits,
-            tok_offset[v],
-            tok_offset[v + 1],
-            tokens[v],
-            onset_only,
-            sampling[0],
-            sampling[1 + v],
-            rng_state,
-            acc,
-        )
+        else:
+            # acc is free once the logits are made: it holds the draw's weights.
+            tokens[v] = sample_voice(
+                logits,
+                tok_offset[v],
+                tok_offset[v + 1],
+                tokens[v],
+                onset_only,
+                sampling[0],
+                sampling[1 + v],
+                rng_state,
+                acc,
+                voice_low[v] if v < 3 else 0,
+                lead_class if v < 3 else -1,
+                sounding[v],
+                sampling[5],
+                int(key_state[KEY_INDEX]) if v < 3 else -1,
+                sampling[6],
+            )
+        if v == 0 and tokens[0] >= FIRST_NOTE:
+            lead_class = (voice_low[0] + tokens[0] - FIRST_NOTE) % 12
 
 
 @njit(cache=True, nogil=True)
@@ -287,7 +366,7 @@ def lead_token(buttons, melody, onset, low, high):
 def play_step(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
     buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
-    rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
+    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
 
@@ -295,7 +374,7 @@ def play_step(
     ``tokens``, decides the lead (``lead_token`` when ``follow_lead``), runs ``step``, then
     decodes: ``sounding`` (4,) holds each voice's sounding pitch or drum key (-1 silent),
     ``started`` (4,) whether it started on this step. ``voice_low``/``voice_high`` (3,)
-    are the pitched voices' ranges.
+    are the pitched voices' ranges. ``key_state`` follows the melody's key (``track_key``).
     """
     input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
     lead = LEAD_FREE
@@ -318,6 +397,9 @@ def play_step(
         lead,
         rng_state,
         tokens,
+        voice_low,
+        sounding,
+        key_state,
     )
     for v in range(4):
         token = tokens[v]
@@ -326,18 +408,39 @@ def play_step(
             sounding[v] = -1
         elif token >= FIRST_NOTE:
             sounding[v] = drum_keys[token - FIRST_NOTE] if v == 3 else voice_low[v] + token - FIRST_NOTE
+    # The key is the player's in keys mode; with buttons the model's pulse1 is the melody.
+    if buttons:
+        track_key(key_state, sounding[0], started[0])
+    else:
+        track_key(key_state, melody, onset)
+
+
+@njit(cache=True, nogil=True)
+def track_key(key_state, lead_pitch, lead_started):
+    """Count one step of the melody into ``key_state`` and re-estimate the key on its onsets.
+
+    The histogram weighs pitch classes by duration, as ``metrics.estimate_key`` does; the
+    key is left at -1 (no steering) until the lead has started ``KEY_MIN_ONSETS`` notes.
+    """
+    if lead_pitch < 0:
+        return
+    key_state[lead_pitch % 12] += 1.0
+    if lead_started:
+        key_state[KEY_ONSETS] += 1.0
+        if key_state[KEY_ONSETS] >= KEY_MIN_ONSETS:
+            key_state[KEY_INDEX] = best_key(key_state[:12])
 
 
 @njit(cache=True, nogil=True)
 def run(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
     buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
-    rng_state, h, tokens, sounding, tokens_out,
+    rng_state, h, tokens, sounding, key_state, tokens_out,
 ):  # fmt: skip
     """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
 
-    ``h``, ``tokens`` (4,) and ``sounding`` (4,) are the state to start from and are left
-    at the last step's; ``tokens_out`` (T, 4) receives every step's tokens.
+    ``h``, ``tokens`` (4,), ``sounding`` (4,) and ``key_state`` are the state to start
+    from and are left at the last step's; ``tokens_out`` (T, 4) receives every step's tokens.
     """
     acc = np.zeros(in_table.shape[1], dtype=np.float32)
     gh = np.zeros(3 * h.shape[0], dtype=np.float32)
@@ -348,7 +451,7 @@ def run(
         play_step(
             in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
             buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, sampling,
-            rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
+            rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state,
         )  # fmt: skip
         for v in range(4):
             tokens_out[t, v] = tokens[v]
@@ -369,32 +472,9 @@ def teacher_forced_log_prob(
     logits = np.zeros(b_out.shape[0], dtype=np.float32)
     rows = np.zeros(N_ROWS, dtype=np.int64)
     previous = np.zeros(4, dtype=np.int64)
-    scratch = np.zeros(4, dtype=np.int64)
-    rng_state = np.ones(1, dtype=np.uint64)
-    as_trained = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
     for t in range(melody.shape[0]):
         input_rows(row_offset, buttons, melody[t], onset[t], position[t], max_position, previous, rows)
-        for v in range(4):
-            scratch[v] = previous[v]
-        # The voice draws of this call are thrown away; only the logits are scored.
-        step(
-            in_table,
-            b_ih,
-            b_hh,
-            w_hh_t,
-            w_out_t,
-            b_out,
-            tok_offset,
-            rows,
-            h,
-            acc,
-            gh,
-            logits,
-            as_trained,
-            LEAD_FREE,
-            rng_state,
-            scratch,
-        )
+        forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits)
         for v in range(4):
             log_prob_out[t, v] = voice_log_prob(logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v])
             previous[v] = target[t, v]
