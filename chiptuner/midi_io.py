@@ -16,11 +16,19 @@ import mido
 import numpy as np
 
 from chiptuner._kernels import midi_io as _k
-from chiptuner.errors import MidiFileError
+from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.timebase import ticks_to_seconds
 from chiptuner.types import DEFAULT_US_PER_BEAT, Notes, Score, TempoMap, TimeSignatures
 
-__all__ = ["read_midi", "write_midi", "events_to_track", "MAX_FILE_BYTES", "MAX_NOTES", "MAX_DURATION_SEC"]
+__all__ = [
+    "read_midi",
+    "read_control_changes",
+    "write_midi",
+    "events_to_track",
+    "MAX_FILE_BYTES",
+    "MAX_NOTES",
+    "MAX_DURATION_SEC",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +150,8 @@ def read_midi(source: PathOrBytes) -> Score:
     track_name = np.empty((2, max_tracks), dtype=np.int64)
     _k.read_smf(data, note_tick, note_small, channel, track, is_drum, event_tick, event_small, track_name, info)
     counts = info.tolist()
-    error = counts[_k.INFO_ERROR]
-    if error:
-        head = bytes(data[:8])
-        start = bytes(data[:16]).lstrip().lower()
-        guess = next((what for magic, what in _SIGNATURES if start.startswith(magic.lower())), "")
-        message = _ERRORS[error].format(
-            size=n_bytes, head=head, guess=guess, division=counts[_k.INFO_DIVISION], max_notes=MAX_NOTES
-        )
-        raise MidiFileError(f"{name}: {message}")
+    if counts[_k.INFO_ERROR]:
+        raise _refusal(data, counts, name)
     ticks_per_beat, smpte = _ticks_per_beat(counts[_k.INFO_DIVISION], name)
 
     n_map = counts[_k.INFO_TEMPO_MAP]
@@ -192,6 +193,58 @@ def read_midi(source: PathOrBytes) -> Score:
     if repairs:
         logger.debug("%s: recovered from %s", name, "; ".join(repairs))
     return score
+
+
+def _refusal(data: np.ndarray, counts: list[int], name: str) -> MidiFileError:
+    """The error for bytes a kernel refused (``counts[INFO_ERROR]`` set), naming what they look like."""
+    head = bytes(data[:8])
+    start = bytes(data[:16]).lstrip().lower()
+    guess = next((what for magic, what in _SIGNATURES if start.startswith(magic.lower())), "")
+    message = _ERRORS[counts[_k.INFO_ERROR]].format(
+        size=data.shape[0], head=head, guess=guess, division=counts[_k.INFO_DIVISION], max_notes=MAX_NOTES
+    )
+    return MidiFileError(f"{name}: {message}")
+
+
+def read_control_changes(source: PathOrBytes, *, controller: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read every control change of one controller from a MIDI file (``read_midi`` keeps none).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        A path to the file, or its bytes.
+    controller : int, keyword-only
+        Controller number 0-127; 1 (modulation) carries the pulse duty in the output contract.
+
+    Returns
+    -------
+    tick : np.ndarray [shape=(K,), dtype=int64]
+        Ticks as ``read_midi`` counts them for the same file.
+    channel : np.ndarray [shape=(K,), dtype=int8]
+    value : np.ndarray [shape=(K,), dtype=int16]
+        0-127. The changes come track by track in file order, by tick within a track.
+
+    Raises
+    ------
+    MidiFileError
+        As ``read_midi``, for bytes that are not MIDI.
+    ParameterError
+        A controller outside 0-127.
+    """
+    if isinstance(controller, bool) or not isinstance(controller, (int, np.integer)) or not 0 <= controller <= 127:
+        raise ParameterError(f"controller is {controller!r}; use a controller number 0-127 (1 = modulation)")
+    data, _, name = _load_bytes(source)
+    capacity = data.shape[0] // 3 + 1
+    tick = np.empty(capacity, dtype=np.int64)
+    channel = np.empty(capacity, dtype=np.int8)
+    value = np.empty(capacity, dtype=np.int16)
+    info = np.empty(16, dtype=np.int64)
+    _k.scan_control_changes(data, int(controller), tick, channel, value, info)
+    counts = info.tolist()
+    if counts[_k.INFO_ERROR]:
+        raise _refusal(data, counts, name)
+    n = counts[_k.INFO_NOTES]
+    return tick[:n].copy(), channel[:n].copy(), value[:n].copy()
 
 
 def _ticks_per_beat(division: int, name: str) -> tuple[int, bool]:

@@ -6,10 +6,12 @@ seeded random inputs and on edge cases. Nothing here is fast; everything here is
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
 
+from chiptuner._kernels import synth as synth_kernel
 from chiptuner.types import DEFAULT_US_PER_BEAT, Notes
 
 
@@ -698,3 +700,178 @@ def melody_mlp_logits(x, w_hidden, b_hidden, w_out, b_out) -> np.ndarray:
     """``relu(x[:, :F] @ w_hidden.T + b_hidden) @ w_out + b_out`` with F = ``w_hidden``'s columns."""
     h = np.maximum(x[:, : w_hidden.shape[1]] @ w_hidden.T + b_hidden, 0.0)
     return h @ w_out + b_out
+
+
+# --- synth: the chip voices of chiptuner._kernels.synth, one sample at a time ----------------
+
+
+def lfsr_bits_reference(register: int, short_mode: bool, n: int) -> tuple[list[int], int]:
+    """``n`` clocks of the NES noise shift register, as a list of 15 bits (bit 0 first).
+
+    Each clock: feedback = bit 0 xor bit 1 (long mode) or bit 6 (short mode); every bit
+    moves down one place and the feedback enters at bit 14. Returns bit 0 before each
+    clock (the NES mutes the channel when it is 1) and the register after the last one.
+    """
+    bits = [(register >> i) & 1 for i in range(15)]
+    out = []
+    for _ in range(n):
+        out.append(bits[0])
+        feedback = bits[0] ^ bits[6 if short_mode else 1]
+        bits = bits[1:] + [feedback]
+    return out, sum(bit << i for i, bit in enumerate(bits))
+
+
+def naive_pulse_reference(freq_hz: float, duty: float, sample_rate: int, n: int) -> np.ndarray:
+    """A pulse without band-limiting: 1 where the phase is under ``duty``, else 0 (it aliases)."""
+    phase = (np.arange(n) * (freq_hz / sample_rate)) % 1.0
+    return (phase < duty).astype(np.float64)
+
+
+def naive_triangle_reference(freq_hz: float, sample_rate: int, n: int) -> np.ndarray:
+    """The NES 32-stair triangle without band-limiting, 0-1: 15, 14, ..., 0, 0, 1, ..., 15 over a cycle."""
+    stair = np.floor(((np.arange(n) * (freq_hz / sample_rate)) % 1.0) * 32).astype(int)
+    return np.where(stair < 16, 15 - stair, stair - 16) / 15.0
+
+
+def nes_mix_reference(pulse1, pulse2, triangle, noise):
+    """The NES mixer's formulas as the wiki writes them, levels 0-15 (0 where a sum is silent)."""
+    pulse1, pulse2, triangle, noise = (np.asarray(a, np.float64) for a in (pulse1, pulse2, triangle, noise))
+    p = pulse1 + pulse2
+    with np.errstate(divide="ignore"):
+        pulse_out = np.where(p > 0, 95.88 / (8128.0 / np.where(p > 0, p, 1.0) + 100.0), 0.0)
+        tnd = triangle / 8227.0 + noise / 12241.0
+        tnd_out = np.where(tnd > 0, 159.79 / (1.0 / np.where(tnd > 0, tnd, 1.0) + 100.0), 0.0)
+    return pulse_out + tnd_out
+
+
+def dc_block_reference(x, sample_rate: int, corner_hz: float) -> np.ndarray:
+    """First-order high-pass (RC), from rest: y[i] = a (y[i-1] + x[i] - x[i-1]), a = RC / (RC + dt)."""
+    rc = 1.0 / (2 * np.pi * corner_hz)
+    dt = 1.0 / sample_rate
+    a = rc / (rc + dt)
+    y = np.zeros(len(x))
+    x_prev = y_prev = 0.0
+    for i, value in enumerate(np.asarray(x, np.float64)):
+        y_prev = a * (y_prev + value - x_prev)
+        x_prev = value
+        y[i] = y_prev
+    return y
+
+
+def _bspline_step(x: float) -> float:
+    """The integral from -inf to x of the cubic B-spline (support -2..2), as truncated powers."""
+    return sum((-1) ** k * math.comb(4, k) * max(x + 2 - k, 0.0) ** 4 for k in range(5)) / 24
+
+
+def blep_reference(x: float) -> float:
+    """What a band-limited unit step at time 0 adds to the ideal step, at time x (samples)."""
+    return _bspline_step(x) - (1.0 if x >= 0 else 0.0)
+
+
+def _edges_residual(phase: float, dt: float, edge_phase: float) -> float:
+    """Residual at ``phase`` of a unit step recurring at ``edge_phase`` each cycle (all instances within 2 samples)."""
+    since = ((phase - edge_phase) % 1.0) / dt  # samples since the last instance
+    period = 1.0 / dt
+    total = 0.0
+    for m in range(-3, 4):
+        x = since + m * period
+        if abs(x) < 2:
+            total += blep_reference(x)
+    return total
+
+
+def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) -> np.ndarray:
+    """The synth as its kernel's docstring describes it, one sample and one voice at a time.
+
+    ``events``: (sample, voice, pitch, velocity, duty) tuples, applied in order before
+    their sample. Pitch -1 releases, -2 only sets the duty; velocity 0 releases.
+    """
+    k = synth_kernel
+    voices = [{"gate": 0.0, "freq": 0.0, "phase": 0.0, "volume": 0.0, "level": 0.0, "duty": 0} for _ in range(4)]
+    voices[0]["duty"], voices[1]["duty"] = k.DEFAULT_DUTY
+    noise = voices[3]
+    noise.update(register=1, short=False, decay_sec=0.0, decay=0.0)
+    ramp = 15.0 / (k.RAMP_SEC * sample_rate)
+    rc = 1.0 / (2 * math.pi * k.HIGHPASS_HZ)
+    a = rc / (rc + 1.0 / sample_rate)
+    by_sample: dict[int, list] = {}
+    for event in events:
+        by_sample.setdefault(int(event[0]), []).append(event)
+
+    def toward(level, target):
+        return min(level + ramp, target) if level < target else max(level - ramp, target)
+
+    out = np.zeros(n_frames, dtype=np.float32)
+    x_prev = y_prev = 0.0
+    for i in range(n_frames):
+        for _, v, pitch, velocity, duty in by_sample.get(i, []):
+            if duty >= 0 and v in (0, 1):
+                voices[v]["duty"] = duty
+            volume = min(15, max(1, int(math.floor(velocity * 15 / 127 + 0.5)))) if velocity > 0 else 0
+            if pitch == -1 or (pitch >= 0 and volume == 0):
+                voices[v]["gate"] = 0.0
+            elif pitch >= 0 and v == 3:
+                rate, short, decay_sec, gain = drum_table[pitch]
+                noise.update(gate=1.0, freq=rate, short=bool(short), decay_sec=decay_sec, decay=1.0)
+                noise["volume"] = min(15.0, max(1.0, math.floor(volume * gain + 0.5)))
+            elif pitch >= 0:
+                voices[v].update(gate=1.0, freq=440.0 * 2 ** ((pitch - 69) / 12), volume=float(volume))
+        level = [0.0, 0.0, 0.0, 0.0]
+        for v in range(3):
+            voice = voices[v]
+            voice["level"] = toward(voice["level"], voice["volume"] * voice["gate"])
+            if voice["level"] <= 0:
+                continue
+            phase, dt = voice["phase"], voice["freq"] / sample_rate
+            if v < 2 and dt >= 0.5:
+                value = k.DUTY_CYCLES[voice["duty"]]
+            elif v < 2:  # naive pulse plus the residuals of its rising (phase 0) and falling (phase = duty) edge
+                duty = k.DUTY_CYCLES[voice["duty"]]
+                value = 1.0 if phase < duty else 0.0
+                value += _edges_residual(phase, dt, 0.0) - _edges_residual(phase, dt, duty)
+            elif 32 * dt < 1:  # 32 stairs, the residual of every stair's edge
+                height = [15 - s if s < 16 else s - 16 for s in range(32)]
+                stair = min(int(phase * 32), 31)
+                value = height[stair]
+                for s in range(32):
+                    value += (height[s] - height[s - 1]) * _edges_residual(phase, dt, s / 32)
+                value /= 15.0
+            else:
+                value = abs(2 * phase - 1)
+            level[v] = voice["level"] * value
+            voice["phase"] = (phase + dt) % 1.0
+        if noise["decay"] > 0:
+            noise["level"] = toward(noise["level"], noise["volume"])
+            clocks = noise["freq"] / sample_rate
+            if clocks > 0:
+                # The share of this sample's time during which bit 0 is clear.
+                on_time, time_left = 0.0, clocks
+                while noise["phase"] + time_left >= 1.0:
+                    span = 1.0 - noise["phase"]
+                    on_time += span * (1 - (noise["register"] & 1))
+                    time_left -= span
+                    _, noise["register"] = lfsr_bits_reference(noise["register"], noise["short"], 1)
+                    noise["phase"] = 0.0
+                on_time += time_left * (1 - (noise["register"] & 1))
+                noise["phase"] += time_left
+                level[3] = noise["level"] * noise["decay"] * on_time / clocks
+            noise["decay"] *= 1000.0 ** (-1.0 / (noise["decay_sec"] * sample_rate)) if noise["decay_sec"] > 0 else 0.0
+            if noise["decay"] < k.SILENCE:
+                noise["decay"] = 0.0
+        x = float(nes_mix_reference(level[0], level[1], level[2], level[3]))
+        y_prev = a * (y_prev + x - x_prev)
+        x_prev = x
+        out[i] = y_prev * k.OUTPUT_GAIN
+    return out
+
+
+def control_changes_from_mido(mid, controller: int) -> list[tuple[int, int, int]]:
+    """(tick, channel, value) of every control change of ``controller``, track by track in file order."""
+    out = []
+    for track in mid.tracks:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "control_change" and msg.control == controller:
+                out.append((tick, msg.channel, msg.value))
+    return out

@@ -514,3 +514,123 @@ def read_smf(
     for k in range(1, n_map):
         max_us = max(max_us, event_tick[1, k])
     info[INFO_MAX_US_PER_BEAT] = max_us
+
+
+@njit(cache=True, nogil=True)
+def scan_control_changes(data, controller, out_tick, out_channel, out_value, info):
+    """Every control change of one controller in SMF bytes, track by track in file order.
+
+    The same walk over chunks and events as ``parse_smf`` (RIFF unwrapping, unknown chunks
+    skipped, garbage between chunks searched past, truncated chunks read to the end of the
+    bytes, running status, a malformed event or a delta over 4 bytes ending its track), so
+    the ticks agree with the notes ``read_smf`` reads from the same bytes.
+
+    Parameters
+    ----------
+    data : np.ndarray [shape=(B,), dtype=uint8]
+    controller : int
+        The controller number, 0-127 (1 = modulation wheel, which the output contract uses for duty).
+    out_tick : np.ndarray [shape=(K_max,), dtype=int64]
+    out_channel : np.ndarray [shape=(K_max,), dtype=int8]
+    out_value : np.ndarray [shape=(K_max,), dtype=int16]
+        Outputs; changes beyond ``K_max`` are dropped (``B // 3 + 1`` is room for every one).
+    info : np.ndarray [shape=(16,), dtype=int64]
+        ``INFO_ERROR`` as ``parse_smf``; the number of changes written in ``INFO_NOTES``.
+    """
+    info[:] = 0
+    start, end = _find_smf(data, info)
+    if start < 0:
+        return
+    if not _is_tag(data, start, end, 0x4D, 0x54, 0x68, 0x64):  # MThd
+        info[INFO_ERROR] = ERR_NOT_MIDI
+        return
+    if start + 14 > end:
+        info[INFO_ERROR] = ERR_BAD_HEADER
+        return
+    header_len = _u32_be(data, start + 4)
+    if header_len < 6 or start + 8 + header_len > end:
+        info[INFO_ERROR] = ERR_BAD_HEADER
+        return
+    division = (np.int64(data[start + 12]) << 8) | data[start + 13]
+    info[INFO_DIVISION] = division
+    if division == 0:
+        info[INFO_ERROR] = ERR_BAD_DIVISION
+        return
+    max_out = out_tick.shape[0]
+    n_out = 0
+    p = start + 8 + header_len
+    while p + 8 <= end:
+        if not _is_tag(data, p, end, 0x4D, 0x54, 0x72, 0x6B):  # not MTrk
+            if _is_chunk_id(data, p, end):
+                p += 8 + _u32_be(data, p + 4)
+                continue
+            q = p + 1
+            while q + 8 <= end and not _is_tag(data, q, end, 0x4D, 0x54, 0x72, 0x6B):
+                q += 1
+            if q + 8 > end:
+                break
+            p = q
+        body = p + 8
+        declared_end = body + _u32_be(data, p + 4)
+        if declared_end > end:
+            parse_end = end
+            trusted_length = False
+        elif declared_end == end or _is_chunk_id(data, declared_end, end):
+            parse_end = declared_end
+            trusted_length = True
+        else:
+            parse_end = end
+            trusted_length = False
+        tick = np.int64(0)
+        running = 0
+        q = body
+        while q < parse_end:
+            delta, q = _read_vlq(data, q, parse_end)
+            if q < 0:
+                break
+            tick += delta
+            if q >= parse_end:
+                break
+            status = np.int64(data[q])
+            if status < 0x80:
+                if running == 0:
+                    break
+                status = running
+            else:
+                q += 1
+                if status < 0xF0:
+                    running = status
+            kind = status & 0xF0
+            if status < 0xF0:
+                n_data = 1 if (kind == 0xC0 or kind == 0xD0) else 2
+                if q + n_data > parse_end:
+                    break
+                if kind == 0xB0 and min(np.int64(data[q]), 127) == controller and n_out < max_out:
+                    out_tick[n_out] = tick
+                    out_channel[n_out] = status & 0x0F
+                    out_value[n_out] = min(np.int64(data[q + 1]), 127)
+                    n_out += 1
+                q += n_data
+            elif status == 0xFF or status == 0xF0 or status == 0xF7:
+                meta_type = np.int64(-1)
+                if status == 0xFF:
+                    if q >= parse_end:
+                        break
+                    meta_type = data[q]
+                    q += 1
+                length, q = _read_vlq(data, q, parse_end)
+                if q < 0 or q + length > parse_end:
+                    break
+                q += length
+                if meta_type == 0x2F:
+                    break
+            else:
+                n_data = 2 if status == 0xF2 else (1 if (status == 0xF1 or status == 0xF3) else 0)
+                if q + n_data > parse_end:
+                    break
+                q += n_data
+        if trusted_length:
+            p = declared_end
+        else:
+            p = q if q > body else declared_end
+    info[INFO_NOTES] = n_out
