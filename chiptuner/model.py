@@ -120,6 +120,11 @@ def _check_steering(name: str, value: object, default: float) -> float:
     return float(chosen)
 
 
+def _copy_all(sources: tuple[np.ndarray, ...], targets: tuple[np.ndarray, ...]) -> None:
+    for source, target in zip(sources, targets, strict=True):
+        np.copyto(target, source)
+
+
 def _seed_state(seed: int) -> np.ndarray:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed is {seed!r}; it must be a whole number >= 0")
@@ -348,7 +353,19 @@ class Arranger:
         self._started = np.zeros(4, dtype=np.bool_)
         self._key_state = np.zeros(_k.KEY_STATE_SIZE, dtype=np.float64)
         self._rng = _seed_state(seed)
+        # Everything a step changes, and copies for save_state/restore_state and preview_lead.
+        self._state = (self._h, self._tokens, self._sounding, self._started, self._key_state, self._rng)
+        self._saved = tuple(np.copy(a) for a in self._state)
+        self._before_preview = tuple(np.copy(a) for a in self._state)
         self.reset(seed)
+
+    def save_state(self) -> None:
+        """Remember the current state (hidden state, tokens, key, random generator); no allocation."""
+        _copy_all(self._state, self._saved)
+
+    def restore_state(self) -> None:
+        """Go back to the state of the last ``save_state``: the next step replays as if never left."""
+        _copy_all(self._saved, self._state)
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the past: silent voices, zero state; reseed when ``seed`` is given."""
@@ -381,7 +398,7 @@ class Arranger:
         """The last step's output logits before masking and temperature [shape=(V,), dtype=float32]."""
         return self._logits
 
-    def step(self, melody: int, onset: bool, position: int) -> np.ndarray:
+    def step(self, melody: int, onset: bool, position: int, lead_pitch: int = -1) -> np.ndarray:
         """Play one step and return the four voices' tokens.
 
         Parameters
@@ -392,6 +409,10 @@ class Arranger:
             The player started that note on this step.
         position : int
             Step in the bar (0 on a downbeat).
+        lead_pitch : int
+            With a pitch (0-127), pulse1 starts that pitch (folded into its range) on this
+            step, in either mode: a live engine passes the lead it already sounded (see
+            ``preview_lead``). -1 (default): the lead policy of ``follow_lead``.
 
         Returns
         -------
@@ -403,9 +424,31 @@ class Arranger:
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self._sampling, self._rng, self._h, self._acc, self._gh, self._logits,
-            self._rows, self._tokens, self._sounding, self._started, self._key_state,
+            self._rows, self._tokens, self._sounding, self._started, self._key_state, int(lead_pitch),
         )  # fmt: skip
         return self._tokens
+
+    def preview_lead(self, melody: int, position: int) -> int:
+        """The pitch pulse1 would start if the player's note ``melody`` began on this step.
+
+        Runs the step on the current state and then puts the state back, so nothing is
+        consumed: a live engine sounds the player's note at once with this pitch (in buttons
+        mode the model picks it) and passes it as ``lead_pitch`` when the step comes.
+        Returns -1 when the model would not start a note (``follow_lead`` off).
+        """
+        if not self.buttons and self.follow_lead:
+            pitch = int(melody)
+            low, high = int(VOICE_LOW[0]), int(VOICE_HIGH[0])
+            while pitch > high:
+                pitch -= 12
+            while pitch < low:
+                pitch += 12
+            return pitch
+        _copy_all(self._state, self._before_preview)
+        self.step(melody, True, position)
+        pitch = int(self._sounding[0]) if self._started[0] else -1
+        _copy_all(self._before_preview, self._state)
+        return pitch
 
     def run(self, melody: np.ndarray, onset: np.ndarray, position: np.ndarray) -> np.ndarray:
         """Play many steps at once, continuing from the current state (same result as ``step`` in a loop).

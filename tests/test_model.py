@@ -381,3 +381,33 @@ def test_the_default_model_ships_and_loads():
     assert model.metadata["val_nll"] < 2.0
     for prefix in ("unigram", "markov", "rule"):
         assert any(key.startswith(prefix) for key in model.extras), f"{prefix} baseline arrays missing"
+
+
+@pytest.mark.parametrize("mode", typing.get_args(InputMode))
+def test_preview_and_saved_state_leave_the_run_unchanged(mode):
+    model = random_model(seed=31)
+    pitch, onset, position = random_melody(300, 32)
+    melody = np.where(pitch >= 0, pitch % 5, -1) if mode == "buttons" else pitch
+    plain = Arranger(model, mode=mode, seed=3).run(melody, onset, position)
+    arranger = Arranger(model, mode=mode, seed=3)
+    stepped = []
+    for t in range(len(melody)):
+        lead = arranger.preview_lead(2 if mode == "buttons" else 61, position[t])  # looks ahead, changes nothing
+        assert lead == -1 or 48 <= lead <= 96
+        arranger.save_state()
+        arranger.step(melody[t], True, position[t])  # a step that is then taken back
+        arranger.restore_state()
+        stepped.append(arranger.step(melody[t], onset[t], position[t]).copy())
+    assert np.array_equal(np.array(stepped), plain)
+
+
+def test_a_given_lead_pitch_is_what_pulse1_starts_in_either_mode():
+    model = random_model(seed=33)
+    for mode, melody in (("keys", 60), ("buttons", 3)):
+        arranger = Arranger(model, mode=mode, seed=1)
+        arranger.step(melody, True, 0, lead_pitch=110)  # folded into 48-96
+        assert arranger.started[0] and arranger.sounding[0] == 86
+        preview = Arranger(model, mode=mode, seed=2).preview_lead(melody, 0)
+        again = Arranger(model, mode=mode, seed=2)
+        again.step(melody, True, 0)
+        assert preview == again.sounding[0]  # the preview is the pitch the step then plays

@@ -366,7 +366,7 @@ def lead_token(buttons, melody, onset, low, high):
 def play_step(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
     buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
-    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state,
+    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, lead_pitch,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
 
@@ -375,10 +375,15 @@ def play_step(
     decodes: ``sounding`` (4,) holds each voice's sounding pitch or drum key (-1 silent),
     ``started`` (4,) whether it started on this step. ``voice_low``/``voice_high`` (3,)
     are the pitched voices' ranges. ``key_state`` follows the melody's key (``track_key``).
+    ``lead_pitch`` >= 0 makes pulse1 start that pitch (folded into its range) whatever the
+    mode, as when a live engine has already sounded the player's note; -1 leaves the lead
+    to ``lead_token``.
     """
     input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
     lead = LEAD_FREE
-    if follow_lead:
+    if lead_pitch >= 0:
+        lead = lead_token(False, lead_pitch, True, voice_low[0], voice_high[0])
+    elif follow_lead:
         lead = lead_token(buttons, melody, onset, voice_low[0], voice_high[0])
     step(
         in_table,
@@ -451,7 +456,7 @@ def run(
         play_step(
             in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
             buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, sampling,
-            rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state,
+            rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, -1,
         )  # fmt: skip
         for v in range(4):
             tokens_out[t, v] = tokens[v]

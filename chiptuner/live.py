@@ -1,0 +1,278 @@
+"""``python -m chiptuner.live``: play a melody, hear the four-voice chip band in real time.
+
+The front end of ``chiptuner.engine`` for the terminal: it parses the options, warms the
+kernels up, opens the MIDI ports (or, with ``--demo``, plays a bundled melody), runs the
+engine until Ctrl-C, and writes the session. Heavy modules are imported after the options
+are parsed, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "demo_melody_path", "DEMO_MELODY"]
+
+logger = logging.getLogger("chiptuner.live")  # also when run as __main__
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+#: The demo's melody, shipped inside the package.
+DEMO_MELODY = "examples/ode_to_joy_melody.mid"
+
+
+def _bpm(text: str) -> float:
+    value = float(text)
+    if not 20.0 <= value <= 400.0:
+        raise argparse.ArgumentTypeError(f"{text} BPM is outside 20-400")
+    return value
+
+
+def _channel(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"channel {text} is not 1-16")
+    return value - 1
+
+
+def _lanes(text: str) -> list[int]:
+    try:
+        notes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give five MIDI note numbers, e.g. 60,62,64,65,67") from None
+    if len(notes) != 5 or len(set(notes)) != 5 or not all(0 <= n <= 127 for n in notes):
+        raise argparse.ArgumentTypeError(f"{text!r}: give five different MIDI note numbers 0-127")
+    return notes
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m chiptuner.live``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m chiptuner.live",
+        description=(
+            "Play a melody on a MIDI keyboard (or five buttons) and hear it back as a four-voice "
+            "NES / Game Boy band: pulse1 plays your note at once, pulse2, triangle and noise answer "
+            "on every 16th note. The session is recorded to session.mid (and session.wav)."
+        ),
+    )
+    source = parser.add_argument_group("what to play")
+    source.add_argument("--demo", action="store_true", help="play the bundled melody through the engine, no devices")
+    source.add_argument("--fast", action="store_true", help="with --demo: as fast as possible instead of at tempo")
+    source.add_argument("--seconds", type=_positive, default=None, help="stop after this many seconds")
+    ports = parser.add_argument_group("MIDI ports")
+    ports.add_argument("--list-ports", action="store_true", help="list the MIDI ports and exit")
+    ports.add_argument(
+        "--in", dest="in_port", metavar="NAME", help="input port (substring); default: virtual chiptuner:in"
+    )
+    ports.add_argument(
+        "--out",
+        metavar="NAME|DIR",
+        help="output port (substring; default: virtual chiptuner:out); with --demo: the folder for the session",
+    )
+    ports.add_argument("--midi-api", choices=("auto", "alsa", "jack", "coremidi", "winmm"), default="auto")
+    ports.add_argument("--in-channel", type=_channel, default=None, metavar="1-16", help="only notes on this channel")
+    ports.add_argument("--gm-drums", action="store_true", help="noise voice on channel 10 (General MIDI drums)")
+    timing = parser.add_argument_group("tempo")
+    timing.add_argument("--bpm", type=_bpm, default=120.0, help="tempo, 16th-note steps (default: 120)")
+    follow = timing.add_mutually_exclusive_group()
+    follow.add_argument("--follow", action="store_true", help="follow the tempo of your own playing after a count-in")
+    follow.add_argument("--clock", action="store_true", help="follow MIDI clock from the input (start/stop/continue)")
+    timing.add_argument("--metronome", action="store_true", help="click every beat")
+    timing.add_argument(
+        "--count-in", type=_non_negative_int, default=None, metavar="BARS",
+        help="bars of clicks before the band plays (default: 1 with --follow, else 0)",
+    )  # fmt: skip
+    timing.add_argument(
+        "--grace", type=float, default=40.0, metavar="MS",
+        help="a note this late after a step still counts for it (default: 40)",
+    )  # fmt: skip
+    playing = parser.add_argument_group("playing")
+    playing.add_argument(
+        "--buttons", action="store_true", help="5-button mode: five notes are lanes, the model picks pitches"
+    )
+    playing.add_argument(
+        "--lanes", type=_lanes, default=None, metavar="N,N,N,N,N",
+        help="with --buttons: the five MIDI notes of lanes 0-4 (default: the first five you press)",
+    )  # fmt: skip
+    playing.add_argument("--temperature", type=_positive, default=1.0, help="pitch temperature (default: 1.0)")
+    playing.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
+    playing.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
+    output = parser.add_argument_group("sound and recording")
+    output.add_argument("--record", default=".", metavar="DIR", help="folder for session.mid/.wav (default: .)")
+    output.add_argument("--no-record", action="store_true", help="do not write the session")
+    output.add_argument("--no-sound", action="store_true", help="no audio: no chip synth, no session.wav")
+    output.add_argument("--latency", type=_positive, default=20.0, metavar="MS", help="audio buffer (default: 20)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="count", default=0)
+    return parser
+
+
+def demo_melody_path() -> Path:
+    """The bundled demo melody (a MIDI file inside the package)."""
+    return Path(__file__).resolve().parent / DEMO_MELODY
+
+
+def _demo_messages(bpm: float, repeats: int = 2) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
+    """The bundled melody as timed note messages at ``bpm``, and its length in seconds."""
+    from chiptuner.midi_io import read_midi  # noqa: PLC0415
+
+    score = read_midi(demo_melody_path())
+    notes = score.notes
+    sec_per_tick = 60.0 / bpm / score.ticks_per_beat
+    length = float(notes.end_tick.max()) * sec_per_tick if len(notes) else 0.0
+    # Whole bars: a repeat starts on a downbeat.
+    bar_sec = 4 * 60.0 / bpm
+    length = max(bar_sec, -(-length // bar_sec) * bar_sec)
+    messages = []
+    for r in range(repeats):
+        offset = r * length
+        for start, end, pitch in zip(notes.start_tick, notes.end_tick, notes.pitch, strict=True):
+            messages.append((offset + start * sec_per_tick, (0x90, int(pitch), 100)))
+            messages.append((offset + end * sec_per_tick - 1e-4, (0x80, int(pitch), 0)))
+    return messages, repeats * length
+
+
+def _configure_logging(verbose: int, quiet: int) -> None:
+    balance = verbose - quiet
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(balance, logging.DEBUG if balance > 0 else logging.ERROR)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_logger = logging.getLogger("chiptuner")
+    package_logger.handlers[:] = [handler]
+    package_logger.setLevel(level)
+    package_logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the live command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    from chiptuner.errors import ChiptunerError  # noqa: PLC0415 (keeps --help instant)
+
+    try:
+        return _run(args)
+    except ChiptunerError as error:
+        print(f"chiptuner live: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here, after parsing: numba and the model take a moment to load.
+    from chiptuner import engine as eng  # noqa: PLC0415
+    from chiptuner import ports  # noqa: PLC0415
+    from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
+
+    if args.list_ports:
+        api, inputs, outputs = ports.list_ports(args.midi_api)
+        print(f"MIDI API: {api}")
+        print("inputs:  " + (", ".join(inputs) or "none"))
+        print("outputs: " + (", ".join(outputs) or "none"))
+        return EXIT_OK
+    started = time.perf_counter()
+    model = load_model(args.model)
+    arranger = Arranger(model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed)
+    warmup(model)  # compile or load every kernel before any port opens
+    sound = not args.no_sound
+    if sound:
+        from chiptuner import synth  # noqa: PLC0415
+
+        synth.warmup()
+    count_in_bars = args.count_in if args.count_in is not None else (1 if args.follow else 0)
+    count_in_steps = count_in_bars * eng.STEPS_PER_BAR
+    if args.follow:
+        tempo = eng.FollowTempo(args.bpm, count_in_steps=count_in_steps)
+    elif args.clock:
+        tempo = eng.MidiClockTempo(args.bpm)
+    else:
+        tempo = eng.FixedTempo(args.bpm)
+    recorder = eng.Recorder()
+    outputs: list = []
+    midi_ports = None
+    audio = None
+    record_dir = Path(args.record)
+    until = None
+    if args.demo:
+        if args.out:
+            record_dir = Path(args.out)
+        messages, length = _demo_messages(args.bpm)
+        until = length + 0.5 if args.seconds is None else args.seconds
+        if args.fast:
+            timeline = eng.Timeline(messages)
+            clock, inbox = timeline, timeline
+        else:
+            clock = time.perf_counter
+            inbox = eng.Replay(messages, clock=clock)
+            until += clock()
+    else:
+        midi_ports = ports.open_ports(args.in_port, args.out, api=args.midi_api)
+        clock, inbox = time.perf_counter, midi_ports.inbox
+        outputs.append(midi_ports.output)
+        if args.seconds is not None:
+            until = clock() + args.seconds
+    if sound and not (args.demo and args.fast):
+        from chiptuner import audio as audio_out  # noqa: PLC0415
+
+        audio = audio_out.open_stream(latency_sec=args.latency / 1000.0, gm_drums=args.gm_drums)
+        if audio is not None:
+            outputs.append(audio)
+    engine = eng.Engine(
+        arranger, clock=clock, inbox=inbox, outputs=outputs, tempo=tempo, recorder=None if args.no_record else recorder,
+        grace_sec=args.grace / 1000.0, in_channel=args.in_channel,
+        buttons=eng.ButtonMap(args.lanes) if args.lanes else None, gm_drums=args.gm_drums,
+        metronome=args.metronome, count_in_steps=count_in_steps,
+    )  # fmt: skip
+    where = "demo" if args.demo else f"in {midi_ports.inbox.name}, out {midi_ports.output.name} ({midi_ports.api})"
+    logger.info(
+        "ready in %.2f s: %s, %s mode, %s%s; Ctrl-C stops",
+        time.perf_counter() - started, where, "buttons" if args.buttons else "keys",
+        "MIDI clock" if args.clock else f"{args.bpm:g} BPM" + (" (following you)" if args.follow else ""),
+        "" if audio is not None or not sound else ", no live audio",
+    )  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
+    try:
+        report = engine.run(until_sec=until)
+    except KeyboardInterrupt:
+        interrupted = True
+        report = engine.report()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if audio is not None:
+            audio.close()
+        if midi_ports is not None:
+            midi_ports.close()
+        if not args.no_record:
+            from chiptuner.session import write_session  # noqa: PLC0415
+
+            files = write_session(recorder, record_dir, bpm=args.bpm, sound=sound)
+            logger.info("wrote %s%s (%.1f s)", files.midi, f" and {files.wav}" if files.wav else "", files.seconds)
+    logger.info(report.summary())
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""MIDI ports through python-rtmidi: listing, opening by name or as virtual ports, clear errors.
+
+Messages cross as raw byte tuples (what rtmidi hands over), so the engine never waits for
+a message object to be parsed or built. Input arrives on rtmidi's own thread and is queued;
+``PortInbox.get`` is the engine's wait.
+
+Backends ("APIs"): ``alsa`` (Linux desktops), ``jack`` (a running JACK server, also where
+there is no sound hardware: ``jackd -d dummy``), ``coremidi`` (macOS), ``winmm`` (Windows).
+``auto`` takes JACK when a JACK server answers, else the platform's own system. Where
+none works, as in a container with no ALSA sequencer, ``MidiSystemError`` says so in one
+line and names what to use instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from chiptuner.errors import ChiptunerError, ParameterError
+
+__all__ = ["MidiSystemError", "PortInbox", "PortOutput", "MidiPorts", "list_ports", "open_ports", "API_CHOICES"]
+
+API_CHOICES = ("auto", "alsa", "jack", "coremidi", "winmm")
+#: Name of the JACK/ALSA client the engine's ports belong to.
+CLIENT_NAME = "chiptuner"
+INSTEAD = (
+    "play without MIDI devices with `python -m chiptuner.live --demo`, start a JACK server "
+    "(`jackd -d dummy`, then `--midi-api jack`), or load the ALSA sequencer (`modprobe snd-seq`)"
+)
+
+
+class MidiSystemError(ChiptunerError, OSError):
+    """No MIDI system to open ports on, or a port that cannot be opened."""
+
+
+def _rtmidi():
+    try:
+        import rtmidi  # noqa: PLC0415 (optional: the `live` extra)
+    except ImportError:
+        raise MidiSystemError("MIDI ports need python-rtmidi: pip install 'chiptuner[live]'; or " + INSTEAD) from None
+    return rtmidi
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence what the C libraries print while probing (ALSA and JACK write to fd 2)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _api_ids(rtmidi) -> dict[str, int]:
+    return {
+        "alsa": rtmidi.API_LINUX_ALSA,
+        "jack": rtmidi.API_UNIX_JACK,
+        "coremidi": rtmidi.API_MACOSX_CORE,
+        "winmm": rtmidi.API_WINDOWS_MM,
+    }
+
+
+def _native_api() -> str:
+    if sys.platform == "darwin":
+        return "coremidi"
+    if sys.platform.startswith("win"):
+        return "winmm"
+    return "alsa"
+
+
+def _make(kind: str, api: str, client: str):
+    """An rtmidi MidiIn/MidiOut on ``api``; MidiSystemError when that system does not answer."""
+    rtmidi = _rtmidi()
+    if api not in API_CHOICES or api == "auto":
+        raise ParameterError(f"MIDI API is {api!r}; use one of {', '.join(API_CHOICES)}")
+    api_id = _api_ids(rtmidi)[api]
+    if api_id not in rtmidi.get_compiled_api():
+        raise MidiSystemError(f"this python-rtmidi was built without {api} support; " + INSTEAD)
+    cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+    try:
+        with _quiet_stderr():
+            return cls(api_id, name=client)
+    except (SystemError, RuntimeError, rtmidi.RtMidiError) as error:
+        what = "no JACK server is running" if api == "jack" else f"the {api} MIDI system is not available"
+        raise MidiSystemError(f"{what} ({str(error).strip()}); " + INSTEAD) from None
+
+
+def _resolve_api(api: str) -> str:
+    if api != "auto":
+        return api
+    if os.environ.get("JACK_DEFAULT_SERVER") or _jack_answers():
+        return "jack"
+    return _native_api()
+
+
+def _jack_answers() -> bool:
+    rtmidi = _rtmidi()
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        return False
+    previous = os.environ.get("JACK_NO_START_SERVER")
+    os.environ["JACK_NO_START_SERVER"] = "1"  # probing must not start a server
+    try:
+        with _quiet_stderr():
+            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"{CLIENT_NAME}-probe")
+        probe.delete()
+        return True
+    except (SystemError, RuntimeError, rtmidi.RtMidiError):
+        return False
+    finally:
+        if previous is None:
+            os.environ.pop("JACK_NO_START_SERVER", None)
+        else:
+            os.environ["JACK_NO_START_SERVER"] = previous
+
+
+def list_ports(api: str = "auto") -> tuple[str, list[str], list[str]]:
+    """The API used, and the names of the input and output ports it offers."""
+    chosen = _resolve_api(api)
+    midi_in, midi_out = _make("in", chosen, f"{CLIENT_NAME}-list"), _make("out", chosen, f"{CLIENT_NAME}-list")
+    try:
+        return chosen, list(midi_in.get_ports()), list(midi_out.get_ports())
+    finally:
+        midi_in.delete()
+        midi_out.delete()
+
+
+def _find(names: list[str], wanted: str, direction: str, api: str) -> int:
+    matches = [i for i, name in enumerate(names) if wanted.lower() in name.lower()]
+    if not matches:
+        offered = ", ".join(repr(n) for n in names) or "none"
+        raise MidiSystemError(f"no {api} MIDI {direction} port matches {wanted!r} (ports: {offered}); see --list-ports")
+    return matches[0]
+
+
+class PortInbox:
+    """An input port: rtmidi's callback queues each message; ``get`` waits for the next."""
+
+    def __init__(self, midi_in, name: str) -> None:
+        self._midi_in = midi_in
+        self.name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
+        midi_in.set_callback(self._arrived)
+
+    def _arrived(self, event, _data=None) -> None:
+        self._queue.put(tuple(event[0]))
+
+    def get(self, timeout_sec: float) -> tuple[int, ...] | None:
+        """The next message, waiting at most ``timeout_sec``; None when none came."""
+        try:
+            if timeout_sec <= 0:
+                return self._queue.get_nowait()
+            return self._queue.get(timeout=timeout_sec)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Stop listening and close the port."""
+        self._midi_in.cancel_callback()
+        self._midi_in.close_port()
+        self._midi_in.delete()
+
+
+class PortOutput:
+    """An output port; ``send`` takes a raw message tuple."""
+
+    def __init__(self, midi_out, name: str) -> None:
+        self._midi_out = midi_out
+        self.name = name
+
+    def send(self, message: tuple[int, ...]) -> None:
+        """Send one message now."""
+        self._midi_out.send_message(message)
+
+    def close(self) -> None:
+        """Close the port."""
+        self._midi_out.close_port()
+        self._midi_out.delete()
+
+
+@dataclass
+class MidiPorts:
+    """The engine's open input and output, and the API they are on."""
+
+    api: str
+    inbox: PortInbox
+    output: PortOutput
+
+    def close(self) -> None:
+        """Close both ports (idempotent enough for a ``finally``)."""
+        for port in (self.inbox, self.output):
+            with contextlib.suppress(Exception):
+                port.close()
+
+
+def open_ports(in_name: str | None = None, out_name: str | None = None, *, api: str = "auto") -> MidiPorts:
+    """Open the engine's input and output.
+
+    Parameters
+    ----------
+    in_name, out_name : str, optional
+        Substring of an existing port's name (case-insensitive, first match); None opens
+        a virtual port, ``chiptuner:in`` / ``chiptuner:out`` (JACK may suffix the client
+        name of the second one, e.g. ``chiptuner-01:out``).
+    api : {"auto", "alsa", "jack", "coremidi", "winmm"}
+
+    Raises
+    ------
+    MidiSystemError
+        No MIDI system, or no port of that name: one line, with what to do instead.
+    """
+    if api not in API_CHOICES:
+        raise ParameterError(f"MIDI API is {api!r}; use one of {', '.join(API_CHOICES)}")
+    chosen = _resolve_api(api)
+    midi_in = _make("in", chosen, CLIENT_NAME)
+    midi_out = _make("out", chosen, CLIENT_NAME)
+    try:
+        if in_name is None:
+            midi_in.open_virtual_port("in")
+            inbox_name = f"{CLIENT_NAME}:in"
+        else:
+            index = _find(midi_in.get_ports(), in_name, "input", chosen)
+            inbox_name = midi_in.get_ports()[index]
+            midi_in.open_port(index, name="in")
+        if out_name is None:
+            midi_out.open_virtual_port("out")
+            output_name = f"{CLIENT_NAME}:out"
+        else:
+            index = _find(midi_out.get_ports(), out_name, "output", chosen)
+            output_name = midi_out.get_ports()[index]
+            midi_out.open_port(index, name="out")
+    except MidiSystemError:
+        midi_in.delete()
+        midi_out.delete()
+        raise
+    except NotImplementedError:
+        midi_in.delete()
+        midi_out.delete()
+        raise MidiSystemError(f"{chosen} has no virtual ports; name existing ones with --in and --out") from None
+    return MidiPorts(chosen, PortInbox(midi_in, inbox_name), PortOutput(midi_out, output_name))

@@ -1,0 +1,137 @@
+"""``python -m chiptuner.live`` without devices: the demo, its recording and its sound."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import mido
+import numpy as np
+import pytest
+
+from chiptuner import live
+from tests.spectra import spectrum
+
+
+def _run_live(*args, **kwargs):
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    env.pop("JACK_DEFAULT_SERVER", None)
+    return subprocess.run(
+        [sys.executable, "-m", "chiptuner.live", *args], capture_output=True, text=True, timeout=120, env=env, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = _run_live("--demo", "--fast", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def _voice_notes(midi: mido.MidiFile) -> dict[str, list[tuple[float, float, int]]]:
+    """Per track name: (start_sec, end_sec, note) of every note."""
+    tempo = 500_000
+    notes: dict[str, list] = {}
+    for track in midi.tracks:
+        now, sounding = 0, {}
+        for message in track:
+            now += message.time
+            if message.type == "set_tempo":
+                tempo = message.tempo
+            seconds = mido.tick2second(now, midi.ticks_per_beat, tempo)
+            if message.type == "note_on" and message.velocity > 0:
+                sounding[message.note] = seconds
+            elif message.type in ("note_on", "note_off") and message.note in sounding:
+                notes.setdefault(track.name, []).append((sounding.pop(message.note), seconds, message.note))
+    return notes
+
+
+def test_the_demo_writes_the_session_with_all_four_voices(demo):
+    out, result = demo
+    assert "ready in" in result.stderr and "deadline misses 0" in result.stderr
+    midi = mido.MidiFile(out / "session.mid")
+    assert [t.name for t in midi.tracks][:6] == ["tempo", "input", "pulse1", "pulse2", "triangle", "noise"]
+    notes = _voice_notes(midi)
+    melody = mido.MidiFile(live.demo_melody_path())
+    played = sum(1 for t in melody.tracks for m in t if m.type == "note_on" and m.velocity > 0)
+    assert len(notes["input"]) == 2 * played  # the melody, twice
+    assert len(notes["pulse1"]) == len(notes["input"])  # the lead answers every note
+    for start, _, pitch in notes["input"]:
+        assert any(abs(s - start) < 1e-3 and (p - pitch) % 12 == 0 for s, _, p in notes["pulse1"])
+    for voice in ("pulse2", "triangle", "noise"):
+        assert len(notes[voice]) > 50, voice
+    assert {p for _, _, p in notes["noise"]} <= {36, 38, 42, 46, 49}
+
+
+def test_the_demo_audio_sounds_the_notes_of_the_session(demo):
+    out, _ = demo
+    with wave.open(str(out / "session.wav")) as wav:
+        rate = wav.getframerate()
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    notes = _voice_notes(mido.MidiFile(out / "session.mid"))
+    assert abs(len(audio) / rate - (max(e for v in notes.values() for _, e, _ in v))) < 2.0
+    checked = found = 0
+    # Windows of 200 ms inside which pulse1, pulse2 and the triangle each hold one note: each
+    # held pitch must stand above the semitones beside it (from 150 Hz up, where 200 ms of
+    # Hann window resolves a semitone; a one-semitone error passes under 1% of windows).
+    for start in np.arange(0.5, len(audio) / rate - 1.0, 0.05):
+        window = (start, start + 0.2)
+        sounding = []
+        for voice in ("pulse1", "pulse2", "triangle"):
+            sounding += [p for s, e, p in notes.get(voice, []) if s <= window[0] - 0.01 and e >= window[1]]
+        if not sounding:
+            continue
+        freq, magnitude = spectrum(audio, rate, *window)
+
+        def level(f_hz, freq=freq, magnitude=magnitude):
+            return magnitude[np.abs(freq - f_hz) <= 0.015 * f_hz].max()
+
+        for pitch in sounding:
+            f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+            if f0 < 150:
+                continue
+            checked += 1
+            found += level(f0) > max(level(f0 * 2 ** (-1 / 12)), level(f0 * 2 ** (1 / 12)))
+    assert checked > 300
+    assert found / checked > 0.95, (found, checked)
+    # And nothing where nothing plays: the last second after the tail is quiet.
+    assert np.abs(audio[-rate // 10 :]).max() < 0.01
+
+
+def test_ctrl_c_keeps_the_session(tmp_path):
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chiptuner.live", "--demo", "--no-sound", "--out", str(tmp_path)],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    line = ""
+    while "ready" not in line and time.monotonic() < deadline:
+        line = process.stderr.readline()
+    time.sleep(3.0)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130, rest
+    notes = _voice_notes(mido.MidiFile(tmp_path / "session.mid"))
+    assert 4 <= len(notes["input"]) <= 12  # three seconds at 120 BPM: half notes and quarters
+    assert not (tmp_path / "session.wav").exists()
+
+
+def test_bad_options_get_one_line_and_exit_2():
+    result = _run_live("--bpm", "1000")
+    assert result.returncode == 2 and "BPM" in result.stderr and "Traceback" not in result.stderr
+    result = _run_live("--buttons", "--lanes", "60,60,61,62,63", "--demo", "--fast", "--no-record")
+    assert result.returncode == 2 and "five different" in result.stderr
+
+
+def test_help_is_quick():
+    started = time.perf_counter()
+    result = _run_live("--help")
+    assert result.returncode == 0 and "--demo" in result.stdout
+    assert time.perf_counter() - started < 5.0  # the budget (1 s) is held by bench/test_bench_live.py
