@@ -37,6 +37,9 @@ class AudioOutput:
             self.voice_of_channel[channel] = voice
         self.sounding = np.full(4, -1, dtype=np.int64)
         self.stream = None
+        self.blocks = 0
+        self.underflows = 0
+        self.peak = 0.0
 
     def send(self, message: tuple[int, ...]) -> None:
         """Play one message on the synth (notes, CC 1 duty, CC 123 all notes off)."""
@@ -60,7 +63,20 @@ class AudioOutput:
                 self.sounding[voice] = -1
 
     def _fill(self, outdata, frames, time_info, status) -> None:
-        outdata[:, 0] = self.synth.render(frames)
+        block = self.synth.render(frames)
+        outdata[:, 0] = block
+        self.blocks += 1
+        if status.output_underflow:
+            self.underflows += 1
+        if frames:
+            self.peak = max(self.peak, float(block.max()), -float(block.min()))
+
+    def summary(self) -> str:
+        """One line: what the audio device got."""
+        return (
+            f"audio: {self.blocks} blocks of {self.synth.block_size} frames, {self.underflows} underflows, "
+            f"peak {self.peak:.2f}"
+        )
 
     def close(self) -> None:
         """Stop and close the audio stream."""
@@ -70,20 +86,23 @@ class AudioOutput:
             self.stream = None
 
 
-def open_stream(*, latency_sec: float = 0.02, gm_drums: bool = False, sample_rate: int = SAMPLE_RATE):
+def open_stream(*, latency_sec: float = 0.02, gm_drums: bool = False, sample_rate: int | None = None):
     """An ``AudioOutput`` playing on the default audio device, or None (logged in one line) without one.
 
     ``latency_sec`` sets PortAudio's suggested latency and the block size (at most one
-    block of that length).
+    block of that length); ``sample_rate`` defaults to the device's own (a JACK server
+    takes no other).
     """
     try:
         import sounddevice  # noqa: PLC0415 (optional: the `live` extra; PortAudio may be missing)
     except (ImportError, OSError) as error:
         logger.info("no live audio (%s): the session is still rendered to session.wav", error)
         return None
-    block = max(64, int(sample_rate * latency_sec))
-    output = AudioOutput(ChipSynth(sample_rate=sample_rate, block_size=block), gm_drums=gm_drums)
     try:
+        if sample_rate is None:
+            sample_rate = int(sounddevice.query_devices(kind="output")["default_samplerate"]) or SAMPLE_RATE
+        block = max(64, int(sample_rate * latency_sec))
+        output = AudioOutput(ChipSynth(sample_rate=sample_rate, block_size=block), gm_drums=gm_drums)
         stream = sounddevice.OutputStream(
             samplerate=sample_rate, channels=1, dtype="float32", blocksize=block, latency=latency_sec,
             callback=output._fill,

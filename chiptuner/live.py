@@ -3,7 +3,8 @@
 The front end of ``chiptuner.engine`` for the terminal: it parses the options, warms the
 kernels up, opens the MIDI ports (or, with ``--demo``, plays a bundled melody), runs the
 engine until Ctrl-C, and writes the session. Heavy modules are imported after the options
-are parsed, so ``--help`` answers at once.
+are parsed, so ``--help`` answers at once. With ``--web`` the browser front end
+(``chiptuner.web``) takes over.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text} is not 0-65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``python -m chiptuner.live``."""
     parser = argparse.ArgumentParser(
@@ -134,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--no-record", action="store_true", help="do not write the session")
     output.add_argument("--no-sound", action="store_true", help="no audio: no chip synth, no session.wav")
     output.add_argument("--latency", type=_positive, default=20.0, metavar="MS", help="audio buffer (default: 20)")
+    web = parser.add_argument_group("in the browser")
+    web.add_argument(
+        "--web", action="store_true",
+        help="serve a page to play with the computer keyboard, five buttons or a MIDI keyboard (WebMIDI), "
+        "with the band on a WebAudio chip synth and a scrolling piano roll",
+    )  # fmt: skip
+    web.add_argument("--host", default="127.0.0.1", help="with --web: address to listen on (default: 127.0.0.1)")
+    web.add_argument("--port", type=_port, default=8765, help="with --web: port (default: 8765; 0: any free one)")
+    web.add_argument("--no-browser", action="store_true", help="with --web: print the address, open no browser")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="count", default=0)
     return parser
@@ -191,17 +208,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here, after parsing: numba and the model take a moment to load.
-    from chiptuner import engine as eng  # noqa: PLC0415
-    from chiptuner import ports  # noqa: PLC0415
-    from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
+    if args.web:
+        from chiptuner import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
-    if args.list_ports:
+        return web.run(args, seconds_since_start=_seconds_since_start)
+    from chiptuner import ports  # noqa: PLC0415
+
+    if args.list_ports:  # before numba and the model load
         api, inputs, outputs = ports.list_ports(args.midi_api)
         print(f"MIDI API: {api}")
         print("inputs:  " + (", ".join(inputs) or "none"))
         print("outputs: " + (", ".join(outputs) or "none"))
         return EXIT_OK
+    # Imported here, after parsing: numba and the model take a moment to load.
+    from chiptuner import engine as eng  # noqa: PLC0415
+    from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
+
     model = load_model(args.model)
     arranger = Arranger(model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed)
     warmup(model)  # compile or load every kernel before any port opens
@@ -280,6 +302,8 @@ def _run(args: argparse.Namespace) -> int:
             files = write_session(recorder, record_dir, bpm=args.bpm, sound=sound)
             logger.info("wrote %s%s (%.1f s)", files.midi, f" and {files.wav}" if files.wav else "", files.seconds)
     logger.info(report.summary())
+    if audio is not None:
+        logger.info(audio.summary())
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
