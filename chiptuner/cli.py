@@ -305,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose: int, quiet: int) -> Iterator[None]:
+def logging_to_stderr(verbose: int, quiet: int) -> Iterator[None]:
     """Send chiptuner's log to stderr at the level of ``-v``/``-q`` while a command runs.
 
     The ``chiptuner`` logger is put back as it was afterwards, so calling ``main`` from
-    Python (tests, notebooks) leaves no handler behind.
+    Python (tests, notebooks) leaves no handler behind. ``chiptuner.live`` uses it too.
     """
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(verbose - quiet, logging.DEBUG)
     if verbose - quiet < -2:
@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _logging_to_stderr(getattr(args, "verbose", 0), getattr(args, "quiet", 0)):
+        with logging_to_stderr(getattr(args, "verbose", 0), getattr(args, "quiet", 0)):
             return args.run(args)
     except ChiptunerError as error:
         print(f"chiptuner {args.command}: error: {error}", file=sys.stderr)

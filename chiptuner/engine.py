@@ -182,6 +182,7 @@ class FixedTempo:
         self.step_sec = 60.0 / self.bpm / STEPS_PER_BEAT
         self.next_step_sec: float | None = None
         self.position: int | None = None  # set only by sources that know the bar (MIDI clock)
+        self.stopped_now = False  # set by a MIDI clock stop; the engine silences the band and clears it
 
     def start(self, now_sec: float) -> None:
         """The first step is due now."""
@@ -292,7 +293,6 @@ class MidiClockTempo(FixedTempo):
         self._pulses = 0
         self._step_count = 0
         self._last_pulse_sec = math.nan
-        self.stopped_now = False
 
     def start(self, now_sec: float) -> None:
         """Nothing is due until the clock starts."""
@@ -753,7 +753,7 @@ class Engine:
         if status >= 0xF0:
             if not self.tempo.message(status, tuple(message[1:]), now):
                 self.ignored += 1
-            elif getattr(self.tempo, "stopped_now", False):
+            elif self.tempo.stopped_now:
                 self.tempo.stopped_now = False
                 for voice in range(4):
                     self._voice(voice, -1, False, now)

@@ -181,25 +181,15 @@ def _demo_messages(bpm: float, repeats: int = 2) -> tuple[list[tuple[float, tupl
     return messages, repeats * length
 
 
-def _configure_logging(verbose: int, quiet: int) -> None:
-    balance = verbose - quiet
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(balance, logging.DEBUG if balance > 0 else logging.ERROR)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    package_logger = logging.getLogger("chiptuner")
-    package_logger.handlers[:] = [handler]
-    package_logger.setLevel(level)
-    package_logger.propagate = False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the live command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
-    from chiptuner.errors import ChiptunerError  # noqa: PLC0415 (keeps --help instant)
+    from chiptuner.cli import logging_to_stderr  # noqa: PLC0415 (keeps --help instant)
+    from chiptuner.errors import ChiptunerError  # noqa: PLC0415
 
     try:
-        return _run(args)
+        with logging_to_stderr(args.verbose, args.quiet):
+            return _run(args)
     except ChiptunerError as error:
         print(f"chiptuner live: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -437,13 +437,8 @@ class Arranger:
         Returns -1 when the model would not start a note (``follow_lead`` off).
         """
         if not self.buttons and self.follow_lead:
-            pitch = int(melody)
-            low, high = int(VOICE_LOW[0]), int(VOICE_HIGH[0])
-            while pitch > high:
-                pitch -= 12
-            while pitch < low:
-                pitch += 12
-            return pitch
+            token = _k.lead_token(False, int(melody), True, VOICE_LOW[0], VOICE_HIGH[0])
+            return int(VOICE_LOW[0]) + token - FIRST_NOTE
         _copy_all(self._state, self._before_preview)
         self.step(melody, True, position)
         pitch = int(self._sounding[0]) if self._started[0] else -1

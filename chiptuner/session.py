@@ -37,18 +37,9 @@ class SessionFiles:
     seconds: float
 
 
-def _message(row: np.ndarray) -> mido.Message | None:
-    status = int(row[0])
-    kind, channel = status & 0xF0, status & 0x0F
-    if kind == 0x90:
-        return mido.Message("note_on", channel=channel, note=int(row[1]), velocity=int(row[2]))
-    if kind == 0x80:
-        return mido.Message("note_off", channel=channel, note=int(row[1]), velocity=int(row[2]))
-    if kind == 0xB0:
-        return mido.Message("control_change", channel=channel, control=int(row[1]), value=int(row[2]))
-    if kind == 0xC0:
-        return mido.Message("program_change", channel=channel, program=int(row[1]))
-    return None
+def _message(row: np.ndarray) -> mido.Message:
+    """A recorded row (status, data bytes, -1 where absent) as a mido message."""
+    return mido.Message.from_bytes([int(b) for b in row if b >= 0])
 
 
 def session_midi(recorder: Recorder, *, bpm: float) -> mido.MidiFile:
@@ -66,10 +57,7 @@ def session_midi(recorder: Recorder, *, bpm: float) -> mido.MidiFile:
     for number, name in _TRACK_NAMES.items():
         rows = np.flatnonzero(track == number)
         events = [(0, -1, mido.MetaMessage("track_name", name=name))]
-        for order, i in enumerate(rows):
-            message = _message(data[i])
-            if message is not None:
-                events.append((int(ticks[i]), order, message))
+        events += [(int(ticks[i]), order, _message(data[i])) for order, i in enumerate(rows)]
         if len(events) > 1 or 1 <= number <= 4:
             midi.tracks.append(events_to_track(events))
     return midi

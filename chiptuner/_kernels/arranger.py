@@ -77,6 +77,21 @@ def clashes(pitch, lead_class):
 
 
 @njit(cache=True, nogil=True)
+def steering(pitch, lead_class, clash_factor, key, key_factor):
+    """The factor on the weight of sounding ``pitch`` (1 where nothing steers it).
+
+    ``clash_factor`` where it clashes with a lead of pitch class ``lead_class`` (>= 0),
+    times ``key_factor`` where it lies outside the scale of ``key`` (>= 0).
+    """
+    factor = 1.0
+    if lead_class >= 0 and clashes(pitch, lead_class):
+        factor *= clash_factor
+    if key >= 0 and not KEY_SCALES[key, pitch % 12]:
+        factor *= key_factor
+    return factor
+
+
+@njit(cache=True, nogil=True)
 def sample_voice(
     logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch,
     low=0, lead_class=-1, held_pitch=-1, clash_bias=0.0, key=-1, key_bias=0.0,
@@ -101,8 +116,6 @@ def sample_voice(
     """
     n = end - start
     hold_allowed = previous != REST and not onset_only
-    steer_clash = lead_class >= 0 and clash_bias != 0.0
-    steer_key = key >= 0 and key_bias != 0.0
     clash_factor = math.exp(-clash_bias)
     key_factor = math.exp(-key_bias)
     top = logits[start + FIRST_NOTE]
@@ -118,11 +131,7 @@ def sample_voice(
     for k in range(FIRST_NOTE, n):
         weight = math.exp(logits[start + k] - top)
         trained_mass += weight
-        pitch = low + k - FIRST_NOTE
-        if steer_clash and clashes(pitch, lead_class):
-            weight *= clash_factor
-        if steer_key and not KEY_SCALES[key, pitch % 12]:
-            weight *= key_factor
+        weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
         scratch[k] = weight
         note_mass += weight
     if not onset_only:
@@ -131,8 +140,8 @@ def sample_voice(
         if hold_allowed:
             hold_mass = math.exp(logits[start + HOLD] - top)
             trained_mass += hold_mass
-            if steer_clash and held_pitch >= 0 and clashes(held_pitch, lead_class):
-                hold_mass *= clash_factor
+            if held_pitch >= 0:
+                hold_mass *= steering(held_pitch, lead_class, clash_factor, -1, 1.0)
         # The rest keeps its trained share of the whole.
         rest_mass *= (hold_mass + note_mass) / trained_mass
         draw = next_uniform(rng_state) * (rest_mass + hold_mass + note_mass)
@@ -148,11 +157,7 @@ def sample_voice(
         total = 0.0
         for k in range(FIRST_NOTE, n):
             weight = math.exp(logits[start + k] / temperature - top_note)
-            pitch = low + k - FIRST_NOTE
-            if steer_clash and clashes(pitch, lead_class):
-                weight *= clash_factor
-            if steer_key and not KEY_SCALES[key, pitch % 12]:
-                weight *= key_factor
+            weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
             scratch[k] = weight
             total += weight
     draw = next_uniform(rng_state) * total
