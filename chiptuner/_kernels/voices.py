@@ -232,15 +232,29 @@ def reduce_folded(
     inverse = 1.0 / (2 * ticks_per_beat)
 
     # lead notes by onset step (a counting sort): lead bucket c is
-    # lead_order[lead_bucket_end[c - 1]:lead_bucket_end[c]] after the fill
+    # lead_order[lead_bucket_end[c - 1]:lead_bucket_end[c]] after the fill; and the
+    # lead note that owns each onset step, the latest by (start step, pitch, index)
     lead_step = np.empty(n_lead, dtype=np.int64)
+    lead_end = np.empty(n_lead, dtype=np.int64)
+    lead_at = np.full(n_steps, -1, dtype=np.int64)
     lead_bucket_end = np.zeros(n_steps + 1, dtype=np.int64)
     for j in range(n_lead):
         s = _step_fast(lead_start_tick[j], ticks_per_beat, steps_per_beat, inverse)
         lead_step[j] = s
         c = max(s, 0)
-        if c < n_steps:
-            lead_bucket_end[c + 1] += 1
+        if c >= n_steps:
+            continue
+        lead_bucket_end[c + 1] += 1
+        p = lead_pitch[j]
+        if p < 0 or p > 127:
+            continue
+        e = min(max(_step_fast(lead_end_tick[j], ticks_per_beat, steps_per_beat, inverse), s + 1), n_steps)
+        if c >= e:
+            continue
+        lead_end[j] = e
+        b = lead_at[c]
+        if b < 0 or s > lead_step[b] or (s == lead_step[b] and p >= lead_pitch[b]):
+            lead_at[c] = j
     for t in range(n_steps):
         lead_bucket_end[t + 1] += lead_bucket_end[t]
     lead_order = np.empty(lead_bucket_end[n_steps], dtype=np.int64)
@@ -250,17 +264,20 @@ def reduce_folded(
             lead_order[lead_bucket_end[c]] = j
             lead_bucket_end[c] += 1
 
-    # notes on the grid; voice = pitch (drum key for drums), -1 = takes no part: out of
-    # range, nothing left after clipping, or a doubling of a lead note (its onset tick and pitch)
+    # notes on the grid as one code per note: the pitch (0-127), 128 + the drum key for
+    # drums, -1 for no part (out of range, nothing left after clipping, or a doubling of a
+    # lead note: its onset tick and pitch). The step loop then reads each bucket's codes and
+    # releases in a row, without going back to the note arrays.
     note_step = np.empty(n_notes, dtype=np.int64)
     note_end = np.empty(n_notes, dtype=np.int64)
-    voice = np.empty(n_notes, dtype=np.int16)
+    code = np.empty(n_notes, dtype=np.int16)
     bucket_end = np.zeros(n_steps + 1, dtype=np.int64)
     for i in range(n_notes):
         s = max(start_step[i], 0)
         e = min(end_step[i], n_steps)
         p = pitch[i]
-        if is_drum[i]:
+        drum = is_drum[i]
+        if drum:
             p = drum_map[min(max(p, 0), 127)]
         elif s < e:
             tick = start_tick[i]
@@ -270,38 +287,25 @@ def reduce_folded(
                     p = -1
                     break
         if p < 0 or p > 127 or s >= e:
-            voice[i] = -1
+            code[i] = -1
             continue
-        voice[i] = p
+        code[i] = p + 128 if drum else p
         note_step[i] = s
         note_end[i] = e
         bucket_end[s + 1] += 1
-    # counting sort by onset step: after the fill, bucket t is order[bucket_end[t-1]:bucket_end[t]]
+    # counting sort by onset step: after the fill, bucket t is [bucket_end[t-1], bucket_end[t])
     for t in range(n_steps):
         bucket_end[t + 1] += bucket_end[t]
-    order = np.empty(bucket_end[n_steps], dtype=np.int64)
+    n_sorted = bucket_end[n_steps]
+    sorted_code = np.empty(n_sorted, dtype=np.int16)
+    sorted_end = np.empty(n_sorted, dtype=np.int64)
     for i in range(n_notes):
-        if voice[i] >= 0:
-            s = note_step[i]
-            order[bucket_end[s]] = i
-            bucket_end[s] += 1
-
-    # the latest lead note per onset step
-    lead_end = np.empty(n_lead, dtype=np.int64)
-    lead_at = np.full(n_steps, -1, dtype=np.int64)
-    for j in range(n_lead):
-        p = lead_pitch[j]
-        s = lead_step[j]
-        c = max(s, 0)
-        if p < 0 or p > 127 or c >= n_steps:
-            continue
-        e = min(max(_step_fast(lead_end_tick[j], ticks_per_beat, steps_per_beat, inverse), s + 1), n_steps)
-        if c >= e:
-            continue
-        lead_end[j] = e
-        b = lead_at[c]
-        if b < 0 or s > lead_step[b] or (s == lead_step[b] and p >= lead_pitch[b]):
-            lead_at[c] = j
+        c = code[i]
+        if c >= 0:
+            k = bucket_end[note_step[i]]
+            sorted_code[k] = c
+            sorted_end[k] = note_end[i]
+            bucket_end[note_step[i]] = k + 1
 
     # per pitch: release step of the notes started so far, and the last step it started on
     until = np.zeros(128, dtype=np.int64)
@@ -315,21 +319,41 @@ def reduce_folded(
     drum = -1
     begin = 0
     n_accompaniment = 0
+    lead = -1
     for t in range(n_steps):
         end = bucket_end[t]
+        if begin == end and lead_at[t] < 0:
+            # Nothing starts: no voice can take a new pitch, each only falls silent at its
+            # note's release (the harmony never shares the lead's or the bass's pitch, so its
+            # hold test is its release alone). About 40% of steps take this path.
+            if t >= lead_release:
+                lead = -1
+            if bass >= 0 and until[bass] <= t:
+                bass = -1
+            if harmony >= 0 and until[harmony] <= t:
+                harmony = -1
+            if drum >= 0 and drum_until[drum] <= t:
+                drum = -1
+            out_pitch[t, 0] = fold[0, lead]
+            out_pitch[t, 1] = fold[1, harmony]
+            out_pitch[t, 2] = fold[2, bass]
+            out_pitch[t, 3] = drum
+            out_onset[t, 0] = False
+            out_onset[t, 1] = False
+            out_onset[t, 2] = False
+            out_onset[t, 3] = False
+            continue
         lowest = 128
         any_drum = False
         for k in range(begin, end):
-            i = order[k]
-            p = voice[i]
-            if p < 0:
-                continue
-            if is_drum[i]:
-                drum_until[p] = max(drum_until[p], note_end[i])
+            p = sorted_code[k]
+            if p >= 128:
+                p -= 128
+                drum_until[p] = max(drum_until[p], sorted_end[k])
                 drum_struck[p] = t
                 any_drum = True
             else:
-                until[p] = max(until[p], note_end[i])
+                until[p] = max(until[p], sorted_end[k])
                 struck[p] = t
                 if p < lowest:
                     lowest = p
@@ -358,9 +382,8 @@ def reduce_folded(
         if lowest < 128:
             top = 128 if lead < 0 else lead
             for k in range(begin, end):
-                i = order[k]
-                p = voice[i]
-                if p < 0 or is_drum[i] or p == bass:
+                p = sorted_code[k]
+                if p >= 128 or p == bass:
                     continue
                 if p < top:
                     if p > below:
