@@ -13,12 +13,13 @@ import typing
 
 import numpy as np
 
+from chiptuner._kernels import melody as _melody_kernels
 from chiptuner.errors import MidiFileError, ParameterError
-from chiptuner.melody import MaxOnsets, melody_from_notes, melody_notes, simplify, to_buttons
+from chiptuner.melody import _RECENTER_BEATS, MaxOnsets, _window_step, melody_notes, to_buttons
 from chiptuner.midi_io import read_midi
 from chiptuner.timebase import STEPS_PER_BEAT
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
-from chiptuner.voices import _reduce as _reduce_voices
+from chiptuner.voices import _reduce_into as _reduce_voices_into
 
 __all__ = [
     "MaxOnsets",
@@ -119,11 +120,23 @@ def step_in_bar(
         raise ParameterError(
             f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
         )
-    start = 0
+    return _step_in_bar(time_signatures, ticks_per_beat, n_steps, steps_per_beat)
+
+
+def _step_in_bar(time_signatures: TimeSignatures, ticks_per_beat: int, n_steps: int, steps_per_beat: int) -> np.ndarray:
+    """``step_in_bar`` for arguments already checked."""
     length = 4 * steps_per_beat
+    ticks = time_signatures.tick.tolist()
+    if not any(ticks) and n_steps <= MAX_STEPS:
+        # Every signature (if any) at tick 0, as in most files of every corpus: the last sane
+        # one sets the bar throughout.
+        for num, den in zip(time_signatures.numerator.tolist(), time_signatures.denominator.tolist(), strict=True):
+            length = _bar_steps(num, den, steps_per_beat) or length
+        return _bar_pattern(length)[:n_steps]
+    start = 0
     starts = []  # (start, length) of the bars before the one in force
     for step, num, den in zip(
-        _signature_steps(time_signatures.tick.tolist(), ticks_per_beat, steps_per_beat),
+        _signature_steps(ticks, ticks_per_beat, steps_per_beat),
         time_signatures.numerator.tolist(),
         time_signatures.denominator.tolist(),
         strict=True,
@@ -163,6 +176,12 @@ def _bar_pattern(bar: int) -> np.ndarray:
     pattern = (np.arange(MAX_STEPS, dtype=np.int32) % bar).astype(np.int8)
     pattern.setflags(write=False)
     return pattern
+
+
+@functools.lru_cache(maxsize=16)
+def _simplify_window(max_onsets: str, steps_per_beat: int) -> int:
+    """The window of ``melody.simplify`` for these settings, by its own rule (and its errors)."""
+    return _window_step(Melody(np.empty(0, np.int16), np.empty(0, np.bool_), steps_per_beat), max_onsets)
 
 
 def song_arrays(
@@ -209,6 +228,8 @@ def song_arrays(
     if n_notes == 0:
         raise SongRejected("no notes")
     tpb = score.ticks_per_beat
+    if not isinstance(tpb, (int, np.integer)) or tpb <= 0:
+        raise ParameterError(f"score.ticks_per_beat is {tpb!r}; it must be a positive integer such as 480")
     last_step = (2 * score.end_tick * steps_per_beat + tpb) // (2 * tpb)  # ticks_to_steps of one tick
     if last_step > MAX_STEPS:
         raise SongRejected(
@@ -220,31 +241,45 @@ def song_arrays(
     lead = melody_notes(score)
     # The grid ends at the song's last release; a note that starts on that very step is cut.
     n_steps = last_step
-    full = melody_from_notes(lead, tpb, n_steps, steps_per_beat=steps_per_beat)
+    # The melody's step arrays come from melody's kernels directly, as melody_from_notes,
+    # simplify and to_buttons make them (tests/test_pipeline.py holds them equal): on a
+    # typical song those wrappers' checks and containers cost twice their kernels.
+    full_pitch = np.empty(n_steps, dtype=STEP_KEYS["full_pitch"])
+    full_onset = np.empty(n_steps, dtype=STEP_KEYS["full_onset"])
+    _melody_kernels.render_ticks(
+        lead.start_tick, lead.end_tick, lead.pitch, tpb, steps_per_beat, full_pitch, full_onset
+    )  # fmt: skip
     if n_steps < MIN_BARS * 4 * steps_per_beat:
         raise SongRejected(
             f"too short: {n_steps} steps, under {MIN_BARS} bars of 4/4", n_notes=n_notes, n_steps=n_steps
         )
-    n_onsets = int(np.count_nonzero(full.onset))
+    n_onsets = int(np.count_nonzero(full_onset))
     if n_onsets < MIN_MELODY_ONSETS:
         raise SongRejected(
             f"no usable melody: {n_onsets} melody notes, under {MIN_MELODY_ONSETS}", n_notes=n_notes, n_steps=n_steps
         )
-    simple = simplify(full, max_onsets=max_onsets)
-    lane, lane_onset = to_buttons(simple)
-    voices, n_accompaniment = _reduce_voices(score, lead, steps_per_beat, n_steps)
-    if not n_accompaniment:
+    melody_pitch = np.empty(n_steps, dtype=STEP_KEYS["melody_pitch"])
+    melody_onset = np.empty(n_steps, dtype=STEP_KEYS["melody_onset"])
+    window = _simplify_window(max_onsets, steps_per_beat)
+    _melody_kernels.thin_onsets(full_pitch, full_onset, window, melody_pitch, melody_onset)
+    lane = np.empty(n_steps, dtype=STEP_KEYS["lane"])
+    lane_onset = np.empty(n_steps, dtype=STEP_KEYS["lane_onset"])
+    recenter_step = _RECENTER_BEATS * steps_per_beat
+    _melody_kernels.button_lanes(melody_pitch, melody_onset, recenter_step, lane, lane_onset)
+    voice_pitch = np.empty((n_steps, 4), dtype=STEP_KEYS["voice_pitch"])
+    voice_onset = np.empty((n_steps, 4), dtype=STEP_KEYS["voice_onset"])
+    if not _reduce_voices_into(score.notes, lead, tpb, steps_per_beat, voice_pitch, voice_onset):
         raise SongRejected("no accompaniment: pulse2, triangle and noise are silent", n_notes=n_notes, n_steps=n_steps)
     return {
-        "melody_pitch": simple.pitch,
-        "melody_onset": simple.onset,
-        "full_pitch": full.pitch,
-        "full_onset": full.onset,
+        "melody_pitch": melody_pitch,
+        "melody_onset": melody_onset,
+        "full_pitch": full_pitch,
+        "full_onset": full_onset,
         "lane": lane,
         "lane_onset": lane_onset,
-        "voice_pitch": voices.pitch,
-        "voice_onset": voices.onset,
-        "step_in_bar": step_in_bar(score.time_signatures, tpb, n_steps, steps_per_beat=steps_per_beat),
+        "voice_pitch": voice_pitch,
+        "voice_onset": voice_onset,
+        "step_in_bar": _step_in_bar(score.time_signatures, tpb, n_steps, steps_per_beat),
         "ticks_per_beat": np.array(tpb, dtype=SONG_KEYS["ticks_per_beat"]),
         "steps_per_beat": np.array(steps_per_beat, dtype=SONG_KEYS["steps_per_beat"]),
         "n_notes": np.array(n_notes, dtype=SONG_KEYS["n_notes"]),

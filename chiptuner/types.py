@@ -58,8 +58,8 @@ class _Adoptable:
             array.setflags(write=False)
         # _wrap inlined: a classmethod call forwarding *arrays costs as much as the body
         self = object.__new__(cls)
-        # No strict=True: it costs a third of the call, and the callers are this package's own.
-        for name, array in zip(cls._ARRAYS, arrays):
+        # strict=False: strict=True costs a third of the call, and the callers are this package's own.
+        for name, array in zip(cls._ARRAYS, arrays, strict=False):
             scalars[name] = array  # the keyword dict is this call's own: it becomes __dict__
         object.__setattr__(self, "__dict__", scalars)  # frozen: one write instead of one per field
         return self
@@ -68,7 +68,7 @@ class _Adoptable:
     def _wrap(cls, *arrays: np.ndarray, **scalars: object):
         """``_adopt`` for arrays that are read-only already (slices of a buffer made read-only)."""
         self = object.__new__(cls)
-        for name, array in zip(cls._ARRAYS, arrays):
+        for name, array in zip(cls._ARRAYS, arrays, strict=False):
             scalars[name] = array
         object.__setattr__(self, "__dict__", scalars)
         return self

@@ -158,11 +158,6 @@ def reduce_voices(
     ParameterError
         If ``steps_per_beat`` is not a positive integer or ``n_steps`` is negative.
     """
-    return _reduce(score, lead, steps_per_beat, n_steps)[0]
-
-
-def _reduce(score: Score, lead: Notes, steps_per_beat: int, n_steps: int | None) -> tuple[Arrangement, int]:
-    """``reduce_voices``, and how many onsets pulse2, triangle and noise have together."""
     if not isinstance(score, Score):
         raise TypeError(f"score is a {type(score).__name__}; pass a chiptuner.Score (from chiptuner.read_midi)")
     if not isinstance(lead, Notes):
@@ -178,11 +173,8 @@ def _reduce(score: Score, lead: Notes, steps_per_beat: int, n_steps: int | None)
             raise ParameterError(f"n_steps is {n_steps!r}; it must be an integer >= 0, or None for the song's length")
         pitch = np.empty((n_steps, 4), dtype=np.int16)
         onset = np.empty((n_steps, 4), dtype=np.bool_)
-        n_accompaniment = _k.reduce_ticks(
-            notes.start_tick, notes.end_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick, lead.pitch,
-            tpb, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, pitch, onset,
-        )  # fmt: skip
-        return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat)), n_accompaniment
+        _reduce_into(notes, lead, tpb, steps_per_beat, pitch, onset)
+        return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))
     start_step = np.empty(len(notes), dtype=np.int64)
     end_step = np.empty(len(notes), dtype=np.int64)
     n_steps = _k.quantize(notes.start_tick, notes.end_tick, tpb, steps_per_beat, start_step, end_step)
@@ -190,12 +182,26 @@ def _reduce(score: Score, lead: Notes, steps_per_beat: int, n_steps: int | None)
         raise ParameterError(f"every note of the score ends before tick 0 (last step {n_steps}); pass n_steps")
     pitch = np.empty((n_steps, 4), dtype=np.int16)
     onset = np.empty((n_steps, 4), dtype=np.bool_)
-    n_accompaniment = _k.reduce_folded(
+    _k.reduce_folded(
         start_step, end_step, notes.start_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick,
         lead.pitch, tpb, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, pitch, onset,
     )  # fmt: skip
     # the kernel's fresh outputs
-    return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat)), n_accompaniment
+    return Arrangement._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))
+
+
+def _reduce_into(
+    notes: Notes, lead: Notes, ticks_per_beat: int, steps_per_beat: int, out_pitch: np.ndarray, out_onset: np.ndarray
+) -> int:
+    """The voices of ``reduce_voices`` written into ``out_pitch`` and ``out_onset`` [shape=(T, 4)].
+
+    For arguments already checked (``pipeline.song_arrays`` checks its own): one kernel call,
+    no Arrangement. Returns how many onsets pulse2, triangle and noise have together.
+    """
+    return _k.reduce_ticks(
+        notes.start_tick, notes.end_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick, lead.pitch,
+        ticks_per_beat, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, out_pitch, out_onset,
+    )  # fmt: skip
 
 
 def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
