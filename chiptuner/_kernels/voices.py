@@ -343,21 +343,6 @@ def reduce_folded(
             out_onset[t, 2] = False
             out_onset[t, 3] = False
             continue
-        lowest = 128
-        any_drum = False
-        for k in range(begin, end):
-            p = sorted_code[k]
-            if p >= 128:
-                p -= 128
-                drum_until[p] = max(drum_until[p], sorted_end[k])
-                drum_struck[p] = t
-                any_drum = True
-            else:
-                until[p] = max(until[p], sorted_end[k])
-                struck[p] = t
-                if p < lowest:
-                    lowest = p
-
         # lead
         lead_onset = False
         j = lead_at[t]
@@ -366,6 +351,38 @@ def reduce_folded(
             lead_release = lead_end[j]
             lead_onset = True
         lead = lead_pitch[lead_note] if t < lead_release else -1
+
+        # the starts: the lowest, and the harmony's candidates, two distinct pitches on each
+        # side of the lead (the best may be the bass, chosen next), in one pass
+        top = 128 if lead < 0 else lead
+        lowest = 128
+        below = below_next = -1
+        above = above_next = 128
+        any_drum = False
+        for k in range(begin, end):
+            p = sorted_code[k]
+            if p >= 128:
+                p -= 128
+                drum_until[p] = max(drum_until[p], sorted_end[k])
+                drum_struck[p] = t
+                any_drum = True
+                continue
+            until[p] = max(until[p], sorted_end[k])
+            struck[p] = t
+            if p < lowest:
+                lowest = p
+            if p < top:
+                if p > below:
+                    below_next = below
+                    below = p
+                elif below_next < p < below:
+                    below_next = p
+            elif p > top:
+                if p < above:
+                    above_next = above
+                    above = p
+                elif above < p < above_next:
+                    above_next = p
 
         # bass
         bass_onset = False
@@ -376,20 +393,11 @@ def reduce_folded(
         elif not held:
             bass = -1
 
-        # harmony
-        below = -1
-        above = 128
-        if lowest < 128:
-            top = 128 if lead < 0 else lead
-            for k in range(begin, end):
-                p = sorted_code[k]
-                if p >= 128 or p == bass:
-                    continue
-                if p < top:
-                    if p > below:
-                        below = p
-                elif lead >= 0 and p > lead and p < above:
-                    above = p
+        # harmony: the candidates without the bass's pitch
+        if below == bass:
+            below = below_next
+        if above == bass:
+            above = above_next
         harmony_onset = False
         h = harmony
         held = h >= 0 and h != lead and h != bass and until[h] > t and struck[h] != t
