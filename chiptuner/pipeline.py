@@ -155,7 +155,7 @@ def _step_in_bar(time_signatures: TimeSignatures, ticks_per_beat: int, n_steps: 
     bounds = [s for s, _ in starts[1:]] + [n_steps]
     out = np.empty(n_steps, dtype=np.int8)
     for (begin, bar), end in zip(starts, bounds, strict=True):
-        out[begin:end] = np.arange(end - begin) % bar
+        out[begin:end] = _bar_pattern(bar)[: end - begin] if end - begin <= MAX_STEPS else np.arange(end - begin) % bar
     return out
 
 
@@ -170,7 +170,7 @@ def _signature_steps(ticks: list[int], ticks_per_beat: int, steps_per_beat: int)
     return ((2 * np.array(ticks, dtype=np.int64) * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)).tolist()
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)  # every sane bar length of a grid (at most 43 at 4 steps per beat)
 def _bar_pattern(bar: int) -> np.ndarray:
     """0, 1, ..., bar-1, 0, 1, ... for MAX_STEPS steps, read-only: one bar length's positions, made once."""
     pattern = (np.arange(MAX_STEPS, dtype=np.int32) % bar).astype(np.int8)
