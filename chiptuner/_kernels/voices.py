@@ -319,30 +319,8 @@ def reduce_folded(
     drum = -1
     begin = 0
     n_accompaniment = 0
-    lead = -1
     for t in range(n_steps):
         end = bucket_end[t]
-        if begin == end and lead_at[t] < 0:
-            # Nothing starts: no voice can take a new pitch, each only falls silent at its
-            # note's release (the harmony never shares the lead's or the bass's pitch, so its
-            # hold test is its release alone). About 40% of steps take this path.
-            if t >= lead_release:
-                lead = -1
-            if bass >= 0 and until[bass] <= t:
-                bass = -1
-            if harmony >= 0 and until[harmony] <= t:
-                harmony = -1
-            if drum >= 0 and drum_until[drum] <= t:
-                drum = -1
-            out_pitch[t, 0] = fold[0, lead]
-            out_pitch[t, 1] = fold[1, harmony]
-            out_pitch[t, 2] = fold[2, bass]
-            out_pitch[t, 3] = drum
-            out_onset[t, 0] = False
-            out_onset[t, 1] = False
-            out_onset[t, 2] = False
-            out_onset[t, 3] = False
-            continue
         # lead
         lead_onset = False
         j = lead_at[t]
@@ -351,6 +329,26 @@ def reduce_folded(
             lead_release = lead_end[j]
             lead_onset = True
         lead = lead_pitch[lead_note] if t < lead_release else -1
+
+        if begin == end:
+            # No other note starts (half the steps of the bench mix): bass, harmony and drum
+            # only fall silent, at their note's release, and the harmony also where the lead
+            # takes its pitch (it never shares the bass's: the bass can only fall silent too).
+            if bass >= 0 and until[bass] <= t:
+                bass = -1
+            if harmony >= 0 and (until[harmony] <= t or harmony == lead):
+                harmony = -1
+            if drum >= 0 and drum_until[drum] <= t:
+                drum = -1
+            out_pitch[t, 0] = fold[0, lead]
+            out_pitch[t, 1] = fold[1, harmony]
+            out_pitch[t, 2] = fold[2, bass]
+            out_pitch[t, 3] = drum
+            out_onset[t, 0] = lead_onset
+            out_onset[t, 1] = False
+            out_onset[t, 2] = False
+            out_onset[t, 3] = False
+            continue
 
         # the starts: the lowest, and the harmony's candidates, two distinct pitches on each
         # side of the lead (the best may be the bass, chosen next), in one pass
