@@ -137,7 +137,6 @@ def read_midi(source: PathOrBytes) -> Score:
     n_bytes = data.shape[0]
     max_notes = min(n_bytes // 3 + 1, MAX_NOTES)
     max_events = n_bytes // 5 + 1
-    max_tracks = n_bytes // 8 + 1
     # One buffer per dtype and role; the containers get read-only row slices of them.
     info = np.empty(16, dtype=np.int64)
     note_tick = np.empty((2, max_notes), dtype=np.int64)  # start, end
@@ -145,19 +144,23 @@ def read_midi(source: PathOrBytes) -> Score:
     channel = np.empty(max_notes, dtype=np.int8)
     track = np.empty(max_notes, dtype=np.int32)
     is_drum = np.empty(max_notes, dtype=np.bool_)
-    event_tick = np.empty((3, max_events + 1), dtype=np.int64)  # tempo tick, us per beat, signature tick
+    # tempo tick, us per beat, signature tick; track name position, length
+    event_tick = np.empty((5, max_events + 1), dtype=np.int64)
     event_small = np.empty((2, max_events + 1), dtype=np.int16)  # signature numerator, denominator
-    track_name = np.empty((2, max_tracks), dtype=np.int64)
-    _k.read_smf(data, note_tick, note_small, channel, track, is_drum, event_tick, event_small, track_name, info)
+    _k.read_smf(data, note_tick, note_small, channel, track, is_drum, event_tick, event_small, info)
     counts = info.tolist()
     if counts[_k.INFO_ERROR]:
         raise _refusal(data, counts, name)
     ticks_per_beat, smpte = _ticks_per_beat(counts[_k.INFO_DIVISION], name)
 
+    n_tracks = counts[_k.INFO_TRACKS]
+    track_names = tuple(
+        [raw[p : p + length].decode("latin-1") if p >= 0 else "" for p, length in event_tick[3:, :n_tracks].T.tolist()]
+    )
     n_map = counts[_k.INFO_TEMPO_MAP]
     n_ts = counts[_k.INFO_TIME_SIGNATURES]
     # The few tempo and signature entries leave their buffers (sized for the worst case).
-    event_tick = event_tick[:, : max(n_map, n_ts)].copy()
+    event_tick = event_tick[:3, : max(n_map, n_ts)].copy()
     event_small = event_small[:, :n_ts].copy()
     # Read-only buffers give read-only slices: the containers wrap them as they are.
     for buffer in (note_tick, note_small, channel, track, is_drum, event_tick, event_small):
@@ -170,13 +173,6 @@ def read_midi(source: PathOrBytes) -> Score:
     tempo = TempoMap._wrap(event_tick[0, :n_map], event_tick[1, :n_map])
     time_signatures = TimeSignatures._wrap(event_tick[2, :n_ts], event_small[0, :n_ts], event_small[1, :n_ts])
 
-    n_tracks = counts[_k.INFO_TRACKS]
-    track_names = tuple(
-        [
-            str(raw[p : p + length], "latin-1").strip("\x00 ") if p >= 0 else ""
-            for p, length in zip(track_name[0, :n_tracks].tolist(), track_name[1, :n_tracks].tolist(), strict=True)
-        ]
-    )
     repairs_mask = counts[_k.INFO_REPAIRS]
     repairs = tuple(text for flag, text in _REPAIRS.items() if repairs_mask & flag) if repairs_mask else ()
 

@@ -414,13 +414,11 @@ def assign_programs(
 
 
 @njit(cache=True, nogil=True)
-def read_smf(
-    data, note_tick, note_small, note_channel, note_track, note_is_drum, event_tick, event_small, track_name, info
-):
+def read_smf(data, note_tick, note_small, note_channel, note_track, note_is_drum, event_tick, event_small, info):
     """Everything ``read_midi`` needs from the bytes, in one call.
 
-    ``parse_smf``, then the programs, drum flags, sorted time signatures, the tempo map
-    and the song's extent.
+    ``parse_smf``, then the programs, drum flags, sorted time signatures, the tempo map,
+    the song's extent and the track names' bytes without their padding.
 
     Parameters
     ----------
@@ -433,13 +431,13 @@ def read_smf(
     note_track : np.ndarray [shape=(N_max,), dtype=int32]
     note_is_drum : np.ndarray [shape=(N_max,), dtype=bool]
         Channel index 9.
-    event_tick : np.ndarray [shape=(3, E_max + 1), dtype=int64]
-        Rows: tempo-map tick, its microseconds per beat, time-signature tick. ``parse_smf``
-        sees ``E_max`` columns; the extra one leaves room for the tempo map's tick 0.
+    event_tick : np.ndarray [shape=(5, E_max + 1), dtype=int64]
+        Rows: tempo-map tick, its microseconds per beat, time-signature tick (``parse_smf``
+        sees ``E_max`` columns; the extra one leaves room for the tempo map's tick 0); then
+        per track the byte position (-1 = none) and length of its name, leading and
+        trailing NUL and space bytes left out (E_max + 1 is room for every track chunk).
     event_small : np.ndarray [shape=(2, E_max + 1), dtype=int16]
         Rows: time-signature numerator and denominator.
-    track_name : np.ndarray [shape=(2, K_max), dtype=int64]
-        Rows: byte position (-1 = none) and length of each track's name.
     info : np.ndarray [shape=(16,), dtype=int64]
         As ``parse_smf``, plus ``INFO_TEMPO_MAP`` (entries of the tempo map),
         ``INFO_END_TICK`` (last release, 0 without notes) and ``INFO_MAX_US_PER_BEAT``.
@@ -459,10 +457,22 @@ def read_smf(
         data, note_tick[0, :], note_tick[1, :], note_small[0, :], note_small[1, :], note_channel, note_track,
         event_tick[0, :max_events], event_tick[1, :max_events], event_tick[2, :max_events],
         event_small[0, :max_events], event_small[1, :max_events],
-        program_tick, program_channel, program_value, track_name[0, :], track_name[1, :], info,
+        program_tick, program_channel, program_value, event_tick[3, :], event_tick[4, :], info,
     )  # fmt: skip
     if info[INFO_ERROR] != ERR_NONE:
         return
+    for k in range(info[INFO_TRACKS]):
+        p = event_tick[3, k]
+        if p < 0:
+            continue
+        length = event_tick[4, k]
+        while length > 0 and (data[p] == 0 or data[p] == 0x20):
+            p += 1
+            length -= 1
+        while length > 0 and (data[p + length - 1] == 0 or data[p + length - 1] == 0x20):
+            length -= 1
+        event_tick[3, k] = p
+        event_tick[4, k] = length
     n = info[INFO_NOTES]
     n_programs = info[INFO_PROGRAMS]
     assign_programs(
