@@ -32,9 +32,19 @@ import measure_melody as mm  # noqa: E402
 
 from chiptuner import melody as mel  # noqa: E402
 from chiptuner._kernels import melody as _k  # noqa: E402
+from chiptuner.types import Notes, Score  # noqa: E402
 
 MERGED = ("melody_piano", "all")
+#: Velocity-flattened copies of each training song (``flatten_velocity``), and the ranges of
+#: their spread and track-offset factors.
+AUGMENT = 1
+SPREAD = (0.25, 0.7)
+OFFSET = (0.2, 0.7)
 HIDDEN = 16
+MAX_ITER = 30
+#: Networks in a row: note features; plus first-pass context; then (each later one) plus
+#: the context and segment columns of the pass before.
+PASSES = 3
 MELODY_PY = Path(mel.__file__)
 
 
@@ -51,10 +61,37 @@ def song_arrays(score, truth) -> dict[str, np.ndarray]:
     _k.grid_steps(notes.start_tick[order], notes.end_tick[order], score.ticks_per_beat, 4, st, en)
     pitch = notes.pitch[order]
     velocity = notes.velocity[order]
-    x = np.zeros((len(order), _k.N_FEATURES + _k.N_CONTEXT))
+    x = np.zeros((len(order), _k.N_INPUTS))
     _k.note_features(st, en, pitch, velocity, x)
     y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
     return {"st": st, "en": en, "pitch": pitch, "velocity": velocity, "x": x, "y": y}
+
+
+def flatten_velocity(score: Score, spread: float, offset: float) -> Score:
+    """The song with each track's velocities pulled toward the song's median.
+
+    A track's spread around its median is scaled by ``spread`` and its median's distance
+    from the song's by ``offset``. POP909's later songs (401-909, unlabelled statistics
+    only) play every track at nearly one level (melody velocity spread 4 against 10 in
+    001-300; melody minus accompaniment 5-10 against 9-19): fitted without these copies,
+    the networks lean on a velocity gap that is not there.
+    """
+    n = score.notes
+    v = n.velocity.astype(np.float64)
+    median = np.median(v)
+    out = v.copy()
+    for t in np.unique(n.track):
+        m = n.track == t
+        tm = np.median(v[m])
+        out[m] = median + offset * (tm - median) + spread * (v[m] - tm)
+    velocity = np.clip(np.round(out), 1, 127).astype(n.velocity.dtype)
+    notes = Notes(n.start_tick, n.end_tick, n.pitch, velocity, n.channel, n.program, n.track, n.is_drum)
+    return Score(notes, score.tempo, score.time_signatures, score.ticks_per_beat, score.track_names)
+
+
+def versions(score: Score, rng: np.random.Generator) -> list[Score]:
+    """The song and its ``AUGMENT`` velocity-flattened copies."""
+    return [score] + [flatten_velocity(score, rng.uniform(*SPREAD), rng.uniform(*OFFSET)) for _ in range(AUGMENT)]
 
 
 def fit_net(x: np.ndarray, y: np.ndarray, seed: int = 0):
@@ -66,9 +103,9 @@ def fit_net(x: np.ndarray, y: np.ndarray, seed: int = 0):
     mu = x[sub].mean(axis=0)
     sd = x[sub].std(axis=0)
     sd[sd < 1e-9] = 1.0
-    net = MLPClassifier((HIDDEN,), alpha=1e-4, batch_size=512, max_iter=30, early_stopping=True, random_state=seed).fit(
-        (x[sub] - mu) / sd, y[sub]
-    )
+    net = MLPClassifier(
+        (HIDDEN,), alpha=1e-4, batch_size=512, max_iter=MAX_ITER, early_stopping=True, random_state=seed
+    ).fit((x[sub] - mu) / sd, y[sub])
     w_hidden = np.ascontiguousarray((net.coefs_[0] / sd[:, None]).T)  # (H, F): rows per hidden unit
     b_hidden = net.intercepts_[0] - (mu / sd) @ net.coefs_[0]
     return w_hidden, b_hidden, net.coefs_[1][:, 0].copy(), float(net.intercepts_[1][0])
@@ -80,26 +117,50 @@ def logits(x: np.ndarray, net) -> np.ndarray:
     return out
 
 
-def add_context(song: dict, net1) -> None:
-    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, : _k.N_FEATURES], net1)))
-    _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, song["x"][:, _k.N_FEATURES :])
+def add_context(song: dict, net, k: int) -> None:
+    """Pass ``k``'s probabilities and the context columns they give pass ``k + 1`` (as ``pick_melody``)."""
+    nf, nc = _k.N_FEATURES, _k.N_CONTEXT
+    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, : n_inputs(k)], net)))
+    x = song["x"]
+    if k == 0:
+        _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, x[:, nf : nf + nc])
+    else:
+        q[song["q"] < (mel._SECOND_MIN_Q if k == 1 else mel._THIRD_MIN_Q)] = 0.0
+        _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, x[:, nf + nc : nf + 2 * nc])
+        _k.segment_features(song["st"], q, x[:, nf + 2 * nc :])
+    song["q"] = q
 
 
-def fit(songs: list[dict]) -> tuple:
-    """Network 1 on all songs; network 2 on features plus out-of-fold context."""
-    nf = _k.N_FEATURES
-    half = np.arange(len(songs)) // len(MERGED) % 2  # both settings of a song in one fold
+def n_inputs(k: int) -> int:
+    """Input columns of pass ``k``'s network: note features, then first-pass context, then all."""
+    return (_k.N_FEATURES, _k.N_FEATURES + _k.N_CONTEXT)[k] if k < 2 else _k.N_INPUTS
+
+
+def fit(songs: list[dict]) -> list[tuple]:
+    """The ``PASSES`` networks, each on the features plus the context of the pass before.
+
+    The context a network learns from comes from earlier networks fitted on the other
+    half of the songs (two folds), as it would on a new song.
+    """
+    half = np.arange(len(songs)) // (len(MERGED) * (1 + AUGMENT)) % 2  # every version of a song in one fold
     both = (
         [s for s, h in zip(songs, half, strict=True) if h == 0],
         [s for s, h in zip(songs, half, strict=True) if h == 1],
     )
-    for a, b in ((0, 1), (1, 0)):
-        net = fit_net(np.concatenate([s["x"][:, :nf] for s in both[a]]), np.concatenate([s["y"] for s in both[a]]))
-        for s in both[b]:
-            add_context(s, net)
-    net2 = fit_net(np.concatenate([s["x"] for s in songs]), np.concatenate([s["y"] for s in songs]), seed=1)
-    net1 = fit_net(np.concatenate([s["x"][:, :nf] for s in songs]), np.concatenate([s["y"] for s in songs]))
-    return net1, net2
+
+    def stack(part, cols):
+        return np.concatenate([s["x"][:, :cols] for s in part]), np.concatenate([s["y"] for s in part])
+
+    nets = []
+    for k in range(PASSES):
+        nets.append(fit_net(*stack(songs, n_inputs(k)), seed=k))
+        if k == PASSES - 1:
+            break
+        fold_nets = [fit_net(*stack(part, n_inputs(k)), seed=k) for part in both]
+        for a, b in ((0, 1), (1, 0)):
+            for s in both[b]:
+                add_context(s, fold_nets[a], k)
+    return nets
 
 
 def _literal(a: np.ndarray, indent: str = "        ") -> str:
@@ -109,9 +170,9 @@ def _literal(a: np.ndarray, indent: str = "        ") -> str:
     return "[\n" + "".join(f"{indent}{row},\n" for row in rows) + indent[:-4] + "]"
 
 
-def fitted_block(net1, net2) -> str:
+def fitted_block(nets) -> str:
     lines = ["# fitted by bench/fit_melody.py --write on POP909 001-300; do not edit by hand"]
-    for k, net in ((1, net1), (2, net2)):
+    for k, net in enumerate(nets, 1):
         w_hidden, b_hidden, w_out, b_out = net
         lines += [
             f"_NET{k} = (",
@@ -121,14 +182,19 @@ def fitted_block(net1, net2) -> str:
             f"    {b_out:.5g},",
             ")  # fmt: skip",
         ]
+    later = ", ".join(f"_NET{k}" for k in range(3, len(nets) + 1))
+    lines.append(f"_LATER_NETS = ({later},)")
     lines.append("# end of fitted block")
     return "\n".join(lines)
 
 
-def install(net1, net2) -> None:
+def install(nets) -> None:
     """Use these networks in ``chiptuner.melody`` for the rest of this process."""
-    mel._NET1 = tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net1)
-    mel._NET2 = tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net2)
+    nets = [
+        tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net) for net in nets
+    ]
+    mel._NET1, mel._NET2 = nets[:2]
+    mel._LATER = mel.stack_nets(nets[2:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,19 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scores = dict(mm.pop909_songs(args.corpora, 1, 300))
     train_ids = [i for i in scores if i % 3] if args.validate else list(scores)
+    rng = np.random.default_rng(0)
     songs = [
-        song_arrays(mm.merged_setting(scores[i], setting), mm.melody_track(scores[i]))
+        song_arrays(mm.merged_setting(version, setting), mm.melody_track(version))
         for i in train_ids
+        for version in versions(scores[i], rng)
         for setting in MERGED
     ]
-    net1, net2 = fit(songs)
-    block = fitted_block(net1, net2)
+    nets = fit(songs)
+    block = fitted_block(nets)
     if args.validate:
-        install(net1, net2)
+        install(nets)
         check = [scores[i] for i in scores if i % 3 == 0]
-        for setting in (*MERGED, "tracks"):
-            f1 = np.mean([mm.setting_f1(s, setting, mel.melody_notes) for s in check])
-            print(f"validation (001-300, every third song, {len(check)}) {setting}: F1 {f1:.3f}")
+        flat = [flatten_velocity(s, 0.45, 0.5) for s in check]
+        for label, group in (("", check), (", velocities flattened", flat)):
+            for setting in (*MERGED, "tracks"):
+                f1 = np.mean([mm.setting_f1(s, setting, mel.melody_notes) for s in group])
+                print(f"validation (001-300, every third song, {len(check)}{label}) {setting}: F1 {f1:.3f}")
     if args.write:
         text = MELODY_PY.read_text()
         pattern = re.compile(r"# fitted by bench/fit_melody\.py.*?# end of fitted block", re.S)

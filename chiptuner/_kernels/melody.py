@@ -1,4 +1,4 @@
-"""Melody kernels: grid, track choice, skyline, note features, line, grid line, thinning, buttons.
+"""Melody kernels: grid, track choice, skyline, note, context and segment features, line, thinning, buttons.
 
 Every function is pure: it reads arrays and writes into arrays the caller passes in.
 Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
@@ -558,6 +558,93 @@ def context_features(start_step, end_step, pitch, velocity, q, out):
         g0 = g1
 
 
+#: Columns of ``segment_features``' output, in order: where in the song a note lies and
+#: how the likely line (probability ``q``) behaves around it, against the whole song.
+SEGMENT_NAMES = (
+    "bars_from_first_onset",
+    "bars_to_last_onset",
+    "near_line_onsets_per_step_minus_song",
+    "wide_line_onsets_per_step_minus_song",
+    "near_rival_line_share",
+    "wide_rival_line_share",
+    "near_onsets_per_step_minus_song",
+)
+N_SEGMENT = len(SEGMENT_NAMES)
+#: Inputs of the third network: note, first- and second-pass context, segment columns.
+N_INPUTS = N_FEATURES + 2 * N_CONTEXT + N_SEGMENT
+#: Positions are counted in bars of 16 steps up to this many (intros and outros are shorter).
+_MAX_POSITION_BAR = 32
+
+
+@njit(cache=True, nogil=True)
+def segment_features(start_step, q, out):
+    """Evidence of whether the tune is sung here: song position and the likely line's density.
+
+    POP909's vocal line rests in intros, outros and interludes while an instrument carries
+    the tune; there the likely line (notes with ``q > 0.5``) is often sparser or denser
+    than in the sung parts, two likely lines run at once (a counter-melody over the
+    voice), and the place is near the song's ends. "near" is +-16 steps, "wide" +-64.
+    A step's "line onset" is a step with a note of ``q > 0.5``; a "rival" step has two.
+
+    Parameters
+    ----------
+    start_step : int64 (N,), sorted, >= 0
+    q : float64 (N,), in [0, 1]
+    out : float64 (N, N_SEGMENT), written; columns as in ``SEGMENT_NAMES``.
+    """
+    n = start_step.shape[0]
+    if n == 0:
+        return
+    first = start_step[0]
+    last = start_step[n - 1]
+    n_steps = last + 2
+    line = np.zeros(n_steps + 1)
+    rival = np.zeros(n_steps + 1)
+    onset = np.zeros(n_steps + 1)
+    likely = np.zeros(n_steps, np.int64)
+    for i in range(n):
+        s = start_step[i]
+        if q[i] > 0.5:
+            likely[s] += 1
+        if onset[s + 1] == 0.0:
+            onset[s + 1] = 1.0
+    for t in range(n_steps):
+        line[t + 1] = line[t] + (1.0 if likely[t] > 0 else 0.0)
+        rival[t + 1] = rival[t] + (1.0 if likely[t] > 1 else 0.0)
+        onset[t + 1] += onset[t]
+    span = np.float64(last - first + 1)
+    song_line = (line[n_steps] - line[first]) / span
+    song_onset = (onset[n_steps] - onset[first]) / span
+    g0 = 0
+    while g0 < n:
+        s = start_step[g0]
+        g1 = g0 + 1
+        while g1 < n and start_step[g1] == s:
+            g1 += 1
+        lo = max(s - _NEAR_STEP, first)
+        hi = min(s + _NEAR_STEP + 1, n_steps)
+        lo2 = max(s - _WIDE_STEP, first)
+        hi2 = min(s + _WIDE_STEP + 1, n_steps)
+        near_line = line[hi] - line[lo]
+        wide_line = line[hi2] - line[lo2]
+        f0 = min((s - first) / 16.0, _MAX_POSITION_BAR) / 8.0
+        f1 = min((last - s) / 16.0, _MAX_POSITION_BAR) / 8.0
+        f2 = 4.0 * (near_line / (hi - lo) - song_line)
+        f3 = 4.0 * (wide_line / (hi2 - lo2) - song_line)
+        f4 = (rival[hi] - rival[lo]) / max(near_line, 1.0)
+        f5 = (rival[hi2] - rival[lo2]) / max(wide_line, 1.0)
+        f6 = 4.0 * ((onset[hi] - onset[lo]) / (hi - lo) - song_onset)
+        for i in range(g0, g1):
+            out[i, 0] = f0
+            out[i, 1] = f1
+            out[i, 2] = f2
+            out[i, 3] = f3
+            out[i, 4] = f4
+            out[i, 5] = f5
+            out[i, 6] = f6
+        g0 = g1
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def mlp_logit(x, i, w_hidden, b_hidden, w_out, b_out):
     """Row ``i`` of ``mlp_logits``."""
@@ -667,6 +754,10 @@ def pick_melody(
     b2_hidden,
     w2_out,
     b2_out,
+    w3_hidden,
+    b3_hidden,
+    w3_out,
+    b3_out,
     leap_cost,
     window_step,
     mono_penalty,
@@ -675,6 +766,7 @@ def pick_melody(
     clean_leap,
     flat_velocity,
     second_min_q,
+    third_min_q,
     out_index,
     out_end_tick,
 ):
@@ -689,7 +781,9 @@ def pick_melody(
        under 32 candidates, the skyline is the melody; else a first network
        (``mlp_logits`` on ``note_features``) gives each note a melody probability, a
        second one scores it on those features plus ``context_features`` (how it fits
-       the probable melody around it), and ``greedy_line`` picks the line.
+       the probable melody around it), a third one scores it again on all that plus the
+       same context from the second pass and ``segment_features`` (song position, the
+       likely line's density and rivals around it), and ``greedy_line`` picks the line.
     4. Each chosen note ends no later than the next chosen onset (tick).
 
     Parameters
@@ -702,8 +796,11 @@ def pick_melody(
     ticks_per_beat : int > 0
     w1_hidden, b1_hidden, w1_out, b1_out : first network (``mlp_logits``), N_FEATURES inputs
     w2_hidden, b2_hidden, w2_out, b2_out : second network, N_FEATURES + N_CONTEXT inputs
+    w3_hidden, b3_hidden, w3_out, b3_out : float64 (P, H, N_INPUTS), (P, H), (P, H), (P,):
+        the P >= 1 later networks, one per pass after the second
     leap_cost, mono_penalty, mono_limit, clean_leap, flat_velocity : float
     second_min_q : float, the first-pass probability under which a note is not scored again
+    third_min_q : float, the same for each later pass
     window_step, segment_step : int > 0
     out_index : int64 (N,), written: indices of the chosen notes, ascending start
     out_end_tick : int64 (N,), written: their (cut) release ticks
@@ -760,7 +857,7 @@ def pick_melody(
         v_var += (np.float64(cv[i]) - v_mean) ** 2
     flat = v_var <= flat_velocity * flat_velocity * m
     if main < 0 and not (flat and leap <= clean_leap) and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
-        x = np.empty((m, N_FEATURES + N_CONTEXT), np.float64)
+        x = np.empty((m, N_INPUTS), np.float64)
         note_features(st, en, cp, cv, x)
         score = np.empty(m, np.float64)
         mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, score)  # reads the first N_FEATURES columns
@@ -769,9 +866,23 @@ def pick_melody(
         context_features(st, en, cp, cv, score, x[:, N_FEATURES:])
         for i in range(m):
             if score[i] >= second_min_q:
-                score[i] = mlp_logit(x, i, w2_hidden, b2_hidden, w2_out, b2_out)
+                score[i] = 1.0 / (1.0 + np.exp(-mlp_logit(x, i, w2_hidden, b2_hidden, w2_out, b2_out)))
             else:  # hopeless after the first pass: never chosen, and half the work saved
-                score[i] = -1.0
+                score[i] = 0.0
+        # Later passes: the same context evidence, now from the sharper line of the pass
+        # before (which notes of a bar are the tune, whether a likely note still sounds),
+        # plus where in the song the likely line thins out or doubles.
+        n_pass = w3_hidden.shape[0]
+        for k in range(n_pass):
+            context_features(st, en, cp, cv, score, x[:, N_FEATURES + N_CONTEXT : N_FEATURES + 2 * N_CONTEXT])
+            segment_features(st, score, x[:, N_FEATURES + 2 * N_CONTEXT :])
+            last = k == n_pass - 1
+            for i in range(m):
+                if score[i] >= third_min_q:
+                    v = mlp_logit(x, i, w3_hidden[k], b3_hidden[k], w3_out[k], b3_out[k])
+                    score[i] = v if last else 1.0 / (1.0 + np.exp(-v))
+                else:
+                    score[i] = -1.0 if last else 0.0
         greedy_line(st, cp, score, leap_cost, window_step, chosen)
     c = 0
     for i in range(m):
