@@ -1,8 +1,8 @@
 """The live command on real ports and its start-up.
 
 Group "realtime": the JACK round trip (note-on sent -> pulse1's note-on heard) through
-``python -m chiptuner.live`` with the model, against a bare echo laid out like the engine's
-ports, measured in the same run on a private JACK dummy server (256-frame period); skipped
+``python -m chiptuner.live`` with the model, against a bare echo inside one JACK client's
+process callback (the floor), measured in the same run on a private JACK dummy server (256-frame period); skipped
 with the reason where jackd is absent. Group "startup": ``--help`` and the time from spawning
 the command to its "ready" line with a warm numba cache. (The engine's own note -> notes
 processing time is benched in bench/test_bench_engine.py.)
@@ -64,7 +64,7 @@ def _bench_round_trip(benchmark, command: list[str], env: dict[str, str]) -> Non
 
 @pytest.mark.benchmark(group="realtime")
 def test_bench_jack_round_trip_bare_echo(benchmark, jack_env):
-    """The floor: an rtmidi echo with the engine's layout (two JACK clients, a queue, a loop)."""
+    """The floor: one JACK client that writes each note back inside the process callback it came in."""
     _bench_round_trip(benchmark, [sys.executable, "-m", "tests.jack", "echo", "300"], jack_env)
     if benchmark.disabled:
         return

@@ -5,7 +5,7 @@ Every message names the bad value and says how to fix it.
 
 from __future__ import annotations
 
-__all__ = ["ChiptunerError", "MidiFileError", "ParameterError", "ModelFileError"]
+__all__ = ["ChiptunerError", "MidiFileError", "MidiSystemError", "ParameterError", "ModelFileError"]
 
 
 class ChiptunerError(Exception):
@@ -22,3 +22,7 @@ class ParameterError(ChiptunerError, ValueError):
 
 class ModelFileError(ChiptunerError, ValueError):
     """A model file that is missing, not an arranger export, of another format version, or damaged."""
+
+
+class MidiSystemError(ChiptunerError, OSError):
+    """No MIDI system to open ports on, a port that cannot be opened, or a server that went away."""

@@ -292,6 +292,8 @@ def _run(args: argparse.Namespace) -> int:
             files = write_session(recorder, record_dir, bpm=args.bpm, sound=sound)
             logger.info("wrote %s%s (%.1f s)", files.midi, f" and {files.wav}" if files.wav else "", files.seconds)
     logger.info(report.summary())
+    if midi_ports is not None and midi_ports.summary():
+        logger.info(midi_ports.summary())
     if audio is not None:
         logger.info(audio.summary())
     return EXIT_INTERRUPTED if interrupted else EXIT_OK

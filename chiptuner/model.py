@@ -559,10 +559,15 @@ def tokens_to_arrangement(tokens: np.ndarray, *, steps_per_beat: int = 4) -> Arr
 def warmup(model: ArrangerModel | None = None) -> None:
     """Compile (or load from numba's cache) every kernel of the step, before any port opens."""
     model = model if model is not None else load_model()
-    arranger = Arranger(model)
-    arranger.step(60, True, 0)
-    arranger.run(np.array([60, -1]), np.array([True, False]), np.array([0, 1]))
-    Arranger(model, mode="buttons").step(2, True, 0)
+    # Every call the live engine makes on a note, so the first note played is as quick as
+    # the rest (loading one kernel from the cache took 3-7 ms there, missing a JACK cycle).
+    for arranger, melody in ((Arranger(model), 60), (Arranger(model, mode="buttons"), 2)):
+        arranger.save_state()
+        lead = arranger.preview_lead(melody, 0)
+        arranger.step(melody, True, 0, lead_pitch=lead)
+        arranger.restore_state()
+        arranger.step(melody, True, 0)
+    Arranger(model).run(np.array([60, -1]), np.array([True, False]), np.array([0, 1]))
     tokens = voices_to_tokens(np.full((2, 4), -1), np.zeros((2, 4), bool))
     tokens_to_arrangement(tokens)
     teacher_forced_log_prob(model, np.array([60, 60]), np.array([True, False]), np.array([0, 1]), tokens)

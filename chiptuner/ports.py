@@ -1,14 +1,14 @@
-"""MIDI ports through python-rtmidi: listing, opening by name or as virtual ports, clear errors.
+"""MIDI ports: listing, opening by name or as virtual ports, clear errors.
 
-Messages cross as raw byte tuples (what rtmidi hands over), so the engine never waits for
-a message object to be parsed or built. Input is queued by rtmidi's own thread;
-``PortInbox.get`` polls that queue and is the engine's wait.
-
-Backends ("APIs"): ``alsa`` (Linux desktops), ``jack`` (a running JACK server, also where
-there is no sound hardware: ``jackd -d dummy``), ``coremidi`` (macOS), ``winmm`` (Windows).
-``auto`` takes JACK when a JACK server answers, else the platform's own system. Where
-none works, as in a container with no ALSA sequencer, ``MidiSystemError`` says so in one
-line and names what to use instead.
+Messages cross as raw byte tuples, so the engine never waits for a message object to be
+parsed or built. Backends ("APIs"): ``jack`` (a running JACK server, also where there is
+no sound hardware: ``jackd -d dummy``) through a JACK client of our own
+(``chiptuner.jack_midi``, which answers a note in the JACK cycle it came in), and through
+python-rtmidi ``alsa`` (Linux desktops), ``coremidi`` (macOS) and ``winmm`` (Windows),
+whose input is queued by rtmidi's own thread and polled by ``PortInbox.get``. ``auto``
+takes JACK when a JACK server answers, else the platform's own system. Where none works,
+as in a container with no ALSA sequencer, ``MidiSystemError`` says so in one line and
+names what to use instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from chiptuner.errors import ChiptunerError, ParameterError
+from chiptuner import jack_midi
+from chiptuner.errors import MidiSystemError, ParameterError
 
 __all__ = ["MidiSystemError", "PortInbox", "PortOutput", "MidiPorts", "list_ports", "open_ports", "API_CHOICES"]
 
@@ -31,10 +32,6 @@ INSTEAD = (
     "play without MIDI devices with `python -m chiptuner.live --demo`, start a JACK server "
     "(`jackd -d dummy`, then `--midi-api jack`), or load the ALSA sequencer (`modprobe snd-seq`)"
 )
-
-
-class MidiSystemError(ChiptunerError, OSError):
-    """No MIDI system to open ports on, or a port that cannot be opened."""
 
 
 def _rtmidi():
@@ -65,7 +62,6 @@ def _quiet_stderr() -> Iterator[None]:
 def _api_ids(rtmidi) -> dict[str, int]:
     return {
         "alsa": rtmidi.API_LINUX_ALSA,
-        "jack": rtmidi.API_UNIX_JACK,
         "coremidi": rtmidi.API_MACOSX_CORE,
         "winmm": rtmidi.API_WINDOWS_MM,
     }
@@ -82,7 +78,7 @@ def _native_api() -> str:
 def _make(kind: str, api: str, client: str):
     """An rtmidi MidiIn/MidiOut on ``api``; MidiSystemError when that system does not answer."""
     rtmidi = _rtmidi()
-    if api not in API_CHOICES or api == "auto":
+    if api not in API_CHOICES or api in ("auto", "jack"):
         raise ParameterError(f"MIDI API is {api!r}; use one of {', '.join(API_CHOICES)}")
     api_id = _api_ids(rtmidi)[api]
     if api_id not in rtmidi.get_compiled_api():
@@ -93,8 +89,7 @@ def _make(kind: str, api: str, client: str):
                 return rtmidi.MidiIn(api_id, name=client, queue_size_limit=4096)
             return rtmidi.MidiOut(api_id, name=client)
     except (SystemError, RuntimeError, rtmidi.RtMidiError) as error:
-        what = "no JACK server is running" if api == "jack" else f"the {api} MIDI system is not available"
-        raise MidiSystemError(f"{what} ({str(error).strip()}); " + INSTEAD) from None
+        raise MidiSystemError(f"the {api} MIDI system is not available ({str(error).strip()}); " + INSTEAD) from None
 
 
 def _resolve_api(api: str) -> str:
@@ -106,17 +101,11 @@ def _resolve_api(api: str) -> str:
 
 
 def _jack_answers() -> bool:
-    rtmidi = _rtmidi()
-    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
-        return False
     previous = os.environ.get("JACK_NO_START_SERVER")
     os.environ["JACK_NO_START_SERVER"] = "1"  # probing must not start a server
     try:
-        with _quiet_stderr():
-            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"{CLIENT_NAME}-probe")
-        probe.delete()
-        return True
-    except (SystemError, RuntimeError, rtmidi.RtMidiError):
+        return jack_midi.jack_answers()
+    except MidiSystemError:  # no JACK-Client or no libjack: no JACK here
         return False
     finally:
         if previous is None:
@@ -125,9 +114,19 @@ def _jack_answers() -> bool:
             os.environ["JACK_NO_START_SERVER"] = previous
 
 
+def _jack(call, *args):
+    """A call into chiptuner.jack_midi, its MidiSystemError completed with what to do instead."""
+    try:
+        return call(*args)
+    except MidiSystemError as error:
+        raise MidiSystemError(f"{error}; " + INSTEAD) from None
+
+
 def list_ports(api: str = "auto") -> tuple[str, list[str], list[str]]:
     """The API used, and the names of the input and output ports it offers."""
     chosen = _resolve_api(api)
+    if chosen == "jack":
+        return (chosen, *_jack(jack_midi.jack_ports))
     midi_in, midi_out = _make("in", chosen, f"{CLIENT_NAME}-list"), _make("out", chosen, f"{CLIENT_NAME}-list")
     try:
         return chosen, list(midi_in.get_ports()), list(midi_out.get_ports())
@@ -206,8 +205,12 @@ class MidiPorts:
     """The engine's open input and output, and the API they are on."""
 
     api: str
-    inbox: PortInbox
-    output: PortOutput
+    inbox: PortInbox | jack_midi.JackInbox
+    output: PortOutput | jack_midi.JackOutput
+
+    def summary(self) -> str | None:
+        """A line about the ports' health for the end of a session (JACK: xruns, late answers), or None."""
+        return self.inbox.client.summary() if isinstance(self.inbox, jack_midi.JackInbox) else None
 
     def close(self) -> None:
         """Close both ports (idempotent enough for a ``finally``)."""
@@ -223,8 +226,8 @@ def open_ports(in_name: str | None = None, out_name: str | None = None, *, api: 
     ----------
     in_name, out_name : str, optional
         Substring of an existing port's name (case-insensitive, first match); None opens
-        a virtual port, ``chiptuner:in`` / ``chiptuner:out`` (JACK suffixes the client
-        name of the second one, e.g. ``chiptuner-01:out``; the names returned are the real ones).
+        a virtual port, ``chiptuner:in`` / ``chiptuner:out``. On JACK both always exist
+        (one client) and a named port is connected to them.
     api : {"auto", "alsa", "jack", "coremidi", "winmm"}
 
     Raises
@@ -235,6 +238,8 @@ def open_ports(in_name: str | None = None, out_name: str | None = None, *, api: 
     if api not in API_CHOICES:
         raise ParameterError(f"MIDI API is {api!r}; use one of {', '.join(API_CHOICES)}")
     chosen = _resolve_api(api)
+    if chosen == "jack":
+        return _open_jack(in_name, out_name)
     midi_in = _make("in", chosen, CLIENT_NAME)
     midi_out = _make("out", chosen, CLIENT_NAME)
     try:
@@ -263,3 +268,22 @@ def open_ports(in_name: str | None = None, out_name: str | None = None, *, api: 
         midi_out.delete()
         raise MidiSystemError(f"{chosen} has no virtual ports; name existing ones with --in and --out") from None
     return MidiPorts(chosen, PortInbox(midi_in, inbox_name), PortOutput(midi_out, output_name))
+
+
+def _open_jack(in_name: str | None, out_name: str | None) -> MidiPorts:
+    sources, sinks = _jack(jack_midi.jack_ports)
+    # Looked up before our own ports exist, so a name never matches them. (A second chiptuner
+    # gets a client name of JACK's choosing, "chiptuner-01"; the port names kept are the real ones.)
+    source = sources[_find(sources, in_name, "input", "jack")] if in_name is not None else None
+    sink = sinks[_find(sinks, out_name, "output", "jack")] if out_name is not None else None
+    client = _jack(jack_midi.JackMidi, CLIENT_NAME)
+    try:
+        client.connect(source, sink)
+    except MidiSystemError:
+        client.close()
+        raise
+    if source is not None:
+        client.inbox.name = source
+    if sink is not None:
+        client.output.name = sink
+    return MidiPorts("jack", client.inbox, client.output)

@@ -177,6 +177,7 @@ def test_round_trip_through_jack(jack_env, live_factory, player_factory):
     assert live.wait(30) == 130, live.stderr
     median, p99 = percentile(trips, 50) * 1e3, percentile(trips, 99) * 1e3
     print(f"\nJACK round trip with the model, 100 notes: median {median:.2f} ms, p99 {p99:.2f} ms")
+    print(live.stderr)
     budget = live_budget()
     assert not any(math.isnan(x) for x in trips), "an answer of another pitch class came first"
     assert median <= budget["round_trip_median_ms"]
@@ -253,8 +254,9 @@ def test_flood_garbage_and_a_vanishing_port(jack_env, live_factory, player_facto
     assert all(track in tracks for track in VOICE_TRACKS)
 
 
-# With rtmidi's Python callback, closing the JACK client while input kept coming deadlocked
-# (1 exit in 3 or 4); PortInbox polls rtmidi's queue instead. This holds that fix.
+# Closing a JACK client while its process thread waits for the GIL can deadlock (an rtmidi
+# callback did, 1 exit in 3 or 4): chiptuner.jack_midi closes through cffi, which lets go of
+# the GIL. Exits while input keeps coming, three times.
 def test_exit_while_the_flood_goes_on(jack_env, live_factory, tmp_path):
     for trial in range(3):
         folder = tmp_path / str(trial)
@@ -271,12 +273,9 @@ def test_exit_while_the_flood_goes_on(jack_env, live_factory, tmp_path):
             flood.wait(20)
 
 
-# KNOWN LIMIT of python-rtmidi 1.5's JACK input treats a sysex without
-# its end (0xF7) as continued in the next JACK event, and the next, and holds back (or, with
-# sysex ignored, drops) every message until one ends in 0xF7: a device that cuts a sysex short
-# leaves the engine deaf. MIDI ends a sysex at any status byte but realtime; the fix has to
-# avoid rtmidi's JACK input (a libjack client of our own). Remove this mark with it.
-@pytest.mark.xfail(reason="rtmidi's JACK input swallows messages after a cut sysex", strict=True)
+# python-rtmidi 1.5's JACK input treats a sysex without its end (0xF7) as continued in the
+# next JACK event, and holds back every message until one ends in 0xF7: a device that cuts a
+# sysex short left the engine deaf. Each JACK event now reaches the engine as one message.
 def test_a_cut_sysex_does_not_deafen_the_engine(jack_env, live_factory, player_factory):
     live_factory(["--midi-api", "jack", "--no-sound", "--no-record", "--seconds", "30"], jack_env)
     player = player_factory()
@@ -324,6 +323,42 @@ def test_list_ports_shows_the_jack_ports(jack_env):
     assert lines[0] == "MIDI API: jack"
     assert "keyboard:keys" in lines[1] and lines[1].startswith("inputs:")
     assert "synth:notes" in lines[2] and lines[2].startswith("outputs:")
+
+
+def test_named_ports_are_connected(jack_env):
+    """``--in``/``--out`` connect chiptuner's ports to a keyboard's and a synth's (substring match)."""
+    import rtmidi  # noqa: PLC0415 (present: jack_env skipped otherwise)
+
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keyboard")
+    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+    keyboard.open_virtual_port("keys")
+    synth.open_virtual_port("notes")
+    heard: list[tuple[int, ...]] = []
+    synth.set_callback(lambda event, _data=None: heard.append(tuple(event[0])))
+    live = start_live(["--midi-api", "jack", "--in", "KEYBOARD", "--out", "synth:no", "--no-sound", "--no-record",
+                       "--seconds", "3"], jack_env)  # fmt: skip
+    try:
+        assert "in keyboard:keys, out synth:notes (jack)" in live.stderr
+        time.sleep(0.1)
+        for pitch in MELODY[:4]:
+            keyboard.send_message((0x90, pitch, 100))
+            time.sleep(0.1)
+            keyboard.send_message((0x80, pitch, 0))
+        assert live.wait(30) == 0, live.stderr
+    finally:
+        live.stop()
+        synth.cancel_callback()
+        keyboard.delete()
+        synth.delete()
+    lead = iter(m[1] for m in heard if len(m) == 3 and m[0] == 0x90 and m[2] > 0)
+    assert all(pitch in lead for pitch in MELODY[:4]), f"pulse1 on synth:notes did not play the melody: {heard}"
+
+
+def test_an_unknown_port_name_is_one_line(jack_env):
+    result = _live(["--midi-api", "jack", "--in", "no-such-keyboard", "--no-sound", "--no-record"], jack_env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-keyboard" in lines[0] and "--list-ports" in lines[0], result.stderr
 
 
 @pytest.mark.parametrize("api", ["jack", "alsa"])
