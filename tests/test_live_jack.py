@@ -291,9 +291,13 @@ def test_ctrl_c_keeps_the_recording(jack_env, live_factory, player_factory, tmp_
     player = player_factory()
     sent = play_melody(player, MELODY[:6], beat_sec=0.25)
     sleep_until(sent[-1][0] + 0.3)
+    stopped = time.perf_counter()
     live.process.send_signal(signal.SIGINT)
     assert live.wait(30) == 130, live.stderr
     assert "Traceback" not in live.stderr
+    # The voices are silenced on the way out, and that reaches the port before it closes.
+    all_off = {m[0] & 0x0F for t, m in list(player.received) if t >= stopped and m[0] & 0xF0 == 0xB0 and m[1] == 123}
+    assert all_off == {0, 1, 2, 3}, f"all-notes-off heard on channels {sorted(all_off)}"
     tracks = _tracks(tmp_path / "session.mid")
     assert [m.note for m in _note_ons(tracks["input"])] == MELODY[:6]
     assert len(_note_ons(tracks["pulse1"])) == 6
