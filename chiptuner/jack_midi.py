@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,8 @@ from collections.abc import Iterator
 from chiptuner.errors import MidiSystemError
 
 __all__ = ["JackInbox", "JackMidi", "JackOutput", "jack_answers", "jack_ports"]
+
+logger = logging.getLogger(__name__)
 
 #: The longest part of a period the process callback waits for the engine's answer (which
 #: takes 0.1-0.3 ms); the rest of the cycle is left for the clients after ours. An answer
@@ -63,7 +66,15 @@ def _jack():
         raise MidiSystemError("JACK ports need the JACK-Client package: pip install 'chiptuner[live]'") from None
     except OSError as error:  # JACK-Client found no libjack
         raise MidiSystemError(f"libjack is not installed ({error}); Debian: apt-get install jackd2") from None
+    # libjack's own messages ("Cannot read socket fd", "Server is not running") go to the
+    # debug log: what matters reaches the user as one line.
+    jack.set_error_function(_log_jack)
+    jack.set_info_function(_log_jack)
     return jack
+
+
+def _log_jack(message: str) -> None:
+    logger.debug("libjack: %s", message)
 
 
 def _client(name: str):
