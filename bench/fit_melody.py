@@ -42,6 +42,8 @@ SPREAD = (0.25, 0.7)
 OFFSET = (0.2, 0.7)
 HIDDEN = 16
 MAX_ITER = 30
+#: Share of the notes each network is fitted on (half: plenty, and keeps the fit modest).
+SUBSAMPLE = 0.5
 #: Networks in a row: note features; plus first-pass context; then (each later one) plus
 #: the context and segment columns of the pass before.
 PASSES = 3
@@ -99,7 +101,7 @@ def fit_net(x: np.ndarray, y: np.ndarray, seed: int = 0):
     from sklearn.neural_network import MLPClassifier  # noqa: PLC0415 (offline only)
 
     rng = np.random.default_rng(seed)
-    sub = rng.random(len(y)) < 0.5  # half the notes: plenty, and keeps the fit modest
+    sub = rng.random(len(y)) < SUBSAMPLE
     mu = x[sub].mean(axis=0)
     sd = x[sub].std(axis=0)
     sd[sd < 1e-9] = 1.0
@@ -142,7 +144,9 @@ def fit(songs: list[dict]) -> list[tuple]:
     The context a network learns from comes from earlier networks fitted on the other
     half of the songs (two folds), as it would on a new song.
     """
-    half = np.arange(len(songs)) // (len(MERGED) * (1 + AUGMENT)) % 2  # every version of a song in one fold
+    # Every version and setting of a song in one fold; songs alternate between the folds.
+    first = {}
+    half = [first.setdefault(s["song"], len(first)) % 2 for s in songs]
     both = (
         [s for s, h in zip(songs, half, strict=True) if h == 0],
         [s for s, h in zip(songs, half, strict=True) if h == 1],
@@ -197,6 +201,19 @@ def install(nets) -> None:
     mel._LATER = mel.stack_nets(nets[2:])
 
 
+def training_songs(scores: dict, train_ids: list[int]) -> list[dict]:
+    """``song_arrays`` of every training example: each song as is and velocity-flattened, in both merged settings."""
+    rng = np.random.default_rng(0)
+    songs = []
+    for i in train_ids:
+        for version in versions(scores[i], rng):
+            for setting in MERGED:
+                song = song_arrays(mm.merged_setting(version, setting), mm.melody_track(version))
+                song["song"] = i
+                songs.append(song)
+    return songs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
@@ -205,14 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scores = dict(mm.pop909_songs(args.corpora, 1, 300))
     train_ids = [i for i in scores if i % 3] if args.validate else list(scores)
-    rng = np.random.default_rng(0)
-    songs = [
-        song_arrays(mm.merged_setting(version, setting), mm.melody_track(version))
-        for i in train_ids
-        for version in versions(scores[i], rng)
-        for setting in MERGED
-    ]
-    nets = fit(songs)
+    nets = fit(training_songs(scores, train_ids))
     block = fitted_block(nets)
     if args.validate:
         install(nets)

@@ -189,6 +189,19 @@ def test_mlp_logits_match_reference():
     np.testing.assert_allclose(out, ref.melody_mlp_logits(x, w_hidden, b_hidden, w_out, 0.25), atol=1e-12)
 
 
+@pytest.mark.parametrize("n_rows", [0, 3, 4, 13])
+def test_mlp_logits_at_match_reference_and_leave_other_rows(n_rows):
+    rng = np.random.default_rng(n_rows)
+    x = rng.normal(size=(30, 9))
+    w_hidden, b_hidden, w_out = rng.normal(size=(5, 7)), rng.normal(size=5), rng.normal(size=5)
+    rows = np.sort(rng.choice(30, n_rows, replace=False)).astype(np.int64)
+    out = np.full(30, 7.0)
+    _k.mlp_logits_at(x, rows, w_hidden, b_hidden, w_out, -0.5, out)
+    expected = np.full(30, 7.0)
+    expected[rows] = ref.melody_mlp_logits(x, w_hidden, b_hidden, w_out, -0.5)[rows]
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
 def test_fitted_networks_match_the_kernel_shapes():
     assert len(mel._LATER_NETS) >= 1
     for net, n_in in (
