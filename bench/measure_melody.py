@@ -59,7 +59,12 @@ def merged_setting(score: Score, setting: str) -> Score:
 
 def setting_f1(score: Score, setting: str, picker) -> float:
     """F1 of ``picker`` on ``score`` in ``setting`` against the MELODY track."""
-    return note_f1(melody_track(score), picker(merged_setting(score, setting)), score.ticks_per_beat // 4)[0]
+    return setting_scores(score, setting, picker)[0]
+
+
+def setting_scores(score: Score, setting: str, picker) -> tuple[float, float, float]:
+    """(F1, precision, recall) of ``picker`` on ``score`` in ``setting`` against the MELODY track."""
+    return note_f1(melody_track(score), picker(merged_setting(score, setting)), score.ticks_per_beat // 4)
 
 
 def note_f1(ref: Notes, est: Notes, tolerance_tick: int) -> tuple[float, float, float]:
@@ -95,18 +100,18 @@ def melody_track(score: Score) -> Notes:
 
 
 def pop909_f1(corpora: Path, first: int, last: int) -> dict[str, float]:
-    """Mean F1 per setting, skyline (``sky_*``) and ours."""
+    """Mean F1 per setting, skyline (``sky_*``) and ours; our mean precision and recall (``p_*``, ``r_*``)."""
     rows = []
     for _, score in pop909_songs(corpora, first, last):
         row = []
         for setting in SETTINGS:
             row.append(setting_f1(score, setting, mel.skyline_notes))
-            row.append(setting_f1(score, setting, mel.melody_notes))
+            row.extend(setting_scores(score, setting, mel.melody_notes))
         rows.append(row)
     mean = np.mean(rows, axis=0)
     out = {"songs": len(rows)}
     for k, setting in enumerate(SETTINGS):
-        out["sky_" + setting], out[setting] = mean[2 * k], mean[2 * k + 1]
+        out["sky_" + setting], out[setting], out["p_" + setting], out["r_" + setting] = mean[4 * k : 4 * k + 4]
     return out
 
 
@@ -140,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     bach = sorted((args.corpora / "bach_chorales").glob("*.mid"))[: args.other]
     nott_f1 = pair_f1(nott, lambda p, s: chiptuner.read_midi(p.parent / "melody" / p.name).notes)
     bach_f1 = pair_f1(bach, lambda p, s: s.notes.take(s.notes.channel == 0))
-    print("| corpus / setting (names, channels, programs removed) | songs | skyline F1 | ours F1 |")
-    print("|---|---|---|---|")
+    print("| corpus / setting (names, channels, programs removed) | songs | skyline F1 | ours F1 | ours P / R |")
+    print("|---|---|---|---|---|")
     label = {
         "melody_piano": "(a) MELODY+PIANO merged",
         "all": "(b) MELODY+BRIDGE+PIANO merged",
@@ -150,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     for setting in SETTINGS:
         print(
             f"| POP909 {first:03d}-{last:03d} {label[setting]} | {pop['songs']} "
-            f"| {pop['sky_' + setting]:.3f} | {pop[setting]:.3f} |"
+            f"| {pop['sky_' + setting]:.3f} | {pop[setting]:.3f} "
+            f"| {pop['p_' + setting]:.3f} / {pop['r_' + setting]:.3f} |"
         )
     for name, f1 in (("Nottingham (vs melody/)", nott_f1), ("Bach chorales (soprano)", bach_f1)):
-        print(f"| {name} merged | {f1['songs']} | {f1['skyline']:.3f} | {f1['merged']:.3f} |")
-        print(f"| {name} tracks apart, no names | {f1['songs']} | - | {f1['tracks']:.3f} |")
+        print(f"| {name} merged | {f1['songs']} | {f1['skyline']:.3f} | {f1['merged']:.3f} | - |")
+        print(f"| {name} tracks apart, no names | {f1['songs']} | - | {f1['tracks']:.3f} | - |")
     return 0
 
 
