@@ -499,16 +499,30 @@ def melody_notes(score: Score) -> Notes:
         three times as many, the skyline is returned instead.
     """
     notes = score.notes
+    start_step = np.empty(len(notes), dtype=np.int64)
+    end_step = np.empty(len(notes), dtype=np.int64)
+    _k.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, start_step, end_step)
+    return _melody_notes(score, start_step, end_step)
+
+
+def _melody_notes(score: Score, start_step: np.ndarray, end_step: np.ndarray) -> Notes:
+    """``melody_notes`` given the notes' 16th-grid steps (``_kernels.melody.grid_steps``)."""
+    notes = score.notes
     n = len(notes)
-    group = np.empty(n, dtype=np.int32)
-    n_groups = _k.group_ids(notes.track, notes.channel, group)
-    index = np.empty(n, dtype=np.int64)
-    end_tick = np.empty(n, dtype=np.int64)
+    out = (
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int16),
+        np.empty(n, dtype=np.int16),
+        np.empty(n, dtype=np.int8),
+        np.empty(n, dtype=np.int16),
+        np.empty(n, dtype=np.int32),
+        np.empty(n, dtype=np.bool_),
+    )
     k = _k.pick_melody(
-        notes.start_tick, notes.end_tick, notes.pitch, notes.velocity, notes.is_drum, group, n_groups,
-        score.ticks_per_beat, *_NET1, *_NET2, *_LATER, _LEAP_COST, _WINDOW_STEP, _MONO_PENALTY, _MONO_LIMIT,
-        _SEGMENT_STEP, _CLEAN_LEAP, _FLAT_VELOCITY, _SECOND_MIN_Q, _THIRD_MIN_Q,
-        index, end_tick,
+        notes.start_tick, notes.end_tick, start_step, end_step, notes.pitch, notes.velocity, notes.channel,
+        notes.program, notes.track, notes.is_drum, *_NET1, *_NET2, *_LATER, _LEAP_COST, _WINDOW_STEP,
+        _MONO_PENALTY, _MONO_LIMIT, _SEGMENT_STEP, _CLEAN_LEAP, _FLAT_VELOCITY, _SECOND_MIN_Q, _THIRD_MIN_Q, *out,
     )  # fmt: skip
     if k < _FALLBACK_SHARE * n:
         # Track choice and note scorer were fitted on pop songs; where they keep almost
@@ -518,17 +532,8 @@ def melody_notes(score: Score) -> Notes:
             skyline = skyline_notes(score)
             if len(skyline) > 3 * k:
                 return skyline
-    index = index[:k]
-    return Notes._adopt(  # fresh gathers (fancy indexing copies): no checks needed
-        notes.start_tick[index],
-        end_tick[:k],
-        notes.pitch[index],
-        notes.velocity[index],
-        notes.channel[index],
-        notes.program[index],
-        notes.track[index],
-        notes.is_drum[index],
-    )
+    # the kernel's fresh outputs, cut to the chosen notes: no checks needed
+    return Notes._adopt(*[array[:k] for array in out])
 
 
 def skyline_notes(score: Score) -> Notes:

@@ -15,11 +15,12 @@ import numpy as np
 
 from chiptuner._kernels import melody as _melody_kernels
 from chiptuner.errors import MidiFileError, ParameterError
-from chiptuner.melody import _RECENTER_BEATS, MaxOnsets, _window_step, melody_notes, to_buttons
+from chiptuner.melody import _RECENTER_BEATS, MaxOnsets, _melody_notes, _window_step, melody_notes, to_buttons
 from chiptuner.midi_io import read_midi
 from chiptuner.timebase import STEPS_PER_BEAT
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
 from chiptuner.voices import _reduce_into as _reduce_voices_into
+from chiptuner.voices import _reduce_steps_into as _reduce_voice_steps_into
 
 __all__ = [
     "MaxOnsets",
@@ -238,7 +239,16 @@ def song_arrays(
             n_steps=last_step,
         )
     # The melody is chosen once: its notes are the lead voice, its grid form the model's input.
-    lead = melody_notes(score)
+    # On the melody's own 16th grid the notes' steps are computed once for both stages.
+    shared_steps = steps_per_beat == STEPS_PER_BEAT
+    if shared_steps:
+        notes = score.notes
+        start_step = np.empty(n_notes, dtype=np.int64)
+        end_step = np.empty(n_notes, dtype=np.int64)
+        _melody_kernels.grid_steps(notes.start_tick, notes.end_tick, tpb, steps_per_beat, start_step, end_step)
+        lead = _melody_notes(score, start_step, end_step)
+    else:
+        lead = melody_notes(score)
     # The grid ends at the song's last release; a note that starts on that very step is cut.
     n_steps = last_step
     # The melody's step arrays come from melody's kernels directly, as melody_from_notes,
@@ -268,7 +278,13 @@ def song_arrays(
     _melody_kernels.button_lanes(melody_pitch, melody_onset, recenter_step, lane, lane_onset)
     voice_pitch = np.empty((n_steps, 4), dtype=STEP_KEYS["voice_pitch"])
     voice_onset = np.empty((n_steps, 4), dtype=STEP_KEYS["voice_onset"])
-    if not _reduce_voices_into(score.notes, lead, tpb, steps_per_beat, voice_pitch, voice_onset):
+    if shared_steps:
+        n_accompaniment = _reduce_voice_steps_into(
+            notes, start_step, end_step, lead, tpb, steps_per_beat, voice_pitch, voice_onset
+        )
+    else:
+        n_accompaniment = _reduce_voices_into(score.notes, lead, tpb, steps_per_beat, voice_pitch, voice_onset)
+    if not n_accompaniment:
         raise SongRejected("no accompaniment: pulse2, triangle and noise are silent", n_notes=n_notes, n_steps=n_steps)
     return {
         "melody_pitch": melody_pitch,

@@ -204,6 +204,23 @@ def _reduce_into(
     )  # fmt: skip
 
 
+def _reduce_steps_into(
+    notes: Notes,
+    start_step: np.ndarray,
+    end_step: np.ndarray,
+    lead: Notes,
+    ticks_per_beat: int,
+    steps_per_beat: int,
+    out_pitch: np.ndarray,
+    out_onset: np.ndarray,
+) -> int:
+    """``_reduce_into`` given the notes' steps on this grid (``_kernels.voices.quantize``'s)."""
+    return _k.reduce_folded(
+        start_step, end_step, notes.start_tick, notes.pitch, notes.is_drum, lead.start_tick, lead.end_tick,
+        lead.pitch, ticks_per_beat, steps_per_beat, GM_DRUM_MAP, DRUM_PRIORITY, _FOLD, out_pitch, out_onset,
+    )  # fmt: skip
+
+
 def voice_notes(arrangement: Arrangement, voice: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn one voice of an arrangement back into notes.
 

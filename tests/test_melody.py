@@ -249,6 +249,81 @@ def test_choose_tracks_matches_reference(seed):
         np.testing.assert_array_equal(seg, want_seg)
 
 
+def test_grid_steps_exact_near_float_limit():
+    # ticks whose numerators straddle 2**50, where the float quotient stops being exact
+    start = np.array([2**47 - 1, 2**47, 2**47 + 1, 2**48 - 3, 2**49 + 5, 2**55 + 7, -(2**47) - 1, -5], np.int64)
+    end = start + np.array([0, 1, 479, 480, 240, 241, 3, 1], np.int64)
+    for tpb in (480, 7, 1):
+        st, en = np.empty(len(start), np.int64), np.empty(len(start), np.int64)
+        _k.grid_steps(start, end, tpb, 4, st, en)
+        want_st, want_en = ref.melody_grid_steps(start, end, tpb, 4)
+        np.testing.assert_array_equal(st, want_st)
+        np.testing.assert_array_equal(en, want_en)
+
+
+def _reference_candidates(start_tick, start_step, end_step, pitch, is_drum, group, n_groups, penalty, limit, seg_step):
+    """The track-choice candidates as the general path finds them: sort, drop drums, choose."""
+    order = ref.melody_onset_order(start_tick)
+    idx = order[~is_drum[order]]
+    st = start_step[idx]
+    main, seg = ref.melody_choose_tracks(st, end_step[idx], pitch[idx], group[idx], n_groups, penalty, limit, seg_step)
+    if main < 0:
+        return None
+    return np.sort(idx[group[idx] == seg[st // seg_step]])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_track_candidates_match_sorted_choice(seed):
+    # one sorted run per track, as files store them; some tracks chordal, some drums, a
+    # melody track silent in the middle (stand-ins), shared and tied onsets across tracks
+    rng = np.random.default_rng(seed)
+    n_groups = int(rng.integers(2, 5))
+    parts = []
+    for g in range(n_groups):
+        n = int(rng.integers(1, 80))
+        start = np.sort(rng.integers(0, 700, n)) * 30
+        if g == 0:
+            start = start[(start < 200 * 30) | (start > 450 * 30)]
+        chordal = rng.random() < 0.4
+        length = rng.integers(1, 6 if chordal else 2, len(start)) * 120
+        parts.append((start, start + length, np.full(len(start), g), rng.random(len(start)) < 0.05 * (g == 3)))
+    start_tick = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    end_tick = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    group = np.concatenate([p[2] for p in parts]).astype(np.int32)
+    is_drum = np.concatenate([p[3] for p in parts])
+    pitch = rng.integers(40, 90, len(start_tick)).astype(np.int16)
+    st, en = ref.melody_grid_steps(start_tick, end_tick, 120, 4)
+    for penalty, limit in [(16.0, 0.05), (2.0, 0.6), (1.0, 1.0)]:
+        cand = np.empty(len(st), np.int64)
+        c = _k._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64, cand)
+        want = _reference_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64)
+        if want is None:
+            assert c == -1
+        else:
+            np.testing.assert_array_equal(np.sort(cand[:c]), want)
+    # a track out of onset order: the shortcut declines, the sorting path decides
+    start_tick[[0, 1]] = start_tick[[1, 0]] if start_tick[0] != start_tick[1] else (30, 0)
+    assert _k._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, 1.0, 1.0, 64, cand) == -1
+
+
+def test_melody_notes_same_for_any_note_order():
+    # the same song with its tracks stored in the other order, and with every note
+    # shuffled (no sorted runs: the general path): the same melody
+    rng = np.random.default_rng(3)
+    start, end, pitch = _random_notes(rng, 60, n_steps=400)
+    mel_start = np.arange(0, 400, 4)
+    st = np.concatenate((mel_start, start))
+    en = np.concatenate((mel_start + 3, end))
+    pp = np.concatenate((72 + rng.integers(0, 12, len(mel_start)), pitch)).astype(np.int16)
+    tr = np.concatenate((np.zeros(len(mel_start)), np.ones(len(start)))).astype(np.int32)
+    want = mel.melody_notes(_score(st, en, pp, track=tr))
+    assert len(want) == len(mel_start)
+    for order in (np.r_[len(mel_start) : len(st), : len(mel_start)], rng.permutation(len(st))):
+        got = mel.melody_notes(_score(st[order], en[order], pp[order], track=tr[order]))
+        for name in ("start_tick", "end_tick", "pitch", "track", "channel", "velocity", "program", "is_drum"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_greedy_line_matches_reference(seed):
     rng = np.random.default_rng(seed)

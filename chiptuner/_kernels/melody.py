@@ -127,11 +127,35 @@ def grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step,
     """
     den = 2 * np.int64(ticks_per_beat)
     num = 2 * np.int64(steps_per_beat)
+    inverse = 1.0 / den
     for i in range(start_tick.shape[0]):
-        s = (start_tick[i] * num + ticks_per_beat) // den
-        e = (end_tick[i] * num + ticks_per_beat) // den
+        s = _div_round(start_tick[i] * num + ticks_per_beat, den, inverse)
+        e = _div_round(end_tick[i] * num + ticks_per_beat, den, inverse)
         start_step[i] = s
         end_step[i] = e if e > s else s + 1
+
+
+#: Numerators below this in magnitude divide exactly through a float quotient (2**50).
+_EXACT = 1 << 50
+
+
+@njit(cache=True, nogil=True)
+def _div_round(numerator, divisor, inverse):
+    """``numerator // divisor`` (floor), through the float quotient where that is exact.
+
+    ``inverse`` is ``1 / divisor``. Below 2**50 the float quotient is within one of the
+    exact one and one comparison of the remainder corrects it: an integer division costs
+    about ten times as much, and the grid takes two per note.
+    """
+    if numerator >= _EXACT or numerator <= -_EXACT:
+        return numerator // divisor
+    quotient = np.int64(np.floor(numerator * inverse))
+    remainder = numerator - quotient * divisor
+    if remainder < 0:
+        quotient -= 1
+    elif remainder >= divisor:
+        quotient += 1
+    return quotient
 
 
 @njit(cache=True, nogil=True)
@@ -784,15 +808,107 @@ def _skyline_leap_mean(start_step, end_step, pitch, keep):
 
 
 @njit(cache=True, nogil=True)
+def _track_candidates(
+    start_tick, start_step, end_step, pitch, is_drum, group, n_groups, mono_penalty, mono_limit, segment_step, cand
+):
+    """``choose_tracks`` on the notes in their given order, without sorting them first.
+
+    Valid where each group's pitched notes are already in onset order (one sorted run per
+    track, as files store them): a group's running figures then see its notes in the
+    order a stable sort by onset gives them, and the candidates are the same.
+
+    Parameters
+    ----------
+    start_tick, start_step, end_step, pitch, is_drum, group : the notes, as ``pick_melody``
+    n_groups : int >= 2
+    mono_penalty, mono_limit, segment_step : as ``choose_tracks``
+    cand : int64 (N,), written: the candidates' indices, in index order
+
+    Returns
+    -------
+    int
+        The number of candidates, or -1 where this shortcut does not apply (a group out of
+        onset order, a step under 0 or from ``_MAX_GRID_STEP`` on, no pitched note, or no
+        group monophonic enough).
+    """
+    n = start_tick.shape[0]
+    count = np.zeros(n_groups, np.int64)
+    poly = np.zeros(n_groups, np.int64)
+    pitch_sum = np.zeros(n_groups, np.float64)
+    last_tick = np.zeros(n_groups, np.int64)
+    last_start = np.full(n_groups, np.int64(-1))
+    last_end = np.full(n_groups, np.int64(-1))
+    # Segment of each note, found by walking each group's boundaries forward (its onsets
+    # only grow) instead of dividing: 0 for drums.
+    seg_of = np.zeros(n, np.int32)
+    seg = np.zeros(n_groups, np.int32)
+    bound = np.full(n_groups, np.int64(segment_step))
+    for i in range(n):
+        if is_drum[i]:
+            continue
+        g = group[i]
+        s = start_step[i]
+        if s < 0 or s >= _MAX_GRID_STEP or (count[g] > 0 and start_tick[i] < last_tick[g]):
+            return -1
+        last_tick[g] = start_tick[i]
+        if count[g] > 0 and (s == last_start[g] or s < last_end[g] - 1):
+            poly[g] += 1
+        count[g] += 1
+        pitch_sum[g] += pitch[i]
+        last_start[g] = s
+        if end_step[i] > last_end[g] or s >= last_end[g]:
+            last_end[g] = end_step[i]
+        while s >= bound[g]:
+            seg[g] += 1
+            bound[g] += segment_step
+        seg_of[i] = seg[g]
+    value = np.zeros(n_groups, np.float64)
+    best = -1
+    n_seg = 0
+    for g in range(n_groups):
+        f = poly[g] / max(count[g] - 1, 1)
+        height = 2.0 ** ((pitch_sum[g] / max(count[g], 1) - 60.0) / 12.0)
+        value[g] = count[g] * max(1.0 - mono_penalty * f, 0.0) * height if f <= mono_limit else -1.0
+        if value[g] > 0 and (best < 0 or value[g] > value[best]):
+            best = g
+        if count[g] > 0 and seg[g] + 1 > n_seg:
+            n_seg = seg[g] + 1
+    if best < 0:
+        return -1
+    seg_count = np.zeros((n_seg, n_groups), np.int64)
+    for i in range(n):
+        if not is_drum[i]:
+            seg_count[seg_of[i], group[i]] += 1
+    segment_group = np.empty(n_seg, np.int32)
+    for k in range(n_seg):
+        if seg_count[k, best] > 0:
+            segment_group[k] = best
+            continue
+        pick = -1
+        for g in range(n_groups):
+            if seg_count[k, g] > 0 and value[g] > 0 and (pick < 0 or value[g] > value[pick]):
+                pick = g
+        segment_group[k] = pick if pick >= 0 else best
+    c = 0
+    for i in range(n):
+        if not is_drum[i] and group[i] == segment_group[seg_of[i]]:
+            cand[c] = i
+            c += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
 def pick_melody(
     start_tick,
     end_tick,
+    start_step,
+    end_step,
     pitch,
     velocity,
+    channel,
+    program,
+    track,
     is_drum,
-    group,
-    n_groups,
-    ticks_per_beat,
     w1_hidden,
     b1_hidden,
     w1_out,
@@ -814,12 +930,18 @@ def pick_melody(
     flat_velocity,
     second_min_q,
     third_min_q,
-    out_index,
+    out_start_tick,
     out_end_tick,
+    out_pitch,
+    out_velocity,
+    out_channel,
+    out_program,
+    out_track,
+    out_is_drum,
 ):
-    """The whole melody choice: grid, track choice, note scores, line, overlaps cut.
+    """The whole melody choice: track choice, note scores, line, overlaps cut.
 
-    1. Drums are dropped; onsets and releases go to the 16th grid (``grid_steps``).
+    1. Drums are dropped; notes are grouped by (track, channel) (``group_ids``).
     2. ``choose_tracks``: where one group is monophonic enough, its notes (per segment)
        are the candidates and their skyline is the melody.
     3. Otherwise every pitched note is a candidate. If the candidates' velocities are
@@ -835,12 +957,12 @@ def pick_melody(
 
     Parameters
     ----------
-    start_tick, end_tick : int64 (N,), sorted by start_tick (else a stable sort is made)
+    start_tick, end_tick : int64 (N,), in any order (a stable sort by onset is made)
+    start_step, end_step : int64 (N,), the notes on the 16th grid (``grid_steps``)
     pitch : int16 (N,)
-    velocity : int16 or uint8 (N,)
+    velocity : int16 (N,)
+    channel : int8 (N,), program : int16 (N,), track : int32 (N,): copied to the output
     is_drum : bool (N,)
-    group : int32 (N,), 0 .. n_groups-1 (track and channel)
-    ticks_per_beat : int > 0
     w1_hidden, b1_hidden, w1_out, b1_out : first network (``mlp_logits``), N_FEATURES inputs
     w2_hidden, b2_hidden, w2_out, b2_out : second network, N_FEATURES + N_CONTEXT inputs
     w3_hidden, b3_hidden, w3_out, b3_out : float64 (P, H, N_INPUTS), (P, H), (P, H), (P,):
@@ -849,13 +971,112 @@ def pick_melody(
     second_min_q : float, the first-pass probability under which a note is not scored again
     third_min_q : float, the same for each later pass
     window_step, segment_step : int > 0
-    out_index : int64 (N,), written: indices of the chosen notes, ascending start
-    out_end_tick : int64 (N,), written: their (cut) release ticks
+    out_start_tick, out_end_tick, out_pitch, out_velocity, out_channel, out_program,
+    out_track, out_is_drum : (N,) of the input dtypes, written: the chosen notes by
+        ascending onset, their releases cut at the next chosen onset
 
     Returns
     -------
     int
         The number of chosen notes (the first entries of the outputs).
+    """
+    n = start_tick.shape[0]
+    group = np.empty(n, np.int32)
+    n_groups = group_ids(track, channel, group)
+    idx = np.empty(n, np.int64)
+    m = -1
+    if n_groups >= 2:
+        # Separate tracks (most files): the track choice needs no sort, and only the few
+        # candidates (one sorted run per group) are put in onset order.
+        m = _track_candidates(
+            start_tick, start_step, end_step, pitch, is_drum, group, n_groups, mono_penalty, mono_limit,
+            segment_step, idx,
+        )  # fmt: skip
+    if m >= 0:
+        n_runs = 1
+        for i in range(1, m):
+            if start_tick[idx[i]] < start_tick[idx[i - 1]]:
+                n_runs += 1
+        if n_runs > 1:
+            tick = np.empty(m, np.int64)
+            for i in range(m):
+                tick[i] = start_tick[idx[i]]
+            order = np.empty(m, np.int64)
+            onset_order(tick, order)
+            unsorted = idx[:m].copy()
+            for i in range(m):
+                idx[i] = unsorted[order[i]]
+        idx = idx[:m]
+        st = np.empty(m, np.int64)
+        en = np.empty(m, np.int64)
+        cp = np.empty(m, np.int16)
+        for i in range(m):
+            j = idx[i]
+            st[i] = start_step[j]
+            en[i] = end_step[j]
+            cp[i] = pitch[j]
+        chosen = np.zeros(m, np.bool_)
+        skyline(st, en, cp, chosen)
+    else:
+        chosen, idx = _merged_line(
+            start_tick, start_step, end_step, pitch, velocity, is_drum, group, n_groups, w1_hidden, b1_hidden,
+            w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, w3_hidden, b3_hidden, w3_out, b3_out, leap_cost,
+            window_step, mono_penalty, mono_limit, segment_step, clean_leap, flat_velocity, second_min_q,
+            third_min_q,
+        )  # fmt: skip
+    c = 0
+    for i in range(idx.shape[0]):
+        if chosen[i]:
+            j = idx[i]
+            out_start_tick[c] = start_tick[j]
+            out_end_tick[c] = end_tick[j]
+            out_pitch[c] = pitch[j]
+            out_velocity[c] = velocity[j]
+            out_channel[c] = channel[j]
+            out_program[c] = program[j]
+            out_track[c] = track[j]
+            out_is_drum[c] = is_drum[j]
+            if c > 0 and out_end_tick[c - 1] > start_tick[j]:
+                out_end_tick[c - 1] = start_tick[j]
+            c += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _merged_line(
+    start_tick,
+    start_step,
+    end_step,
+    pitch,
+    velocity,
+    is_drum,
+    group,
+    n_groups,
+    w1_hidden,
+    b1_hidden,
+    w1_out,
+    b1_out,
+    w2_hidden,
+    b2_hidden,
+    w2_out,
+    b2_out,
+    w3_hidden,
+    b3_hidden,
+    w3_out,
+    b3_out,
+    leap_cost,
+    window_step,
+    mono_penalty,
+    mono_limit,
+    segment_step,
+    clean_leap,
+    flat_velocity,
+    second_min_q,
+    third_min_q,
+):
+    """Steps 2-3 of ``pick_melody`` on the notes sorted by onset: the general path.
+
+    Returns the chosen flags and the candidates' indices (ascending onset), equally long.
     """
     n = start_tick.shape[0]
     order = np.empty(n, np.int64)
@@ -871,10 +1092,9 @@ def pick_melody(
             idx[k] = order[i]
             k += 1
     if m == 0:
-        return 0
-    st = np.empty(m, np.int64)
-    en = np.empty(m, np.int64)
-    grid_steps(start_tick[idx], end_tick[idx], ticks_per_beat, 4, st, en)
+        return np.zeros(0, np.bool_), idx
+    st = start_step[idx]
+    en = end_step[idx]
     grp = group[idx]
     n_seg = st[m - 1] // segment_step + 1
     seg_group = np.empty(n_seg, np.int32)
@@ -942,15 +1162,7 @@ def pick_melody(
                 for j in range(n_rows):
                     score[rows[j]] = 1.0 / (1.0 + np.exp(-score[rows[j]]))
         greedy_line(st, cp, score, leap_cost, window_step, chosen)
-    c = 0
-    for i in range(m):
-        if chosen[i]:
-            out_index[c] = idx[i]
-            out_end_tick[c] = end_tick[idx[i]]
-            if c > 0 and out_end_tick[c - 1] > start_tick[idx[i]]:
-                out_end_tick[c - 1] = start_tick[idx[i]]
-            c += 1
-    return c
+    return chosen, idx
 
 
 @njit(cache=True, nogil=True)
