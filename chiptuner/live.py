@@ -260,12 +260,16 @@ def _run(args: argparse.Namespace) -> int:
         audio = audio_out.open_stream(latency_sec=args.latency / 1000.0, gm_drums=args.gm_drums)
         if audio is not None:
             outputs.append(audio)
-    engine = eng.Engine(
-        arranger, clock=clock, inbox=inbox, outputs=outputs, tempo=tempo, recorder=None if args.no_record else recorder,
-        grace_sec=args.grace / 1000.0, in_channel=args.in_channel,
-        buttons=eng.ButtonMap(args.lanes) if args.lanes else None, gm_drums=args.gm_drums,
-        metronome=args.metronome, count_in_steps=count_in_steps,
-    )  # fmt: skip
+    try:
+        engine = eng.Engine(
+            arranger, clock=clock, inbox=inbox, outputs=outputs, tempo=tempo,
+            recorder=None if args.no_record else recorder, grace_sec=args.grace / 1000.0, in_channel=args.in_channel,
+            buttons=eng.ButtonMap(args.lanes) if args.lanes else None, gm_drums=args.gm_drums,
+            metronome=args.metronome, count_in_steps=count_in_steps,
+        )  # fmt: skip
+    except BaseException:  # a setting refused: the ports and the stream must not outlive the command
+        _close(midi_ports, audio)
+        raise
     where = "demo" if args.demo else f"in {midi_ports.inbox.name}, out {midi_ports.output.name} ({midi_ports.api})"
     logger.info(
         "ready in %.2f s: %s, %s mode, %s%s; Ctrl-C stops",
@@ -282,10 +286,7 @@ def _run(args: argparse.Namespace) -> int:
         report = engine.report()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if audio is not None:
-            audio.close()
-        if midi_ports is not None:
-            midi_ports.close()
+        _close(midi_ports, audio)
         if not args.no_record:
             from chiptuner.session import write_session  # noqa: PLC0415
 
@@ -297,6 +298,14 @@ def _run(args: argparse.Namespace) -> int:
     if audio is not None:
         logger.info(audio.summary())
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _close(midi_ports, audio) -> None:
+    """Close the MIDI ports, then the audio stream (a JACK client waits for an engine no more)."""
+    if midi_ports is not None:
+        midi_ports.close()
+    if audio is not None:
+        audio.close()
 
 
 def _interrupt(signum, frame) -> None:

@@ -17,7 +17,6 @@ Run as a script it is the other process a test needs::
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import random
@@ -38,11 +37,12 @@ TARGETS = ROOT / "bench" / "targets.toml"
 SAMPLE_RATE = 48_000
 PERIOD_FRAMES = 256
 PERIOD_SEC = PERIOD_FRAMES / SAMPLE_RATE
-#: The engine's JACK client; JACK renames its second client (the output) "chiptuner-01".
+#: The engine's JACK client (ports chiptuner:in and chiptuner:out).
 ENGINE_CLIENT = "chiptuner"
 #: Pitch classes the flood never plays, so a probe note of one of them is told apart from the flood.
 PROBE_PITCH_CLASSES = (1, 6)
-_COUNTER = itertools.count()
+#: The jackd process of each private server running, by server name (a test may kill one).
+SERVERS: dict[str, subprocess.Popen] = {}
 
 
 def live_budget() -> dict:
@@ -99,28 +99,33 @@ def jack_server(*, period_frames: int = PERIOD_FRAMES, timeout_sec: float = 10.0
 
     Yields the environment for the processes that should use it; this process's own JACK
     clients use it too while the block runs. The server is stopped at the end.
+
+    Names come from a pool of ``SERVER_NAMES``, tried in turn: JACK's shared registry holds
+    eight servers and frees the entry of a dead one only when a server of the same name
+    starts, so unique names would let servers that were killed (a test run cut short) use
+    the registry up for good.
     """
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    name = f"chiptuner-test-{os.getpid()}-{next(_COUNTER)}"
-    settings = {"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    env = {**os.environ, **settings}
+    why_not = []
+    for name in SERVER_NAMES:
+        if name in SERVERS:  # ours, still running
+            continue
+        server, log, env = _start_server(name, period_frames, timeout_sec)
+        if server is not None:
+            break
+        why_not.append(f"{name}: {log}")
+    else:
+        pytest.skip(f"no private JACK server came up ({'; '.join(why_not[-2:]) or 'all names in use'})")
+    settings = {key: env[key] for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     saved = {key: os.environ.get(key) for key in settings}
-    log = tempfile.TemporaryFile()
-    command = ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(period_frames)]
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    SERVERS[name] = server
     os.environ.update(settings)
     try:
-        deadline = time.monotonic() + timeout_sec
-        while not _client_answers():
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
-                pytest.skip(f"the private JACK server {name!r} did not come up: {' / '.join(tail) or 'no output'}")
-            time.sleep(0.05)
         yield env
     finally:
+        SERVERS.pop(name, None)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -133,9 +138,41 @@ def jack_server(*, period_frames: int = PERIOD_FRAMES, timeout_sec: float = 10.0
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(5)
-        log.close()
         for leftover in [*Path("/dev/shm").glob(f"jack_{name}_*"), *Path("/dev/shm").glob(f"jack_sem.*_{name}_*")]:
             leftover.unlink(missing_ok=True)  # a server that had to be killed leaves these
+
+
+#: See ``jack_server``: at most eight can run at once anyway.
+SERVER_NAMES = tuple(f"chiptuner-test-{k}" for k in range(8))
+
+
+def _start_server(name: str, period_frames: int, timeout_sec: float):
+    """(jackd process, None, environment) once a client can connect; (None, why, None) if it cannot start."""
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    command = ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(period_frames)]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        previous = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = name  # the probe connects to this server
+        try:
+            deadline = time.monotonic() + timeout_sec
+            while not _client_answers():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    if server.poll() is None:
+                        server.kill()
+                    server.wait(5)
+                    log.seek(0)
+                    lines = log.read().decode(errors="replace").strip().splitlines()
+                    # jackd's last lines are its banner; the reason comes before it.
+                    reason = next((line for line in lines if "server" in line.lower() and "jackdmp" not in line), "")
+                    return None, reason or (lines[-1] if lines else "no output"), None
+                time.sleep(0.05)
+        finally:
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
+    return server, None, env
 
 
 def list_jack_ports() -> tuple[list[str], list[str]]:
@@ -160,7 +197,7 @@ def find_port(names: Sequence[str], *parts: str) -> int:
 
 
 def engine_ports(*, timeout_sec: float = 5.0) -> tuple[str, str]:
-    """The engine's input and output (``chiptuner:in``, ``chiptuner-01:out``), once both exist."""
+    """The engine's input and output (``chiptuner:in``, ``chiptuner:out``), once both exist."""
     deadline = time.monotonic() + timeout_sec
     while True:
         inputs, outputs = list_jack_ports()

@@ -6,12 +6,11 @@ server can only come up once tests/test_live_jack.py's module server is gone.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import mido
 
-from tests.jack import Player, engine_ports, jack_server, play_melody, start_live
+from tests.jack import SERVERS, Player, engine_ports, jack_server, play_melody, start_live
 
 MELODY = [60, 62, 64, 65]
 
@@ -28,8 +27,7 @@ def test_the_jack_server_going_away_ends_in_one_line_with_the_session_kept(tmp_p
             player = Player(*engine_ports())
             play_melody(player, MELODY, beat_sec=0.2)
             player.close()
-            server = env["JACK_DEFAULT_SERVER"]
-            subprocess.run(["pkill", "-KILL", "-f", f"jackd --no-realtime -n {server} "], check=True)
+            SERVERS[env["JACK_DEFAULT_SERVER"]].kill()
             code = live.wait(30)
         finally:
             live.stop()
