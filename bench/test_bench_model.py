@@ -192,7 +192,7 @@ def test_bench_training_throughput(benchmark):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     first = one_batch()
     last = benchmark.pedantic(one_batch, rounds=5, iterations=1, warmup_rounds=1)
