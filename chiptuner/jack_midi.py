@@ -32,7 +32,7 @@ from collections.abc import Iterator
 
 from chiptuner.errors import MidiSystemError
 
-__all__ = ["Handover", "JackInbox", "JackMidi", "JackOutput", "jack_answers", "jack_ports"]
+__all__ = ["Handover", "JackInbox", "JackMidi", "JackOutput", "jack_answers", "jack_ports", "quiet_stderr"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,11 @@ SWITCH_INTERVAL_SEC = 0.0005
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence fd 2 while libjack looks for a server (the caller says it in one line instead)."""
+def quiet_stderr() -> Iterator[None]:
+    """Silence fd 2 while a C library probes for its server (libjack, ALSA).
+
+    They print there when none answers; the caller says it in one line instead.
+    """
     try:
         saved = os.dup(2)
     except OSError:
@@ -66,7 +69,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 def _jack():
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             import jack  # noqa: PLC0415 (optional: the `live` extra; loads libjack)
     except ImportError:
         raise MidiSystemError("JACK ports need the JACK-Client package: pip install 'chiptuner[live]'") from None
@@ -86,7 +89,7 @@ def _log_jack(message: str) -> None:
 def _client(name: str):
     jack = _jack()
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             return jack.Client(name, no_start_server=True)
     except jack.JackOpenError as error:
         raise MidiSystemError(f"no JACK server is running ({error})") from None

@@ -17,7 +17,6 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chiptuner import jack_midi
@@ -40,23 +39,6 @@ def _rtmidi():
     except ImportError:
         raise MidiSystemError("MIDI ports need python-rtmidi: pip install 'chiptuner[live]'; or " + INSTEAD) from None
     return rtmidi
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence what the C libraries print while probing (ALSA and JACK write to fd 2)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _api_ids(rtmidi) -> dict[str, int]:
@@ -84,7 +66,7 @@ def _make(kind: str, api: str, client: str):
     if api_id not in rtmidi.get_compiled_api():
         raise MidiSystemError(f"this python-rtmidi was built without {api} support; " + INSTEAD)
     try:
-        with _quiet_stderr():
+        with jack_midi.quiet_stderr():
             if kind == "in":
                 return rtmidi.MidiIn(api_id, name=client, queue_size_limit=4096)
             return rtmidi.MidiOut(api_id, name=client)

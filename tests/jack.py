@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from chiptuner.jack_midi import quiet_stderr
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ROOT / "bench" / "targets.toml"
 SAMPLE_RATE = 48_000
@@ -68,24 +70,11 @@ def skip_reason() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """libjack prints to fd 2 while a server is not up yet; keep the probes quiet."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _client_answers() -> bool:
     import rtmidi  # noqa: PLC0415
 
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             client = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="chiptuner-test-probe")
     except (SystemError, RuntimeError, rtmidi.RtMidiError):
         return False

@@ -7,6 +7,8 @@ Note arrays here are sorted by ``start_step`` (ties: any order unless stated).
 import numpy as np
 from numba import njit
 
+from chiptuner._kernels.voices import quantize
+
 
 @njit(cache=True, nogil=True)
 def skyline(start_step, end_step, pitch, keep):
@@ -119,43 +121,16 @@ _MAX_GRID_STEP = 1 << 22
 def grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step):
     """Nearest grid step of onsets and releases (halves round up); every note lasts >= 1 step.
 
+    The voice reduction's grid (``voices.quantize``), so the two always agree and a song's
+    steps can be computed once for both.
+
     Parameters
     ----------
     start_tick, end_tick : int64 (N,)
     ticks_per_beat, steps_per_beat : int > 0
     start_step, end_step : int64 (N,), written
     """
-    den = 2 * np.int64(ticks_per_beat)
-    num = 2 * np.int64(steps_per_beat)
-    inverse = 1.0 / den
-    for i in range(start_tick.shape[0]):
-        s = _div_round(start_tick[i] * num + ticks_per_beat, den, inverse)
-        e = _div_round(end_tick[i] * num + ticks_per_beat, den, inverse)
-        start_step[i] = s
-        end_step[i] = e if e > s else s + 1
-
-
-#: Numerators below this in magnitude divide exactly through a float quotient (2**50).
-_EXACT = 1 << 50
-
-
-@njit(cache=True, nogil=True)
-def _div_round(numerator, divisor, inverse):
-    """``numerator // divisor`` (floor), through the float quotient where that is exact.
-
-    ``inverse`` is ``1 / divisor``. Below 2**50 the float quotient is within one of the
-    exact one and one comparison of the remainder corrects it: an integer division costs
-    about ten times as much, and the grid takes two per note.
-    """
-    if numerator >= _EXACT or numerator <= -_EXACT:
-        return numerator // divisor
-    quotient = np.int64(np.floor(numerator * inverse))
-    remainder = numerator - quotient * divisor
-    if remainder < 0:
-        quotient -= 1
-    elif remainder >= divisor:
-        quotient += 1
-    return quotient
+    quantize(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
 
 
 @njit(cache=True, nogil=True)
