@@ -1,4 +1,4 @@
-"""Fit the three note networks of ``chiptuner.melody`` on POP909 songs 001-300 (never the held-out ones).
+"""Fit the two note networks of ``chiptuner.melody`` on POP909 songs 001-300 (never the held-out ones).
 
     python bench/fit_melody.py [--corpora DIR] [--validate] [--write]
 
@@ -8,12 +8,12 @@ Every pitched note of a song merged into one track, in both evaluation settings
 note of that pitch on that step. Each song is used as it is and once more with its
 tracks' velocities pulled together (``flatten_velocity``). Network 1 (one hidden layer of
 16 ReLU units, scikit-learn, offline only) learns the label from those features. Its
-probabilities give ``context_features``; network 2 learns the label from both. Network
-2's probabilities give the context again plus ``segment_features``; network 3 learns from
-all of it. The probabilities a network's training songs get from the networks before it
-come from networks fitted on the other half of the songs (two folds), as they would on a
-new song. Input scaling is folded into the first layer, so inference is plain arrays in
-``_kernels.melody.mlp_logits``.
+probabilities give ``context_features``; network 2 learns the label from both. The
+probabilities network 2's training songs get from network 1 come from networks fitted on
+the other half of the songs (two folds), as they would on a new song. Input scaling is
+folded into the first layer, so inference is plain arrays in
+``_kernels.melody.mlp_logits``. The line network on top of them is fitted by
+bench/fit_melody_line.py (refit it after refitting these).
 
 ``--validate`` fits on the songs not divisible by 3 and prints the F1 of
 ``melody_notes`` on the others, as they are and with flattened velocities (choose
@@ -49,9 +49,8 @@ HIDDEN = 16
 MAX_ITER = 30
 #: Share of the notes each network is fitted on (half: plenty, and keeps the fit modest).
 SUBSAMPLE = 0.5
-#: Networks in a row: note features; plus first-pass context; then (each later one) plus
-#: the context and segment columns of the pass before.
-PASSES = 3
+#: Networks in a row: note features; then plus first-pass context.
+PASSES = 2
 MELODY_PY = Path(mel.__file__)
 
 
@@ -68,7 +67,7 @@ def song_arrays(score, truth) -> dict[str, np.ndarray]:
     _k.grid_steps(notes.start_tick[order], notes.end_tick[order], score.ticks_per_beat, 4, st, en)
     pitch = notes.pitch[order]
     velocity = notes.velocity[order]
-    x = np.zeros((len(order), _k.N_INPUTS))
+    x = np.zeros((len(order), _k.N_FEATURES + _k.N_CONTEXT))
     _k.note_features(st, en, pitch, velocity, x)
     y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
     return {"st": st, "en": en, "pitch": pitch, "velocity": velocity, "x": x, "y": y}
@@ -124,23 +123,16 @@ def logits(x: np.ndarray, net) -> np.ndarray:
     return out
 
 
-def add_context(song: dict, net, k: int) -> None:
-    """Pass ``k``'s probabilities and the context columns they give pass ``k + 1`` (as ``pick_melody``)."""
+def add_context(song: dict, net) -> None:
+    """The first pass's probabilities and the context columns they give the second (as ``line_inputs``)."""
     nf, nc = _k.N_FEATURES, _k.N_CONTEXT
-    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, : n_inputs(k)], net)))
-    x = song["x"]
-    if k == 0:
-        _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, x[:, nf : nf + nc])
-    else:
-        q[song["q"] < (mel._SECOND_MIN_Q if k == 1 else mel._THIRD_MIN_Q)] = 0.0
-        _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, x[:, nf + nc : nf + 2 * nc])
-        _k.segment_features(song["st"], q, x[:, nf + 2 * nc :])
-    song["q"] = q
+    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, :nf], net)))
+    _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, song["x"][:, nf : nf + nc])
 
 
 def n_inputs(k: int) -> int:
-    """Input columns of pass ``k``'s network: note features, then first-pass context, then all."""
-    return (_k.N_FEATURES, _k.N_FEATURES + _k.N_CONTEXT)[k] if k < 2 else _k.N_INPUTS
+    """Input columns of pass ``k``'s network: note features, then plus first-pass context."""
+    return (_k.N_FEATURES, _k.N_FEATURES + _k.N_CONTEXT)[k]
 
 
 def fit(songs: list[dict]) -> list[tuple]:
@@ -168,7 +160,7 @@ def fit(songs: list[dict]) -> list[tuple]:
         fold_nets = [fit_net(*stack(part, n_inputs(k)), seed=k) for part in both]
         for a, b in ((0, 1), (1, 0)):
             for s in both[b]:
-                add_context(s, fold_nets[a], k)
+                add_context(s, fold_nets[a])
     return nets
 
 
@@ -191,8 +183,6 @@ def fitted_block(nets) -> str:
             f"    {b_out:.5g},",
             ")  # fmt: skip",
         ]
-    later = ", ".join(f"_NET{k}" for k in range(3, len(nets) + 1))
-    lines.append(f"_LATER_NETS = ({later},)")
     lines.append("# end of fitted block")
     return "\n".join(lines)
 
@@ -202,8 +192,7 @@ def install(nets) -> None:
     nets = [
         tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net) for net in nets
     ]
-    mel._NET1, mel._NET2 = nets[:2]
-    mel._LATER = mel.stack_nets(nets[2:])
+    mel._NET1, mel._NET2 = nets
 
 
 def training_songs(scores: dict, train_ids: list[int]) -> list[dict]:

@@ -569,7 +569,8 @@ SEGMENT_NAMES = (
     "near_onsets_per_step_minus_song",
 )
 N_SEGMENT = len(SEGMENT_NAMES)
-#: Inputs of the third network: note, first- and second-pass context, segment columns.
+#: Columns of ``line_inputs``' x (the line network also reads the second pass's probability):
+#: note features, first- and second-pass context, segment features.
 N_INPUTS = N_FEATURES + 2 * N_CONTEXT + N_SEGMENT
 #: Positions are counted in bars of 16 steps up to this many (intros and outros are shorter).
 _MAX_POSITION_BAR = 32
@@ -722,6 +723,130 @@ def mlp_logits(x, w_hidden, b_hidden, w_out, b_out, out):
     out : float64 (N,), written
     """
     mlp_logits_at(x, np.arange(x.shape[0]), w_hidden, b_hidden, w_out, b_out, out)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _gru_pass(gate_in, w_hh, b_hh, w_out, reverse, out):
+    """One direction of ``line_logits``: ``out[t] += w_out . h[t]`` (torch's GRU cell, gates r, z, n)."""
+    m = gate_in.shape[0]
+    n_hidden = w_hh.shape[1]
+    h = np.zeros(n_hidden)
+    gate_h = np.empty(3 * n_hidden)
+    for s in range(m):
+        t = m - 1 - s if reverse else s
+        for r in range(3 * n_hidden):
+            acc = b_hh[r]
+            for k in range(n_hidden):
+                acc += w_hh[r, k] * h[k]
+            gate_h[r] = acc
+        v = 0.0
+        for k in range(n_hidden):
+            reset = 1.0 / (1.0 + np.exp(-(gate_in[t, k] + gate_h[k])))
+            update = 1.0 / (1.0 + np.exp(-(gate_in[t, n_hidden + k] + gate_h[n_hidden + k])))
+            new = np.tanh(gate_in[t, 2 * n_hidden + k] + reset * gate_h[2 * n_hidden + k])
+            h[k] = (1.0 - update) * new + update * h[k]
+            v += w_out[k] * h[k]
+        out[t] += v
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, out):
+    """Melody logits of a song's notes from a bidirectional GRU over them in onset order.
+
+    Each note's inputs (``x``'s columns and the second pass's probability ``q``) go
+    through one ReLU layer ``e = relu(w_in @ [x, q] + b_in)``; a GRU runs over the ``e``
+    forwards and another backwards (the cell of ``torch.nn.GRU``, weights in its layout);
+    ``out = w_out @ [h_forward, h_backward, e] + b_out``. The recurrence carries what a
+    per-note network cannot see: whether the voice sings in this part of the song, and
+    which of two lines has been the tune so far and will be next.
+
+    Parameters
+    ----------
+    x : float64 (N, F), the notes in onset order
+    q : float64 (N,)
+    w_in : float64 (H, F + 1), the last column for ``q``; b_in : float64 (H,)
+    w_ih, w_hh : float64 (2, 3H, H), forward then backward; b_ih, b_hh : float64 (2, 3H)
+    w_out : float64 (3H,); b_out : float
+    out : float64 (N,), written
+    """
+    m = x.shape[0]
+    n_hidden = w_in.shape[0]
+    n_feat = w_in.shape[1] - 1
+    e = np.empty((m, n_hidden))
+    for t in range(m):
+        v = b_out
+        for k in range(n_hidden):
+            acc = b_in[k] + w_in[k, n_feat] * q[t]
+            for f in range(n_feat):
+                acc += w_in[k, f] * x[t, f]
+            acc = max(acc, 0.0)
+            e[t, k] = acc
+            v += w_out[2 * n_hidden + k] * acc
+        out[t] = v
+    gate_in = np.empty((m, 3 * n_hidden))
+    for d in range(2):
+        for t in range(m):
+            for r in range(3 * n_hidden):
+                acc = b_ih[d, r]
+                for k in range(n_hidden):
+                    acc += w_ih[d, r, k] * e[t, k]
+                gate_in[t, r] = acc
+        _gru_pass(gate_in, w_hh[d], b_hh[d], w_out[d * n_hidden : (d + 1) * n_hidden], d == 1, out)
+
+
+@njit(cache=True, nogil=True)
+def line_inputs(
+    start_step,
+    end_step,
+    pitch,
+    velocity,
+    w1_hidden,
+    b1_hidden,
+    w1_out,
+    b1_out,
+    w2_hidden,
+    b2_hidden,
+    w2_out,
+    b2_out,
+    second_min_q,
+    x,
+    q,
+):
+    """The inputs of ``line_logits``: the two note networks' passes over a song's notes.
+
+    A first network (``mlp_logits`` on ``note_features``) gives each note a melody
+    probability; ``context_features`` say how the note fits that probable line; a second
+    network scores the notes whose first probability is at least ``second_min_q`` (the
+    rest, 60% of a pop song's notes, get 0) on both. The context again, now from the
+    second pass's sharper line, and ``segment_features`` complete ``x``.
+
+    Parameters
+    ----------
+    start_step, end_step : int64 (N,), sorted by onset; pitch, velocity : int16 (N,)
+    w1_*, w2_* : the two networks (``mlp_logits``), N_FEATURES and N_FEATURES + N_CONTEXT inputs
+    second_min_q : float
+    x : float64 (N, N_INPUTS), written; q : float64 (N,), written: the second pass's probabilities
+    """
+    m = start_step.shape[0]
+    note_features(start_step, end_step, pitch, velocity, x)
+    mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, q)  # reads the first N_FEATURES columns
+    for i in range(m):
+        q[i] = 1.0 / (1.0 + np.exp(-q[i]))
+    context_features(start_step, end_step, pitch, velocity, q, x[:, N_FEATURES:])
+    rows = np.empty(m, np.int64)
+    n_rows = 0
+    for i in range(m):
+        if q[i] >= second_min_q:
+            rows[n_rows] = i
+            n_rows += 1
+        q[i] = 0.0
+    mlp_logits_at(x, rows[:n_rows], w2_hidden, b2_hidden, w2_out, b2_out, q)
+    for j in range(n_rows):
+        q[rows[j]] = 1.0 / (1.0 + np.exp(-q[rows[j]]))
+    context_features(
+        start_step, end_step, pitch, velocity, q, x[:, N_FEATURES + N_CONTEXT : N_FEATURES + 2 * N_CONTEXT]
+    )
+    segment_features(start_step, q, x[:, N_FEATURES + 2 * N_CONTEXT :])
 
 
 @njit(cache=True, nogil=True)
@@ -892,10 +1017,14 @@ def pick_melody(
     b2_hidden,
     w2_out,
     b2_out,
-    w3_hidden,
-    b3_hidden,
-    w3_out,
-    b3_out,
+    wl_in,
+    bl_in,
+    wl_ih,
+    wl_hh,
+    bl_ih,
+    bl_hh,
+    wl_out,
+    bl_out,
     leap_cost,
     window_step,
     mono_penalty,
@@ -904,7 +1033,6 @@ def pick_melody(
     clean_leap,
     flat_velocity,
     second_min_q,
-    third_min_q,
     out_start_tick,
     out_end_tick,
     out_pitch,
@@ -922,12 +1050,11 @@ def pick_melody(
     3. Otherwise every pitched note is a candidate. If the candidates' velocities are
        flat (standard deviation at most ``flat_velocity``) and their skyline moves by at
        most ``clean_leap`` semitones per note on average (a clean top line), or there are
-       under 32 candidates, the skyline is the melody; else a first network
-       (``mlp_logits`` on ``note_features``) gives each note a melody probability, a
-       second one scores it on those features plus ``context_features`` (how it fits
-       the probable melody around it), a third one scores it again on all that plus the
-       same context from the second pass and ``segment_features`` (song position, the
-       likely line's density and rivals around it), and ``greedy_line`` picks the line.
+       under 32 candidates, the skyline is the melody; else two note networks
+       (``line_inputs``: ``note_features``, then ``context_features``, how a note fits
+       the probable melody around it) and ``segment_features`` (song position, the
+       likely line's density and rivals around it) feed a bidirectional GRU over the
+       notes (``line_logits``), and ``greedy_line`` picks the line from its logits.
     4. Each chosen note ends no later than the next chosen onset (tick).
 
     Parameters
@@ -940,11 +1067,10 @@ def pick_melody(
     is_drum : bool (N,)
     w1_hidden, b1_hidden, w1_out, b1_out : first network (``mlp_logits``), N_FEATURES inputs
     w2_hidden, b2_hidden, w2_out, b2_out : second network, N_FEATURES + N_CONTEXT inputs
-    w3_hidden, b3_hidden, w3_out, b3_out : float64 (P, H, N_INPUTS), (P, H), (P, H), (P,):
-        the P >= 1 later networks, one per pass after the second
+    wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh, wl_out, bl_out : the line network
+        (``line_logits``), N_INPUTS + 1 inputs
     leap_cost, mono_penalty, mono_limit, clean_leap, flat_velocity : float
     second_min_q : float, the first-pass probability under which a note is not scored again
-    third_min_q : float, the same for each later pass
     window_step, segment_step : int > 0
     out_start_tick, out_end_tick, out_pitch, out_velocity, out_channel, out_program,
     out_track, out_is_drum : (N,) of the input dtypes, written: the chosen notes by
@@ -995,9 +1121,9 @@ def pick_melody(
     else:
         chosen, idx = _merged_line(
             start_tick, start_step, end_step, pitch, velocity, is_drum, group, n_groups, w1_hidden, b1_hidden,
-            w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, w3_hidden, b3_hidden, w3_out, b3_out, leap_cost,
-            window_step, mono_penalty, mono_limit, segment_step, clean_leap, flat_velocity, second_min_q,
-            third_min_q,
+            w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh,
+            wl_out, bl_out, leap_cost, window_step, mono_penalty, mono_limit, segment_step, clean_leap,
+            flat_velocity, second_min_q,
         )  # fmt: skip
     c = 0
     for i in range(idx.shape[0]):
@@ -1035,10 +1161,14 @@ def _merged_line(
     b2_hidden,
     w2_out,
     b2_out,
-    w3_hidden,
-    b3_hidden,
-    w3_out,
-    b3_out,
+    wl_in,
+    bl_in,
+    wl_ih,
+    wl_hh,
+    bl_ih,
+    bl_hh,
+    wl_out,
+    bl_out,
     leap_cost,
     window_step,
     mono_penalty,
@@ -1047,7 +1177,6 @@ def _merged_line(
     clean_leap,
     flat_velocity,
     second_min_q,
-    third_min_q,
 ):
     """Steps 2-3 of ``pick_melody`` on the notes sorted by onset: the general path.
 
@@ -1100,42 +1229,13 @@ def _merged_line(
     flat = v_var <= flat_velocity * flat_velocity * m
     if main < 0 and not (flat and leap <= clean_leap) and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
         x = np.empty((m, N_INPUTS), np.float64)
-        note_features(st, en, cp, cv, x)
+        q = np.empty(m, np.float64)
+        line_inputs(
+            st, en, cp, cv, w1_hidden, b1_hidden, w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, second_min_q,
+            x, q,
+        )  # fmt: skip
         score = np.empty(m, np.float64)
-        mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, score)  # reads the first N_FEATURES columns
-        for i in range(m):
-            score[i] = 1.0 / (1.0 + np.exp(-score[i]))
-        context_features(st, en, cp, cv, score, x[:, N_FEATURES:])
-        # Notes hopeless after a pass (under the pass's minimum) are never chosen and not
-        # scored again: 60% of a pop song's notes, most of the work saved.
-        rows = np.empty(m, np.int64)
-        n_rows = 0
-        for i in range(m):
-            if score[i] >= second_min_q:
-                rows[n_rows] = i
-                n_rows += 1
-            score[i] = 0.0
-        mlp_logits_at(x, rows[:n_rows], w2_hidden, b2_hidden, w2_out, b2_out, score)
-        for j in range(n_rows):
-            score[rows[j]] = 1.0 / (1.0 + np.exp(-score[rows[j]]))
-        # Later passes: the same context evidence, now from the sharper line of the pass
-        # before (which notes of a bar are the tune, whether a likely note still sounds),
-        # plus where in the song the likely line thins out or doubles.
-        n_pass = w3_hidden.shape[0]
-        for k in range(n_pass):
-            context_features(st, en, cp, cv, score, x[:, N_FEATURES + N_CONTEXT : N_FEATURES + 2 * N_CONTEXT])
-            segment_features(st, score, x[:, N_FEATURES + 2 * N_CONTEXT :])
-            last = k == n_pass - 1
-            n_rows = 0
-            for i in range(m):
-                if score[i] >= third_min_q:
-                    rows[n_rows] = i
-                    n_rows += 1
-                score[i] = -1.0 if last else 0.0
-            mlp_logits_at(x, rows[:n_rows], w3_hidden[k], b3_hidden[k], w3_out[k], b3_out[k], score)
-            if not last:
-                for j in range(n_rows):
-                    score[rows[j]] = 1.0 / (1.0 + np.exp(-score[rows[j]]))
+        line_logits(x, q, wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh, wl_out, bl_out, score)
         greedy_line(st, cp, score, leap_cost, window_step, chosen)
     return chosen, idx
 

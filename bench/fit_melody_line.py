@@ -1,0 +1,163 @@
+"""Fit the line network of ``chiptuner.melody`` (a bidirectional GRU over a song's notes) with torch.
+
+    python bench/fit_melody_line.py [--corpora DIR] [--epochs 24] [--out chiptuner/models/melody_line.npz]
+
+Training songs: POP909 songs whose number is not divisible by 3 (606 songs), each with all
+three tracks merged and with MELODY+PIANO merged (the two settings of
+bench/measure_melody.py). Songs 301-909 divisible by 3 are never used: they are the
+held-out set (the note networks under this one were fitted on 001-300).
+
+Every pitched note of a merged song, in the kernel's candidate order, gets the inputs
+``_kernels.melody.line_inputs`` computes with the shipped note networks (67 columns and
+the second pass's probability); it is labelled melody when the MELODY track has a note of
+that pitch on that step. The network: one ReLU layer of 32 units, a GRU of 32 units each
+way, a logit from both directions and the ReLU layer (``line_logits``). It is trained on
+windows of 768 notes (random offsets each epoch, batches of 32) with Adam, learning rate
+3e-3 decayed to 0 on a cosine, binary cross-entropy. Input scaling is folded into the
+first layer. 24 epochs take about 12 minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure_melody as mm  # noqa: E402
+
+from chiptuner import melody as mel  # noqa: E402
+from chiptuner._kernels import melody as _k  # noqa: E402
+from chiptuner.timebase import STEPS_PER_BEAT  # noqa: E402
+
+HIDDEN = 32
+WINDOW = 768
+BATCH = 32
+LEARNING_RATE = 3e-3
+SETTINGS = ("all", "melody_piano")
+
+
+def is_training_song(i: int) -> bool:
+    """POP909 songs the line network learns from; 301-909 divisible by 3 are held out."""
+    return i % 3 != 0
+
+
+def note_inputs(score, truth) -> tuple[np.ndarray, np.ndarray]:
+    """``line_inputs`` of every pitched note in the kernel's candidate order, and its labels."""
+    notes = score.notes
+    order = np.empty(len(notes), np.int64)
+    _k.onset_order(notes.start_tick, order)
+    order = order[~notes.is_drum[order]]
+    st = np.empty(len(order), np.int64)
+    en = np.empty(len(order), np.int64)
+    _k.grid_steps(notes.start_tick[order], notes.end_tick[order], score.ticks_per_beat, STEPS_PER_BEAT, st, en)
+    pitch = notes.pitch[order]
+    x = np.empty((len(order), _k.N_INPUTS))
+    q = np.empty(len(order))
+    _k.line_inputs(st, en, pitch, notes.velocity[order], *mel._NET1, *mel._NET2, mel._SECOND_MIN_Q, x, q)
+    t_st = np.empty(len(truth), np.int64)
+    t_en = np.empty(len(truth), np.int64)
+    _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, t_st, t_en)
+    y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
+    return np.concatenate([x, q[:, None]], axis=1).astype(np.float32), y.astype(np.float32)
+
+
+def fit(songs: list[tuple[np.ndarray, np.ndarray]], epochs: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Train the network on (inputs, labels) per song; its weights in ``mel.LINE_NET_KEYS`` form."""
+    import torch  # noqa: PLC0415 (training extra, offline only)
+    from torch import nn  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    stacked = np.concatenate([x for x, _ in songs])
+    mu = stacked.mean(axis=0)
+    sd = stacked.std(axis=0)
+    sd[sd < 1e-6] = 1.0
+    scaled = [((x - mu) / sd, y) for x, y in songs]
+
+    class LineNet(nn.Module):
+        def __init__(self, n_in: int):
+            super().__init__()
+            self.inp = nn.Linear(n_in, HIDDEN)
+            self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True, bidirectional=True)
+            self.out = nn.Linear(3 * HIDDEN, 1)
+
+        def forward(self, x):
+            e = torch.relu(self.inp(x))
+            h, _ = self.gru(e)
+            return self.out(torch.cat([h, e], -1))[..., 0]
+
+    net = LineNet(stacked.shape[1])
+    opt = torch.optim.Adam(net.parameters(), LEARNING_RATE)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda ep: 0.5 * (1 + np.cos(np.pi * ep / epochs)))
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        windows = []
+        for x, y in scaled:
+            offset = int(rng.integers(0, WINDOW))
+            for a in range(-offset, len(x), WINDOW):
+                lo, hi = max(a, 0), min(a + WINDOW, len(x))
+                if hi - lo > 32:
+                    windows.append((x[lo:hi], y[lo:hi]))
+        rng.shuffle(windows)
+        total = 0.0
+        for k in range(0, len(windows), BATCH):
+            batch = windows[k : k + BATCH]
+            length = max(len(x) for x, _ in batch)
+            xb = np.zeros((len(batch), length, stacked.shape[1]), np.float32)
+            yb = np.zeros((len(batch), length), np.float32)
+            mask = np.zeros((len(batch), length), np.float32)
+            for j, (x, y) in enumerate(batch):
+                xb[j, : len(x)], yb[j, : len(x)], mask[j, : len(x)] = x, y, 1.0
+            loss_each = nn.functional.binary_cross_entropy_with_logits(
+                net(torch.from_numpy(xb)), torch.from_numpy(yb), reduction="none"
+            )
+            loss = (loss_each * torch.from_numpy(mask)).sum() / mask.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        sched.step()
+        print(
+            f"epoch {epoch + 1}/{epochs}: loss {total / len(windows):.4f} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    state = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    w_in = state["inp.weight"] / sd[None, :]
+    return {
+        "w_in": w_in,
+        "b_in": state["inp.bias"] - w_in @ mu,
+        "w_ih": np.stack([state["gru.weight_ih_l0"], state["gru.weight_ih_l0_reverse"]]),
+        "w_hh": np.stack([state["gru.weight_hh_l0"], state["gru.weight_hh_l0_reverse"]]),
+        "b_ih": np.stack([state["gru.bias_ih_l0"], state["gru.bias_ih_l0_reverse"]]),
+        "b_hh": np.stack([state["gru.bias_hh_l0"], state["gru.bias_hh_l0_reverse"]]),
+        "w_out": state["out.weight"][0],
+        "b_out": state["out.bias"][0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=mel.LINE_NET_PATH)
+    args = parser.parse_args(argv)
+    songs = []
+    for i, score in mm.pop909_songs(args.corpora, 1, 909):
+        if is_training_song(i):
+            truth = mm.melody_track(score)
+            songs.extend(note_inputs(mm.merged_setting(score, setting), truth) for setting in SETTINGS)
+    if not songs:
+        raise SystemExit(f"no POP909 songs under {args.corpora}")
+    print(f"{len(songs)} merged songs, {sum(len(y) for _, y in songs)} notes", flush=True)
+    weights = fit(songs, args.epochs)
+    np.savez(args.out, **{key: np.asarray(weights[key], dtype=np.float32) for key in mel.LINE_NET_KEYS})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

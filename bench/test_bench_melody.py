@@ -1,0 +1,47 @@
+"""Melody choice on a song with every track merged into one (the line network's path), group "batch".
+
+Budget in bench/targets.toml. POP909 001 with MELODY, BRIDGE and PIANO merged into one
+track and channel: no track choice is possible, so every note goes through both note
+networks and the bidirectional GRU. The skyline of the same notes is timed in the same
+run as the floor any melody choice pays (grid, sort, one pass).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import chiptuner
+from bench.conftest import budget
+from chiptuner.melody import melody_notes, skyline_notes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure_melody as mm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def merged(corpora):
+    return mm.merge_tracks(chiptuner.read_midi(corpora / "pop909" / "POP909" / "001" / "001.mid"))
+
+
+@pytest.mark.benchmark(group="batch")
+def test_bench_melody_merged(benchmark, merged):
+    melody_notes(merged)  # compiled before timing
+    chosen = benchmark.pedantic(melody_notes, args=(merged,), rounds=20, iterations=1, warmup_rounds=2)
+    assert 0.1 * len(merged.notes) < len(chosen) < 0.5 * len(merged.notes)
+    if benchmark.disabled:
+        return
+    ns = benchmark.stats.stats.median * 1e9 / len(merged.notes)
+    benchmark.extra_info["ns_per_note"] = round(ns, 1)
+    assert ns <= budget("melody")["merged_ns_per_note"]
+
+
+@pytest.mark.benchmark(group="batch")
+def test_bench_skyline_merged(benchmark, merged):
+    skyline_notes(merged)
+    chosen = benchmark.pedantic(skyline_notes, args=(merged,), rounds=50, iterations=5, warmup_rounds=2)
+    assert len(chosen) > 0
+    if not benchmark.disabled:
+        benchmark.extra_info["ns_per_note"] = round(benchmark.stats.stats.median * 1e9 / len(merged.notes), 1)
