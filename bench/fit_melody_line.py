@@ -57,7 +57,7 @@ def note_inputs(score, truth) -> tuple[np.ndarray, np.ndarray]:
     pitch = notes.pitch[order]
     x = np.empty((len(order), _k.N_INPUTS))
     q = np.empty(len(order))
-    _k.line_inputs(st, en, pitch, notes.velocity[order], *mel._NET1, *mel._NET2, mel._SECOND_MIN_Q, x, q)
+    _k.line_inputs(st, en, pitch, notes.velocity[order], mel._NET1, mel._NET2, mel._SECOND_MIN_Q, x, q)
     t_st = np.empty(len(truth), np.int64)
     t_en = np.empty(len(truth), np.int64)
     _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, t_st, t_en)

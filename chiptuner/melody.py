@@ -353,7 +353,7 @@ def _melody_notes(score: Score, start_step: np.ndarray, end_step: np.ndarray) ->
     )
     k = _k.pick_melody(
         notes.start_tick, notes.end_tick, start_step, end_step, notes.pitch, notes.velocity, notes.channel,
-        notes.program, notes.track, notes.is_drum, *_NET1, *_NET2, *_LINE, _LEAP_COST, _WINDOW_STEP,
+        notes.program, notes.track, notes.is_drum, _NET1, _NET2, _LINE, _LEAP_COST, _WINDOW_STEP,
         _MONO_PENALTY, _MONO_LIMIT, _SEGMENT_STEP, _CLEAN_LEAP, _FLAT_VELOCITY, _SECOND_MIN_Q, *out,
     )  # fmt: skip
     if k < _FALLBACK_SHARE * n:

@@ -800,14 +800,8 @@ def line_inputs(
     end_step,
     pitch,
     velocity,
-    w1_hidden,
-    b1_hidden,
-    w1_out,
-    b1_out,
-    w2_hidden,
-    b2_hidden,
-    w2_out,
-    b2_out,
+    net1,
+    net2,
     second_min_q,
     x,
     q,
@@ -823,11 +817,14 @@ def line_inputs(
     Parameters
     ----------
     start_step, end_step : int64 (N,), sorted by onset; pitch, velocity : int16 (N,)
-    w1_*, w2_* : the two networks (``mlp_logits``), N_FEATURES and N_FEATURES + N_CONTEXT inputs
+    net1, net2 : the two networks, tuples (w_hidden, b_hidden, w_out, b_out) of ``mlp_logits``,
+        N_FEATURES and N_FEATURES + N_CONTEXT inputs
     second_min_q : float
     x : float64 (N, N_INPUTS), written; q : float64 (N,), written: the second pass's probabilities
     """
     m = start_step.shape[0]
+    w1_hidden, b1_hidden, w1_out, b1_out = net1
+    w2_hidden, b2_hidden, w2_out, b2_out = net2
     note_features(start_step, end_step, pitch, velocity, x)
     mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, q)  # reads the first N_FEATURES columns
     for i in range(m):
@@ -1009,22 +1006,9 @@ def pick_melody(
     program,
     track,
     is_drum,
-    w1_hidden,
-    b1_hidden,
-    w1_out,
-    b1_out,
-    w2_hidden,
-    b2_hidden,
-    w2_out,
-    b2_out,
-    wl_in,
-    bl_in,
-    wl_ih,
-    wl_hh,
-    bl_ih,
-    bl_hh,
-    wl_out,
-    bl_out,
+    net1,
+    net2,
+    line_net,
     leap_cost,
     window_step,
     mono_penalty,
@@ -1065,10 +1049,9 @@ def pick_melody(
     velocity : int16 (N,)
     channel : int8 (N,), program : int16 (N,), track : int32 (N,): copied to the output
     is_drum : bool (N,)
-    w1_hidden, b1_hidden, w1_out, b1_out : first network (``mlp_logits``), N_FEATURES inputs
-    w2_hidden, b2_hidden, w2_out, b2_out : second network, N_FEATURES + N_CONTEXT inputs
-    wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh, wl_out, bl_out : the line network
-        (``line_logits``), N_INPUTS + 1 inputs
+    net1, net2 : the note networks of ``line_inputs``, tuples (w_hidden, b_hidden, w_out, b_out)
+    line_net : the line network, a tuple (w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out)
+        of ``line_logits``' weights, N_INPUTS + 1 inputs
     leap_cost, mono_penalty, mono_limit, clean_leap, flat_velocity : float
     second_min_q : float, the first-pass probability under which a note is not scored again
     window_step, segment_step : int > 0
@@ -1120,10 +1103,8 @@ def pick_melody(
         skyline(st, en, cp, chosen)
     else:
         chosen, idx = _merged_line(
-            start_tick, start_step, end_step, pitch, velocity, is_drum, group, n_groups, w1_hidden, b1_hidden,
-            w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh,
-            wl_out, bl_out, leap_cost, window_step, mono_penalty, mono_limit, segment_step, clean_leap,
-            flat_velocity, second_min_q,
+            start_tick, start_step, end_step, pitch, velocity, is_drum, group, n_groups, net1, net2, line_net,
+            leap_cost, window_step, mono_penalty, mono_limit, segment_step, clean_leap, flat_velocity, second_min_q,
         )  # fmt: skip
     c = 0
     for i in range(idx.shape[0]):
@@ -1153,22 +1134,9 @@ def _merged_line(
     is_drum,
     group,
     n_groups,
-    w1_hidden,
-    b1_hidden,
-    w1_out,
-    b1_out,
-    w2_hidden,
-    b2_hidden,
-    w2_out,
-    b2_out,
-    wl_in,
-    bl_in,
-    wl_ih,
-    wl_hh,
-    bl_ih,
-    bl_hh,
-    wl_out,
-    bl_out,
+    net1,
+    net2,
+    line_net,
     leap_cost,
     window_step,
     mono_penalty,
@@ -1231,11 +1199,12 @@ def _merged_line(
         x = np.empty((m, N_INPUTS), np.float64)
         q = np.empty(m, np.float64)
         line_inputs(
-            st, en, cp, cv, w1_hidden, b1_hidden, w1_out, b1_out, w2_hidden, b2_hidden, w2_out, b2_out, second_min_q,
+            st, en, cp, cv, net1, net2, second_min_q,
             x, q,
         )  # fmt: skip
         score = np.empty(m, np.float64)
-        line_logits(x, q, wl_in, bl_in, wl_ih, wl_hh, bl_ih, bl_hh, wl_out, bl_out, score)
+        w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out = line_net
+        line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, score)
         greedy_line(st, cp, score, leap_cost, window_step, chosen)
     return chosen, idx
 
