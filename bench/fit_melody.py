@@ -54,17 +54,25 @@ PASSES = 2
 MELODY_PY = Path(mel.__file__)
 
 
+def candidate_order(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pitched notes in the kernel's candidate order (``pitch_onset_order``), their 16th steps."""
+    notes = score.notes
+    st = np.empty(len(notes), np.int64)
+    en = np.empty(len(notes), np.int64)
+    _k.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, 4, st, en)
+    order = np.empty(len(notes), np.int64)
+    _k.pitch_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, order)
+    order = order[~notes.is_drum[order]]
+    return order, st[order], en[order]
+
+
 def song_arrays(score, truth) -> dict[str, np.ndarray]:
     """Grid, features and labels of every pitched note, in the kernel's candidate order."""
     notes = score.notes
     t_st = np.empty(len(truth), np.int64)
     t_en = np.empty(len(truth), np.int64)
     _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, 4, t_st, t_en)
-    keep = np.flatnonzero(~notes.is_drum)
-    order = keep[np.argsort(notes.start_tick[keep], kind="stable")]
-    st = np.empty(len(order), np.int64)
-    en = np.empty(len(order), np.int64)
-    _k.grid_steps(notes.start_tick[order], notes.end_tick[order], score.ticks_per_beat, 4, st, en)
+    order, st, en = candidate_order(score)
     pitch = notes.pitch[order]
     velocity = notes.velocity[order]
     x = np.zeros((len(order), _k.N_FEATURES + _k.N_CONTEXT))

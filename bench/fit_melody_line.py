@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fit_melody as fm  # noqa: E402
 import measure_melody as mm  # noqa: E402
 
 from chiptuner import melody as mel  # noqa: E402
@@ -48,12 +49,7 @@ def is_training_song(i: int) -> bool:
 def note_inputs(score, truth) -> tuple[np.ndarray, np.ndarray]:
     """``line_inputs`` of every pitched note in the kernel's candidate order, and its labels."""
     notes = score.notes
-    order = np.empty(len(notes), np.int64)
-    _k.onset_order(notes.start_tick, order)
-    order = order[~notes.is_drum[order]]
-    st = np.empty(len(order), np.int64)
-    en = np.empty(len(order), np.int64)
-    _k.grid_steps(notes.start_tick[order], notes.end_tick[order], score.ticks_per_beat, STEPS_PER_BEAT, st, en)
+    order, st, en = fm.candidate_order(score)
     pitch = notes.pitch[order]
     x = np.empty((len(order), _k.N_INPUTS))
     q = np.empty(len(order))

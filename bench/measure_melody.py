@@ -28,7 +28,12 @@ DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 
 def merge_tracks(score: Score) -> Score:
-    """The same notes with track identity removed: track 0, channel 0, program 0, no names."""
+    """The same notes with track identity removed: track 0, channel 0, program 0, no names.
+
+    The notes stay in the file's order (one track's after another's at each onset); the
+    melody kernel reads each onset's notes from the highest pitch down, so that order
+    tells it nothing (tests/test_melody.py holds it to that).
+    """
     n = score.notes
     zero = np.zeros(len(n), dtype=np.int64)
     notes = Notes(n.start_tick, n.end_tick, n.pitch, n.velocity, zero, zero, zero, n.is_drum)

@@ -378,6 +378,12 @@ def melody_onset_order(start_tick) -> np.ndarray:
     return np.array(sorted(range(len(start_tick)), key=lambda i: int(start_tick[i])), dtype=np.int64)
 
 
+def melody_pitch_onset_order(start_tick, end_step, pitch, velocity) -> np.ndarray:
+    """Python's sort by onset, then pitch, velocity and release from the highest down."""
+    key = lambda i: (int(start_tick[i]), -int(pitch[i]), -int(velocity[i]), -int(end_step[i]))  # noqa: E731
+    return np.array(sorted(range(len(start_tick)), key=key), dtype=np.int64)
+
+
 def melody_choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step):
     """Group scores note by note, then the main group and the stand-in per segment."""
     n = len(start_step)

@@ -172,6 +172,49 @@ def onset_order(start_tick, order):
 
 
 @njit(cache=True, nogil=True)
+def pitch_onset_order(start_tick, end_step, pitch, velocity, order):
+    """The notes by onset, and within one onset from the highest pitch down.
+
+    Equal pitches go loudest first, then longest. Nothing of the file's own event order
+    survives: a merged file still lists one instrument's notes before another's at each
+    onset, and a network reading the notes in sequence would learn that order instead of
+    the music.
+
+    Parameters
+    ----------
+    start_tick, end_step : int64 (N,)
+    pitch : int16 (N,)
+    velocity : int16 or uint8 (N,)
+    order : int64 (N,), written: indices by ascending ``start_tick``, then the ties as above.
+    """
+    n = start_tick.shape[0]
+    onset_order(start_tick, order)
+    g0 = 0
+    while g0 < n:
+        g1 = g0 + 1
+        while g1 < n and start_tick[order[g1]] == start_tick[order[g0]]:
+            g1 += 1
+        for i in range(g0 + 1, g1):  # insertion sort: onsets hold a few notes
+            j = order[i]
+            k = i
+            while k > g0 and not _plays_before(order[k - 1], j, end_step, pitch, velocity):
+                order[k] = order[k - 1]
+                k -= 1
+            order[k] = j
+        g0 = g1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _plays_before(a, b, end_step, pitch, velocity):
+    """Whether note ``a`` keeps its place before ``b`` in ``pitch_onset_order``."""
+    if pitch[a] != pitch[b]:
+        return pitch[a] > pitch[b]
+    if velocity[a] != velocity[b]:
+        return velocity[a] > velocity[b]
+    return end_step[a] >= end_step[b]
+
+
+@njit(cache=True, nogil=True)
 def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step, segment_group):
     """Choose the melody group (track and channel) of a multi-group song, per segment.
 
@@ -1148,11 +1191,11 @@ def _merged_line(
 ):
     """Steps 2-3 of ``pick_melody`` on the notes sorted by onset: the general path.
 
-    Returns the chosen flags and the candidates' indices (ascending onset), equally long.
+    Returns the chosen flags and the candidates' indices (``pitch_onset_order``), equally long.
     """
     n = start_tick.shape[0]
     order = np.empty(n, np.int64)
-    onset_order(start_tick, order)
+    pitch_onset_order(start_tick, end_step, pitch, velocity, order)
     m = 0
     for i in range(n):
         if not is_drum[i]:
