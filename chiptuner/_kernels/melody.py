@@ -1241,10 +1241,7 @@ def _merged_line(
     if main < 0 and not (flat and leap <= clean_leap) and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
         x = np.empty((m, N_INPUTS), np.float64)
         q = np.empty(m, np.float64)
-        line_inputs(
-            st, en, cp, cv, net1, net2, second_min_q,
-            x, q,
-        )  # fmt: skip
+        line_inputs(st, en, cp, cv, net1, net2, second_min_q, x, q)
         score = np.empty(m, np.float64)
         w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out = line_net
         line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, score)
