@@ -708,28 +708,33 @@ def melody_mlp_logits(x, w_hidden, b_hidden, w_out, b_out) -> np.ndarray:
     return h @ w_out + b_out
 
 
-def melody_line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out) -> np.ndarray:
-    """The bidirectional GRU of ``line_logits`` written out with numpy, one note at a time.
+def melody_line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out) -> np.ndarray:
+    """The stacked bidirectional GRU of ``line_logits`` written out with numpy, one note at a time.
 
     torch.nn.GRU's cell: r = sigmoid(W_ir e + b_ir + W_hr h + b_hr), z likewise,
-    n = tanh(W_in e + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
+    n = tanh(W_in e + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h. A layer above
+    the first reads both directions of the one below.
     """
     e = np.maximum(np.concatenate([x, q[:, None]], axis=1) @ w_in.T + b_in, 0.0)
     n, hidden = len(x), w_in.shape[0]
-    states = []
-    for d, steps in ((0, range(n)), (1, range(n - 1, -1, -1))):
-        h = np.zeros(hidden)
-        hs = np.zeros((n, hidden))
-        for t in steps:
-            gi = w_ih[d] @ e[t] + b_ih[d]
-            gh = w_hh[d] @ h + b_hh[d]
-            r = 1 / (1 + np.exp(-(gi[:hidden] + gh[:hidden])))
-            z = 1 / (1 + np.exp(-(gi[hidden : 2 * hidden] + gh[hidden : 2 * hidden])))
-            new = np.tanh(gi[2 * hidden :] + r * gh[2 * hidden :])
-            h = (1 - z) * new + z * h
-            hs[t] = h
-        states.append(hs)
-    return np.concatenate([states[0], states[1], e], axis=1) @ w_out + b_out
+    layer_in = e
+    for layer in range(len(w_hh)):
+        states = []
+        for d, steps in ((0, range(n)), (1, range(n - 1, -1, -1))):
+            w_ih = w_ih_first[d] if layer == 0 else w_ih_upper[layer - 1, d]
+            h = np.zeros(hidden)
+            hs = np.zeros((n, hidden))
+            for t in steps:
+                gi = w_ih @ layer_in[t] + b_ih[layer, d]
+                gh = w_hh[layer, d] @ h + b_hh[layer, d]
+                r = 1 / (1 + np.exp(-(gi[:hidden] + gh[:hidden])))
+                z = 1 / (1 + np.exp(-(gi[hidden : 2 * hidden] + gh[hidden : 2 * hidden])))
+                new = np.tanh(gi[2 * hidden :] + r * gh[2 * hidden :])
+                h = (1 - z) * new + z * h
+                hs[t] = h
+            states.append(hs)
+        layer_in = np.concatenate(states, axis=1)
+    return np.concatenate([layer_in, e], axis=1) @ w_out + b_out
 
 
 # --- synth: the chip voices of chiptuner._kernels.synth, one sample at a time ----------------

@@ -768,54 +768,123 @@ def mlp_logits(x, w_hidden, b_hidden, w_out, b_out, out):
     mlp_logits_at(x, np.arange(x.shape[0]), w_hidden, b_hidden, w_out, b_out, out)
 
 
+#: ``_tanh`` clamps its argument here: beyond it tanh rounds to +-1 in float32.
+_TANH_CLAMP = 7.90531110763549805
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tanh(x):
+    """The hyperbolic tangent to float32 accuracy (absolute error under 3e-7) with no call, so loops vectorise.
+
+    The rational approximation of Eigen's ``ptanh_float``, odd numerator of degree 13 over
+    even denominator of degree 6, on x clamped to +-7.905. ``np.tanh`` and ``np.exp`` are
+    scalar libm calls here (no SVML), and the three per GRU unit and step cost more
+    than the matrix products around them.
+    """
+    x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
+    x2 = x * x
+    p = -2.76076847742355e-16
+    p = p * x2 + 2.00018790482477e-13
+    p = p * x2 - 8.60467152213735e-11
+    p = p * x2 + 5.12229709037114e-08
+    p = p * x2 + 1.48572235717979e-05
+    p = p * x2 + 6.37261928875436e-04
+    p = p * x2 + 4.89352455891786e-03
+    d = 1.19825839466702e-06
+    d = d * x2 + 1.18534705686654e-04
+    d = d * x2 + 2.26843463243900e-03
+    d = d * x2 + 4.89352518554385e-03
+    return x * p / d
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _gru_pass(gate_in, w_hh, b_hh, w_out, reverse, out):
-    """One direction of ``line_logits``: ``out[t] += w_out . h[t]`` (torch's GRU cell, gates r, z, n)."""
+def _affine(w, b, x, out):
+    """``out = w @ x + b`` for one vector ``x``, four rows of ``w`` at a time.
+
+    Each ``x[k]`` is loaded once for four sums running side by side (as in
+    ``mlp_logits_at``). The sums are in ``b``'s type.
+    """
+    n_rows, n_in = w.shape
+    r = 0
+    while r + 4 <= n_rows:
+        a0 = b[r]
+        a1 = b[r + 1]
+        a2 = b[r + 2]
+        a3 = b[r + 3]
+        for k in range(n_in):
+            xk = x[k]
+            a0 += w[r, k] * xk
+            a1 += w[r + 1, k] * xk
+            a2 += w[r + 2, k] * xk
+            a3 += w[r + 3, k] * xk
+        out[r] = a0
+        out[r + 1] = a1
+        out[r + 2] = a2
+        out[r + 3] = a3
+        r += 4
+    while r < n_rows:
+        acc = b[r]
+        for k in range(n_in):
+            acc += w[r, k] * x[k]
+        out[r] = acc
+        r += 1
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _gru_pass(gate_in, w_hh, b_hh, reverse, h_out):
+    """One direction of one GRU layer: ``h_out[t]`` = the hidden state after step t (torch's cell, gates r, z, n).
+
+    sigmoid(a) = (1 + tanh(a / 2)) / 2, both from ``_tanh``.
+    """
     m = gate_in.shape[0]
     n_hidden = w_hh.shape[1]
-    h = np.zeros(n_hidden)
-    gate_h = np.empty(3 * n_hidden)
+    h = np.zeros(n_hidden, w_hh.dtype)
+    gate_h = np.empty(3 * n_hidden, w_hh.dtype)
     for s in range(m):
         t = m - 1 - s if reverse else s
-        for r in range(3 * n_hidden):
-            acc = b_hh[r]
-            for k in range(n_hidden):
-                acc += w_hh[r, k] * h[k]
-            gate_h[r] = acc
-        v = 0.0
+        _affine(w_hh, b_hh, h, gate_h)
         for k in range(n_hidden):
-            reset = 1.0 / (1.0 + np.exp(-(gate_in[t, k] + gate_h[k])))
-            update = 1.0 / (1.0 + np.exp(-(gate_in[t, n_hidden + k] + gate_h[n_hidden + k])))
-            new = np.tanh(gate_in[t, 2 * n_hidden + k] + reset * gate_h[2 * n_hidden + k])
+            reset = 0.5 + 0.5 * _tanh(0.5 * (gate_in[t, k] + gate_h[k]))
+            update = 0.5 + 0.5 * _tanh(0.5 * (gate_in[t, n_hidden + k] + gate_h[n_hidden + k]))
+            new = _tanh(gate_in[t, 2 * n_hidden + k] + reset * gate_h[2 * n_hidden + k])
             h[k] = (1.0 - update) * new + update * h[k]
-            v += w_out[k] * h[k]
-        out[t] += v
+        for k in range(n_hidden):
+            h_out[t, k] = h[k]
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, out):
-    """Melody logits of a song's notes from a bidirectional GRU over them in onset order.
+def line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out, out):
+    """Melody logits of a song's notes from a stacked bidirectional GRU over them in onset order.
 
     Each note's inputs (``x``'s columns and the second pass's probability ``q``) go
-    through one ReLU layer ``e = relu(w_in @ [x, q] + b_in)``; a GRU runs over the ``e``
-    forwards and another backwards (the cell of ``torch.nn.GRU``, weights in its layout);
-    ``out = w_out @ [h_forward, h_backward, e] + b_out``. The recurrence carries what a
-    per-note network cannot see: whether the voice sings in this part of the song, and
-    which of two lines has been the tune so far and will be next.
+    through one ReLU layer ``e = relu(w_in @ [x, q] + b_in)``; L layers of a GRU run
+    over the ``e``, each forwards and backwards, a layer above the first reading both
+    directions of the one below (``torch.nn.GRU(bidirectional=True, num_layers=L)``,
+    weights in its layout); ``out = w_out @ [h_forward, h_backward, e] + b_out`` from the
+    top layer. The recurrence carries what a per-note network cannot see: whether the
+    voice sings in this part of the song, and which of two lines has been the tune so
+    far and will be next.
+
+    The weights are all float32 or all float64: the GRU's states and products are kept
+    in their type (float32 halves the memory traffic and doubles the lanes per vector
+    instruction; its tanh is float32-accurate anyway, ``_tanh``).
 
     Parameters
     ----------
     x : float64 (N, F), the notes in onset order
     q : float64 (N,)
-    w_in : float64 (H, F + 1), the last column for ``q``; b_in : float64 (H,)
-    w_ih, w_hh : float64 (2, 3H, H), forward then backward; b_ih, b_hh : float64 (2, 3H)
-    w_out : float64 (3H,); b_out : float
+    w_in : (H, F + 1), the last column for ``q``; b_in : (H,)
+    w_ih_first : (2, 3H, H), the first layer's, forward then backward
+    w_ih_upper : (L - 1, 2, 3H, 2H), the layers above it (reading [forward, backward])
+    w_hh : (L, 2, 3H, H); b_ih, b_hh : (L, 2, 3H)
+    w_out : (3H,); b_out : float
     out : float64 (N,), written
     """
     m = x.shape[0]
     n_hidden = w_in.shape[0]
     n_feat = w_in.shape[1] - 1
-    e = np.empty((m, n_hidden))
+    n_layers = w_hh.shape[0]
+    e = np.empty((m, n_hidden), w_hh.dtype)
     for t in range(m):
         v = b_out
         for k in range(n_hidden):
@@ -826,15 +895,23 @@ def line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, out):
             e[t, k] = acc
             v += w_out[2 * n_hidden + k] * acc
         out[t] = v
-    gate_in = np.empty((m, 3 * n_hidden))
-    for d in range(2):
-        for t in range(m):
-            for r in range(3 * n_hidden):
-                acc = b_ih[d, r]
-                for k in range(n_hidden):
-                    acc += w_ih[d, r, k] * e[t, k]
-                gate_in[t, r] = acc
-        _gru_pass(gate_in, w_hh[d], b_hh[d], w_out[d * n_hidden : (d + 1) * n_hidden], d == 1, out)
+    gate_in = np.empty((m, 3 * n_hidden), w_hh.dtype)
+    below = np.empty((m, 2 * n_hidden), w_hh.dtype)
+    h = np.empty((m, 2 * n_hidden), w_hh.dtype)
+    for layer in range(n_layers):
+        for d in range(2):
+            for t in range(m):
+                if layer == 0:
+                    _affine(w_ih_first[d], b_ih[0, d], e[t], gate_in[t])
+                else:
+                    _affine(w_ih_upper[layer - 1, d], b_ih[layer, d], below[t], gate_in[t])
+            _gru_pass(gate_in, w_hh[layer, d], b_hh[layer, d], d == 1, h[:, d * n_hidden : (d + 1) * n_hidden])
+        below[:, :] = h
+    for t in range(m):
+        v = 0.0
+        for k in range(2 * n_hidden):
+            v += w_out[k] * h[t, k]
+        out[t] += v
 
 
 @njit(cache=True, nogil=True)
@@ -1093,8 +1170,8 @@ def pick_melody(
     channel : int8 (N,), program : int16 (N,), track : int32 (N,): copied to the output
     is_drum : bool (N,)
     net1, net2 : the note networks of ``line_inputs``, tuples (w_hidden, b_hidden, w_out, b_out)
-    line_net : the line network, a tuple (w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out)
-        of ``line_logits``' weights, N_INPUTS + 1 inputs
+    line_net : the line network, a tuple (w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh,
+        w_out, b_out) of ``line_logits``' weights, N_INPUTS + 1 inputs
     leap_cost, mono_penalty, mono_limit, clean_leap, flat_velocity : float
     second_min_q : float, the first-pass probability under which a note is not scored again
     window_step, segment_step : int > 0
@@ -1243,8 +1320,8 @@ def _merged_line(
         q = np.empty(m, np.float64)
         line_inputs(st, en, cp, cv, net1, net2, second_min_q, x, q)
         score = np.empty(m, np.float64)
-        w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out = line_net
-        line_logits(x, q, w_in, b_in, w_ih, w_hh, b_ih, b_hh, w_out, b_out, score)
+        w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out = line_net
+        line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out, score)
         greedy_line(st, cp, score, leap_cost, window_step, chosen)
     return chosen, idx
 
