@@ -75,11 +75,18 @@ def fit(
     hidden: int = HIDDEN,
     layers: int = LAYERS,
     dropout: float = DROPOUT,
+    threads: int = 0,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Train the network on (inputs, labels) per song; its weights in ``mel.LINE_NET_KEYS`` form."""
+    """Train the network on (inputs, labels) per song; its weights in ``mel.LINE_NET_KEYS`` form.
+
+    ``threads``: torch's threads, 0 for its default.
+    """
     import torch  # noqa: PLC0415 (training extra, offline only)
     from torch import nn  # noqa: PLC0415
+
+    if threads:
+        torch.set_num_threads(threads)
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -144,7 +151,8 @@ def fit(
 
     def gru(name: str, layers: range) -> np.ndarray:
         # (layers, 2 directions, ...): torch keeps one tensor per layer and direction.
-        return np.stack([np.stack([state[f"gru.{name}_l{k}"], state[f"gru.{name}_l{k}_reverse"]]) for k in layers])
+        # np.array, not np.stack: one layer has no upper layers, an empty range.
+        return np.array([[state[f"gru.{name}_l{k}"], state[f"gru.{name}_l{k}_reverse"]] for k in layers])
 
     return {
         "w_in": w_in,
@@ -177,12 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     if not songs:
         raise SystemExit(f"no POP909 songs under {args.corpora}")
     print(f"{len(songs)} merged songs, {sum(len(y) for _, y in songs)} notes", flush=True)
-    if args.threads:
-        import torch  # noqa: PLC0415 (training extra, offline only)
-
-        torch.set_num_threads(args.threads)
-    weights = fit(songs, args.epochs, args.hidden, args.layers, args.dropout)
-    np.savez(args.out, **{key: np.asarray(value, dtype=np.float32) for key, value in weights.items()})
+    weights = fit(songs, args.epochs, args.hidden, args.layers, args.dropout, args.threads)
+    np.savez(args.out, **{key: np.asarray(weights[key], dtype=np.float32) for key in mel.LINE_NET_KEYS})
     print(f"wrote {args.out}")
     return 0
 
