@@ -38,10 +38,11 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    a GRU fitted on that order learns the order, not the music (one did: 0.87 on the held-out songs, 0.75 once
    the notes of each onset were shuffled). The GRU sees the whole song, so it can tell
    the sung parts from intros, interludes and a counter-melody above the voice: on
-   held-out POP909 songs it reads F1 0.88 with all three tracks merged and 0.97 with
+   held-out POP909 songs it reads F1 0.89 with all three tracks merged and 0.97 with
    MELODY+PIANO merged (README; one layer of 32 units read 0.83 and 0.95). It was
-   fitted with torch on POP909 songs not divisible by 3 (bench/fit_melody_line.py);
-   songs 301-909 divisible by 3 are the held-out set.
+   fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
+   (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
+   the song.
    A causal greedy line takes per onset step the best-scored note if its score is
    positive.
 5. Chosen notes that overlap the next chosen note are cut at its onset.

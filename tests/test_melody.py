@@ -700,12 +700,20 @@ def test_to_buttons_causal(seed, n_steps, cut):
 # --- corpus --------------------------------------------------------------------------
 
 
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "measure_melody.py"
-    spec = importlib.util.spec_from_file_location("measure_melody", path)
+def _bench(name: str = "measure_melody"):
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_line_network_never_learns_from_held_out_songs():
+    fit = _bench("fit_melody_line")
+    held_out = {i for i in range(301, 910) if i % 3 == 0}
+    training = {i for i in range(1, 910) if fit.is_training_song(i)}
+    assert not training & held_out
+    assert training | held_out == set(range(1, 910))
 
 
 def test_pop909_held_out_f1(corpora):
@@ -724,9 +732,12 @@ def test_pop909_held_out_f1(corpora):
 
 
 def test_clean_corpora_match_skyline(corpora):
+    # Every file (a few seconds): the merged path fails outright on a handful of tunes (it
+    # takes a whole section for an interlude and keeps none of it), so a sample's mean says
+    # more about which tunes it drew than about the choice. Measured: 0.996 and 0.995.
     bench = _bench()
-    nott = sorted((corpora / "nottingham" / "MIDI").glob("*.mid"))[::50]
-    bach = sorted((corpora / "bach_chorales").glob("*.mid"))[::20]
+    nott = sorted((corpora / "nottingham" / "MIDI").glob("*.mid"))
+    bach = sorted((corpora / "bach_chorales").glob("*.mid"))
     import chiptuner  # noqa: PLC0415
 
     for files, truth in (
@@ -741,10 +752,10 @@ def test_clean_corpora_match_skyline(corpora):
         assert np.mean(ours) >= 0.99, files[0].parent
 
 
-#: Measured on these 20 held-out songs: (a) 0.957 (skyline 0.691), (b) 0.863 (skyline 0.550),
+#: Measured on these 20 held-out songs: (a) 0.964 (skyline 0.691), (b) 0.883 (skyline 0.550),
 #: (c) 0.945 (skyline 0.550); floors keep a margin. The one-layer line network of 32 units
 #: read (a) 0.932, (b) 0.805: (b)'s floor would fail it.
-F1_FLOOR = {"melody_piano": 0.93, "all": 0.84, "tracks": 0.92}
+F1_FLOOR = {"melody_piano": 0.94, "all": 0.86, "tracks": 0.92}
 
 
 def test_skyline_stands_in_where_the_choice_keeps_almost_nothing(corpora):
