@@ -31,6 +31,7 @@ from tests.jack import (
     play_melody,
     sleep_until,
     start_live,
+    steady_ears,
 )
 
 BEAT_SEC = 0.5  # 120 BPM, the live command's default
@@ -48,7 +49,8 @@ def jack_env():
 
 @pytest.fixture
 def player_factory():
-    """Players made through it are closed at the end of the test, whatever happens."""
+    """Players made through it are closed at the end of the test, whatever happens; the test
+    runs with ``steady_ears`` (no collection while they listen)."""
     made: list[Player] = []
 
     def make(name: str = "player") -> Player:
@@ -56,9 +58,10 @@ def player_factory():
         made.append(Player(in_port, out_port, name=name))
         return made[-1]
 
-    yield make
-    for player in made:
-        player.close()
+    with steady_ears():
+        yield make
+        for player in made:
+            player.close()
 
 
 @pytest.fixture
@@ -99,6 +102,16 @@ def _tracks(path: Path) -> dict[str, mido.MidiTrack]:
 
 def _note_ons(track: mido.MidiTrack) -> list[mido.Message]:
     return [m for m in track if m.type == "note_on" and m.velocity > 0]
+
+
+def _timed_note_ons(track: mido.MidiTrack, pitch_classes: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(absolute tick, pitch) of the track's note-ons of those pitch classes."""
+    tick, out = 0, []
+    for m in track:
+        tick += m.time
+        if m.type == "note_on" and m.velocity > 0 and m.note % 12 in pitch_classes:
+            out.append((tick, m.note))
+    return out
 
 
 def _ms(values: list[float]) -> str:
@@ -237,17 +250,34 @@ def test_flood_garbage_and_a_vanishing_port(jack_env, live_factory, player_facto
         f"ms, p99 {percentile(during, 99) * 1e3:.2f} ms, max {percentile(during, 100) * 1e3:.2f} ms "
         f"({len(during)}); after: median {percentile(later, 50) * 1e3:.2f} ms, p99 {percentile(later, 99) * 1e3:.2f} ms"
     )
+    assert live.wait(30) == 0, live.stderr
+    assert "Traceback" not in live.stderr
+    assert "not recorded" not in live.stderr and "output errors" not in live.stderr, live.stderr
+    tracks = _tracks(tmp_path / "session.mid")
+    # The engine's own account (what it took and sent, same tick): every probe taken and answered.
+    probe_ons = {name: _timed_note_ons(tracks[name], PROBE_PITCH_CLASSES) for name in ("input", "pulse1")}
+    taken = probe_ons["input"][: len(probes)]
+    assert [p for _, p in taken] == [p for _, p in probes], "the engine did not take every probe, in order"
+    answered = {(tick, p % 12) for tick, p in probe_ons["pulse1"]}
+    unanswered = [k for k, (tick, p) in enumerate(taken) if (tick, p % 12) not in answered]
+    assert not unanswered, f"probes the engine took and did not answer on pulse1: {unanswered}"
+    # What the ears heard. On two shared cores a JACK client now and then misses a cycle (the
+    # xruns of the engine's summary), and what went out in it is never heard: a probe answered
+    # in such a cycle may be missing here, never more than a few, and only where the ears
+    # missed other notes the engine sent too.
+    sent_ons = len(_note_ons(tracks["pulse1"]))
+    heard_ons = len(player.note_ons(0))
+    unheard = [k for k, x in enumerate(during) if not math.isfinite(x)]
     budget = live_budget()
-    assert all(math.isfinite(x) for x in during), f"probes unanswered during the flood: {_ms(during)} ms"
+    assert len(unheard) <= len(probes) // 50 and (not unheard or heard_ons < sent_ons), (
+        f"probes unheard during the flood: {unheard} of {len(probes)} ({_ms(during)} ms); the engine sent "
+        f"{sent_ons} pulse1 notes, the ears heard {heard_ons}; {live.stderr.strip().splitlines()[-1]}"
+    )
     assert percentile(during, 100) * 1e3 <= budget["flood_max_ms"], f"during the flood: {_ms(during)} ms"
     assert all(math.isfinite(x) for x in later), f"notes unanswered after the flood: {_ms(later)} ms"
     assert percentile(later, 50) * 1e3 <= budget["round_trip_median_ms"], _ms(later)
     assert percentile(later, 99) * 1e3 <= budget["round_trip_p99_ms"], _ms(later)
 
-    assert live.wait(30) == 0, live.stderr
-    assert "Traceback" not in live.stderr
-    assert "not recorded" not in live.stderr and "output errors" not in live.stderr, live.stderr
-    tracks = _tracks(tmp_path / "session.mid")
     heard = [m.note for m in _note_ons(tracks["input"])]
     assert len(heard) >= 0.9 * n_sent * 7 / 20 + len(probes)  # 7 in 20 flood messages are note-ons
     assert heard[-len(post) :] == [p for _, p in post]
