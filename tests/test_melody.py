@@ -208,14 +208,53 @@ def test_fitted_networks_match_the_kernel_shapes():
         assert w_hidden.shape == (len(b_hidden), n_in) == (len(w_out), n_in)
         assert np.abs(w_hidden).max() > 0  # fitted, not the placeholder
     w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out = mel._LINE
-    hidden, layers = len(b_in), len(w_hh)
-    assert w_in.shape == (hidden, _k.N_INPUTS + 1)
-    assert w_ih_first.shape == (2, 3 * hidden, hidden)
-    assert w_ih_upper.shape == (layers - 1, 2, 3 * hidden, 2 * hidden)
-    assert w_hh.shape == (layers, 2, 3 * hidden, hidden)
-    assert b_ih.shape == b_hh.shape == (layers, 2, 3 * hidden)
-    assert w_out.shape == (3 * hidden,) and isinstance(b_out, float)
-    assert all(np.abs(w).max() > 0 for w in (w_in, w_ih_first, w_ih_upper, w_hh, w_out) if w.size)  # fitted
+    n_nets, hidden, layers = b_in.shape[0], b_in.shape[1], w_hh.shape[1]
+    assert n_nets == 2  # the mean of two seeds (bench/fit_melody_line.py)
+    assert w_in.shape == (n_nets, hidden, _k.N_INPUTS + 1)
+    assert w_ih_first.shape == (n_nets, 2, 3 * hidden, hidden)
+    assert w_ih_upper.shape == (n_nets, layers - 1, 2, 3 * hidden, 2 * hidden)
+    assert w_hh.shape == (n_nets, layers, 2, 3 * hidden, hidden)
+    assert b_ih.shape == b_hh.shape == (n_nets, layers, 2, 3 * hidden)
+    assert w_out.shape == (n_nets, 3 * hidden) and b_out.shape == (n_nets,) and b_out.dtype == np.float64
+    for k in range(n_nets):
+        assert all(np.abs(w[k]).max() > 0 for w in (w_in, w_ih_first, w_ih_upper, w_hh, w_out) if w.size)  # fitted
+    assert not np.array_equal(w_hh[0], w_hh[1])  # two networks, not one twice
+
+
+def test_mean_line_logits_average_the_networks():
+    rng = np.random.default_rng(5)
+    x, q = rng.normal(size=(40, 6)), rng.uniform(size=40)
+    nets = [_random_line_net(rng, 6, 5, 2) for _ in range(3)]
+    stacked = tuple(np.stack([np.asarray(net[j], np.float64) for net in nets]) for j in range(9))
+    out = np.empty(40)
+    _k.mean_line_logits(x, q, *stacked, out)
+    each = [ref.melody_line_logits(x, q, *net) for net in nets]
+    np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-6)
+    assert np.abs(each[0] - each[1]).max() > 0.1  # the mean is not any one of them
+
+
+def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
+    """bench/fit_melody_line.py's fit and save_networks, two seeds, read back by load_line_net."""
+    pytest.importorskip("torch", reason="fitting needs torch (pip install 'chiptuner[train]')")
+    fit = _bench("fit_melody_line")
+    rng = np.random.default_rng(0)
+    songs = []
+    for _ in range(4):
+        x = rng.normal(size=(80, 5)).astype(np.float32)
+        songs.append((x, (x[:, 0] + 0.3 * x[:, 4] > 0).astype(np.float32)))
+    nets = [fit.fit(songs, 1, hidden=6, layers=2, dropout=0.1, threads=1, seed=seed) for seed in (0, 1)]
+    fit.save_networks(nets, tmp_path / "line.npz")
+    line = mel.load_line_net(tmp_path / "line.npz")
+    assert line[0].shape == (2, 6, 5) and line[-1].shape == (2,)
+    x, q = songs[0][0][:, :4].astype(np.float64), songs[0][0][:, 4].astype(np.float64)
+    out, one = np.empty(80), np.empty(80)
+    _k.mean_line_logits(x, q, *line, out)
+    each = []
+    for k in range(2):
+        _k.line_logits(x, q, *(w[k] for w in line), one)
+        each.append(one.copy())
+    np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-5)
+    assert np.abs(each[0] - each[1]).max() > 1e-3  # two seeds, two networks
 
 
 def _random_line_net(rng, n_feat, hidden, layers):
