@@ -30,17 +30,17 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    likely notes start together) make 82 inputs per note. Both networks were fitted on
    POP909 001-300 with bench/fit_melody.py, on each song as it is and with its track
    velocities pulled together (later POP909 songs play every track at one level).
-   Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``, 96
+   Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``, 128
    units each way, ``_kernels.melody.line_logits``, float32 weights in
    ``models/melody_line.npz``) turn those inputs into the final score: two such networks,
-   fitted from two seeds, their logits averaged (``mean_line_logits``; 0.888 and 0.885
-   alone, 0.893 together, at twice the cost). Each onset's notes
+   fitted from two seeds, their logits averaged (``mean_line_logits``; 0.893 and 0.891
+   alone, 0.898 together, at twice the cost). Each onset's notes
    go in from the highest pitch down (``pitch_onset_order``), never in the file's order:
    a merged file still lists one instrument's notes before another's at each onset, and
    a GRU fitted on that order learns the order, not the music (one did: 0.87 on the held-out songs, 0.75 once
    the notes of each onset were shuffled). The GRU sees the whole song, so it can tell
    the sung parts from intros, interludes and a counter-melody above the voice: on
-   held-out POP909 songs it reads F1 0.89 with all three tracks merged and 0.97 with
+   held-out POP909 songs it reads F1 0.90 with all three tracks merged and 0.97 with
    MELODY+PIANO merged (README; one layer of 32 units read 0.83 and 0.95). It was
    fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
    (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
