@@ -277,6 +277,18 @@ def test_tanh_approximation_is_within_3e7_everywhere():
     assert _k._tanh(0.0) == 0.0 and _k._tanh(2.0) == -_k._tanh(-2.0)  # odd, exact at 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_affine_rows_is_each_rows_product_for_every_block_remainder(dtype):
+    rng = np.random.default_rng(7)
+    for m in range(10):
+        for n_rows in (1, 4, 6, 9):
+            w = rng.normal(size=(n_rows, 11)).astype(dtype)
+            b, xs = rng.normal(size=n_rows).astype(dtype), rng.normal(size=(m, 11)).astype(dtype)
+            out = np.full((m, n_rows), np.nan, dtype)
+            _k._affine_rows(w, b, xs, out)
+            np.testing.assert_allclose(out, xs @ w.T + b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(("n", "hidden", "layers"), [(1, 3, 1), (2, 5, 2), (57, 8, 1), (57, 8, 3)])
 def test_line_logits_match_reference(n, hidden, layers):
     rng = np.random.default_rng(n)
