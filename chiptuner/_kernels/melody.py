@@ -910,9 +910,10 @@ def line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_ou
     voice sings in this part of the song, and which of two lines has been the tune so
     far and will be next.
 
-    The weights are all float32 or all float64: the GRU's states and products are kept
-    in their type (float32 halves the memory traffic and doubles the lanes per vector
-    instruction; its tanh is float32-accurate anyway, ``activation.tanh``).
+    The weights are all float32 or all float64: the inputs are cast to their type, and
+    every product and the GRU's states are kept in it (float32 halves the memory traffic
+    and doubles the lanes per vector instruction; its tanh is float32-accurate anyway,
+    ``activation.tanh``).
 
     Parameters
     ----------
@@ -929,16 +930,18 @@ def line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_ou
     n_hidden = w_in.shape[0]
     n_feat = w_in.shape[1] - 1
     n_layers = w_hh.shape[0]
+    xq = np.empty((m, n_feat + 1), w_hh.dtype)
+    for t in range(m):
+        for f in range(n_feat):
+            xq[t, f] = x[t, f]
+        xq[t, n_feat] = q[t]
     e = np.empty((m, n_hidden), w_hh.dtype)
+    _affine_rows(w_in, b_in, xq, e)
     for t in range(m):
         v = b_out
         for k in range(n_hidden):
-            acc = b_in[k] + w_in[k, n_feat] * q[t]
-            for f in range(n_feat):
-                acc += w_in[k, f] * x[t, f]
-            acc = max(acc, 0.0)
-            e[t, k] = acc
-            v += w_out[2 * n_hidden + k] * acc
+            e[t, k] = max(e[t, k], 0.0)
+            v += w_out[2 * n_hidden + k] * e[t, k]
         out[t] = v
     gate_in = np.empty((m, 3 * n_hidden), w_hh.dtype)
     below = np.empty((m, 2 * n_hidden), w_hh.dtype)
