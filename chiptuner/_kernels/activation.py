@@ -6,7 +6,11 @@ rational function each, with no call and no branch, so a loop over the units run
 vector lanes, on one condition: the caller is compiled with ``error_model="numpy"``.
 Numba's default error model puts a zero check on every float division, and that branch
 stops the loop vectorising (the melody GRU's gate loop: 6.7x slower). The denominator
-here is at least 4.9e-3, so there is nothing to check.
+here is at least its constant term, 4.89e-3, so there is nothing to check. The float64
+constants make the arithmetic float64 whatever the argument's type.
+
+Both are inlined into cached kernels of other modules, and numba's cache checks only the
+caller's file: after editing this one in a checkout, clear ``chiptuner/_kernels/__pycache__``.
 """
 
 from numba import njit

@@ -911,9 +911,9 @@ def line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_ou
     far and will be next.
 
     The weights are all float32 or all float64: the inputs are cast to their type, and
-    every product and the GRU's states are kept in it (float32 halves the memory traffic
-    and doubles the lanes per vector instruction; its tanh is float32-accurate anyway,
-    ``activation.tanh``).
+    the matrix products and stored states are kept in it (float32 halves the memory
+    traffic and doubles the lanes per vector instruction); the gate activations are
+    computed in float64 (``activation``, float32-accurate anyway).
 
     Parameters
     ----------
