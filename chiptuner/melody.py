@@ -32,9 +32,9 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    velocities pulled together (later POP909 songs play every track at one level).
    Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``, 128
    units each way, ``_kernels.melody.line_logits``, float32 weights in
-   ``models/melody_line.npz``) turn those inputs into the final score: two such networks,
-   fitted from two seeds, their logits averaged (``mean_line_logits``; 0.893 and 0.891
-   alone, 0.898 together, at twice the cost). Each onset's notes
+   ``models/melody_line.npz``) turn those inputs into the final score: three such networks,
+   fitted from three seeds, their logits averaged (``mean_line_logits``; 0.893, 0.891 and
+   0.887 alone, 0.899 together, at three times the cost). Each onset's notes
    go in from the highest pitch down (``pitch_onset_order``), never in the file's order:
    a merged file still lists one instrument's notes before another's at each onset, and
    a GRU fitted on that order learns the order, not the music (one did: 0.87 on the held-out songs, 0.75 once
