@@ -40,7 +40,7 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    a GRU fitted on that order learns the order, not the music (one did: 0.87 on the held-out songs, 0.75 once
    the notes of each onset were shuffled). The GRU sees the whole song, so it can tell
    the sung parts from intros, interludes and a counter-melody above the voice: on
-   held-out POP909 songs it reads F1 0.90 with all three tracks merged and 0.97 with
+   held-out POP909 songs it reads F1 0.899 with all three tracks merged and 0.97 with
    MELODY+PIANO merged (README; one layer of 32 units read 0.83 and 0.95). It was
    fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
    (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
