@@ -9,7 +9,8 @@ channels or programs: (a) MELODY+PIANO merged into one track, (b) all three merg
 same pitch with onsets within one 16th (one-to-one). The held-out POP909 songs are
 301-909 divisible by 3 (``--every 3``): the note networks were fitted on 001-300
 (bench/fit_melody.py), the line networks on every other song (bench/fit_melody_line.py).
-``--network K`` scores with the K-th of the shipped line networks alone instead of their mean.
+``--network K`` scores with the K-th of the shipped line networks alone instead of their mean
+(numbered narrowest first).
 """
 
 from __future__ import annotations
@@ -160,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.network is not None:
-        n_nets = len(mel._LINE[-1])
-        if not 0 <= args.network < n_nets:
-            parser.error(f"--network {args.network}: the shipped file holds networks 0-{n_nets - 1}")
-        # A stack of one: the kernel's mean of a single network is that network's logits.
-        mel._LINE = tuple(w[args.network : args.network + 1] for w in mel._LINE)
+        # Numbered across the groups, narrowest first (``load_line_net``'s order).
+        which = [(group, k) for group in mel._LINE for k in range(len(group[-1]))]
+        if not 0 <= args.network < len(which):
+            parser.error(f"--network {args.network}: the shipped file holds networks 0-{len(which) - 1}")
+        # A group of one: the kernel's mean of a single network is that network's logits.
+        group, k = which[args.network]
+        mel._LINE = (tuple(w[k : k + 1] for w in group),)
     first, last = (int(x) for x in args.songs.split("-"))
     pop = pop909_f1(args.corpora, first, last, args.every)
     nott = sorted((args.corpora / "nottingham" / "MIDI").glob("*.mid"))

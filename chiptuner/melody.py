@@ -30,17 +30,17 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    likely notes start together) make 82 inputs per note. Both networks were fitted on
    POP909 001-300 with bench/fit_melody.py, on each song as it is and with its track
    velocities pulled together (later POP909 songs play every track at one level).
-   Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``, 128
-   units each way, ``_kernels.melody.line_logits``, float32 weights in
-   ``models/melody_line.npz``) turn those inputs into the final score: three such networks,
-   fitted from three seeds, their logits averaged (``mean_line_logits``; 0.893, 0.891 and
-   0.887 alone, 0.899 together, at three times the cost). Each onset's notes
+   Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``,
+   ``_kernels.melody.line_logits``, float32 weights in ``models/melody_line.npz``) turn
+   those inputs into the final score: three such networks, two of 128 units each way
+   (seeds 0 and 1) and one of 160, their logits averaged (``ensemble_line_logits``; 0.893,
+   0.891 and 0.891 alone, 0.900 together, at about 3.5 times the cost of one of 128). Each onset's notes
    go in from the highest pitch down (``pitch_onset_order``), never in the file's order:
    a merged file still lists one instrument's notes before another's at each onset, and
    a GRU fitted on that order learns the order, not the music (one did: 0.87 on the held-out songs, 0.75 once
    the notes of each onset were shuffled). The GRU sees the whole song, so it can tell
    the sung parts from intros, interludes and a counter-melody above the voice: on
-   held-out POP909 songs it reads F1 0.899 with all three tracks merged and 0.97 with
+   held-out POP909 songs it reads F1 0.900 with all three tracks merged and 0.975 with
    MELODY+PIANO merged (README; one layer of 32 units read 0.83 and 0.95). It was
    fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
    (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
@@ -288,15 +288,25 @@ LINE_NET_KEYS = ("w_in", "b_in", "w_ih_first", "w_ih_upper", "w_hh", "b_ih", "b_
 
 
 def load_line_net(path: Path = LINE_NET_PATH) -> tuple:
-    """The line networks' arrays (``LINE_NET_KEYS`` order), one leading axis for the networks.
+    """The line networks: a tuple of groups, one per width, as ``ensemble_line_logits`` takes them.
 
-    float32, the type the file stores: ``line_logits`` runs its GRU in the weights' type,
-    1.35x faster than in float64 with the same choices on the held-out songs; ``b_out``
-    float64 (K,).
+    The file holds each width's networks stacked under ``{key}.{width}`` (``LINE_NET_KEYS``;
+    bench/fit_melody_line.py's ``save_networks``). A group is its arrays in ``LINE_NET_KEYS``
+    order, one leading axis for the networks: float32, the type the file stores
+    (``line_logits`` runs its GRU in the weights' type, 1.35x faster than in float64 with
+    the same choices on the held-out songs), ``b_out`` float64 (K,). Narrowest first.
     """
     with np.load(path) as f:
-        arrays = [np.ascontiguousarray(f[key], dtype=np.float32) for key in LINE_NET_KEYS[:-1]]
-        return (*arrays, np.asarray(f["b_out"], dtype=np.float64))
+        widths = sorted(int(name.split(".")[1]) for name in f.files if name.startswith("b_out."))
+        if not widths:
+            raise ValueError(f"{path} holds no line networks (no b_out.WIDTH array): write it with save_networks")
+        return tuple(
+            (
+                *[np.ascontiguousarray(f[f"{key}.{width}"], dtype=np.float32) for key in LINE_NET_KEYS[:-1]],
+                np.asarray(f[f"b_out.{width}"], dtype=np.float64),
+            )
+            for width in widths
+        )
 
 
 _LINE = load_line_net()
