@@ -220,6 +220,8 @@ def save_networks(nets: list[dict[str, np.ndarray]], path: Path) -> None:
     arrays = {}
     for width in sorted({len(w["b_in"]) for w in nets}):
         group = [w for w in nets if len(w["b_in"]) == width]
+        if len({w["w_hh"].shape for w in group}) > 1:
+            raise ValueError(f"networks of {width} units with different layer counts cannot share {path}")
         for key in mel.LINE_NET_KEYS:
             arrays[f"{key}.{width}"] = np.stack([np.asarray(w[key], np.float32) for w in group])
     np.savez(path, **arrays)
@@ -250,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "--add", action="store_true", help="keep the networks already in --out and add the new ones to their mean"
     )
     args = parser.parse_args(argv)
+    if args.add and not args.out.is_file():
+        parser.error(f"--add: {args.out} does not exist; leave --add out to write a new file")
     scores = {i: score for i, score in mm.pop909_songs(args.corpora, 1, 909) if is_training_song(i)}
     fold_nets = out_of_fold_note_nets(scores)
     songs = []

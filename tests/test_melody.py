@@ -282,6 +282,11 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
     _k.ensemble_line_logits(x, q, (narrow, wide), out)
     _k.line_logits(x, q, *(w[0] for w in narrow), one)
     np.testing.assert_allclose(out, (each[0] + each[1] + one) / 3, atol=1e-5)
+    one_layer = fit.fit(songs, 1, hidden=6, layers=1, threads=1, seed=3)
+    with pytest.raises(ValueError, match="different layer counts"):
+        fit.save_networks(nets + [one_layer], tmp_path / "mixed.npz")
+    with pytest.raises(SystemExit):
+        fit.main(["--add", "--out", str(tmp_path / "missing.npz")])
 
 
 def test_load_line_net_names_a_file_without_networks(tmp_path):
