@@ -148,7 +148,9 @@ def fit(
         def __init__(self, n_in: int):
             super().__init__()
             self.inp = nn.Linear(n_in, hidden)
-            self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout)
+            # Between GRU layers only: torch warns about (and ignores) it for a single layer.
+            between = dropout if layers > 1 else 0.0
+            self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=between)
             self.out = nn.Linear(3 * hidden, 1)
 
         def forward(self, x):
