@@ -65,7 +65,7 @@ WINDOW = 768
 BATCH = 32
 LEARNING_RATE = 3e-3
 SETTINGS = ("all", "melody_piano")
-#: One network fitted from each; ``_kernels.melody.mean_line_logits`` averages their logits.
+#: One network fitted from each; ``_kernels.melody.ensemble_line_logits`` averages their logits.
 SEEDS = (0, 1)
 
 

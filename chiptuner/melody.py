@@ -283,7 +283,7 @@ _NET2 = (
 
 #: Where ``load_line_net`` reads the line networks (bench/fit_melody_line.py writes them).
 LINE_NET_PATH = Path(__file__).parent / "models" / "melody_line.npz"
-#: The arrays of ``_kernels.melody.mean_line_logits`` in its argument order.
+#: The arrays of one group of ``_kernels.melody.ensemble_line_logits`` (``line_logits``' argument order).
 LINE_NET_KEYS = ("w_in", "b_in", "w_ih_first", "w_ih_upper", "w_hh", "b_ih", "b_hh", "w_out", "b_out")
 
 

@@ -225,13 +225,13 @@ def test_fitted_networks_match_the_kernel_shapes():
     assert all(not np.array_equal(a, b) for i, a in enumerate(all_w_hh) for b in all_w_hh[i + 1 :])  # all different
 
 
-def test_mean_line_logits_average_the_networks():
+def test_ensemble_line_logits_average_the_networks_of_one_width():
     rng = np.random.default_rng(5)
     x, q = rng.normal(size=(40, 6)), rng.uniform(size=40)
     nets = [_random_line_net(rng, 6, 5, 2) for _ in range(3)]
     stacked = tuple(np.stack([np.asarray(net[j], np.float64) for net in nets]) for j in range(9))
     out = np.empty(40)
-    _k.mean_line_logits(x, q, *stacked, out)
+    _k.ensemble_line_logits(x, q, (stacked,), out)
     each = [ref.melody_line_logits(x, q, *net) for net in nets]
     np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-6)
     assert np.abs(each[0] - each[1]).max() > 0.1  # the mean is not any one of them
@@ -267,7 +267,7 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
     assert line[0].shape == (2, 6, 5) and line[-1].shape == (2,)
     x, q = songs[0][0][:, :4].astype(np.float64), songs[0][0][:, 4].astype(np.float64)
     out, one = np.empty(80), np.empty(80)
-    _k.mean_line_logits(x, q, *line, out)
+    _k.ensemble_line_logits(x, q, (line,), out)
     each = []
     for k in range(2):
         _k.line_logits(x, q, *(w[k] for w in line), one)

@@ -962,43 +962,27 @@ def line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_ou
 
 
 @njit(cache=True, nogil=True)
-def mean_line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out, out):
-    """The mean of ``line_logits`` over networks of one shape fitted alike (seeds).
-
-    Each weight has one more leading axis than ``line_logits`` takes, the network
-    (``b_out``: float64 (K,)); ``out`` : float64 (N,), written. Networks fitted from
-    different seeds err on different notes: the shipped two of 128 units read F1 0.893 and
-    0.891 alone on the held-out POP909 songs, all merged, and 0.898 together.
-    """
-    n_nets = w_in.shape[0]
-    one = np.empty(out.shape[0], np.float64)
-    out[:] = 0.0
-    for k in range(n_nets):
-        line_logits(
-            x, q, w_in[k], b_in[k], w_ih_first[k], w_ih_upper[k], w_hh[k], b_ih[k], b_hh[k], w_out[k], b_out[k], one
-        )
-        out += one
-    out /= n_nets
-
-
-@njit(cache=True, nogil=True)
 def ensemble_line_logits(x, q, line_nets, out):
     """The mean of ``line_logits`` over every network of ``line_nets``, each counted once.
 
-    ``line_nets`` : a tuple of groups, each the weights of ``mean_line_logits`` (networks
-    of one width stacked on a leading axis); ``out`` : float64 (N,), written. Groups of
-    different widths let networks of different sizes share one mean: the shipped pair of
-    128 units (0.898 together) with one of 160 (0.891 alone) reads F1 0.900.
+    ``line_nets`` : a tuple of groups, one per width, each a tuple of ``line_logits``'
+    weights with one more leading axis, the network (``b_out``: float64 (K,)); ``out`` :
+    float64 (N,), written. Networks fitted from different seeds err on different notes,
+    and groups let networks of different widths share one mean: on the held-out POP909
+    songs, all merged, the shipped two of 128 units read F1 0.893 and 0.891 alone and
+    0.898 together, and with one of 160 (0.891 alone) 0.900.
     """
     n_total = 0
-    mean = np.empty(out.shape[0], np.float64)
+    one = np.empty(out.shape[0], np.float64)
     out[:] = 0.0
     for group in line_nets:
         w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out = group
-        mean_line_logits(x, q, w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out, mean)
-        n_nets = w_in.shape[0]
-        out += n_nets * mean
-        n_total += n_nets
+        for k in range(w_in.shape[0]):
+            line_logits(
+                x, q, w_in[k], b_in[k], w_ih_first[k], w_ih_upper[k], w_hh[k], b_ih[k], b_hh[k], w_out[k], b_out[k], one
+            )
+            out += one
+        n_total += w_in.shape[0]
     out /= n_total
 
 
@@ -1261,7 +1245,7 @@ def pick_melody(
     net1, net2 : the note networks of ``line_inputs``, tuples (w_hidden, b_hidden, w_out, b_out)
     line_nets : the line networks of ``ensemble_line_logits``: a tuple of groups, each a tuple
         (w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out) of
-        ``mean_line_logits``' weights (one leading axis: the networks of one width),
+        ``line_logits``' weights (one leading axis: the networks of one width),
         N_INPUTS + 1 inputs
     leap_cost, mono_penalty, mono_limit, clean_leap, flat_velocity : float
     second_min_q : float, the first-pass probability under which a note is not scored again
