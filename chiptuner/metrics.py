@@ -44,6 +44,11 @@ __all__ = [
     "song_statistics",
     "pool",
     "compare",
+    "HOLE_BARS",
+    "START_BARS",
+    "Presence",
+    "voice_presence",
+    "contour_violations",
 ]
 
 #: Unison, minor/major third, fourth, fifth, minor/major sixth (mod 12; the set is its own inversion).
@@ -493,3 +498,115 @@ def compare(model: dict, real: dict) -> list[Row]:
         Row("lead agreement", "", lead, float(real["lead_agreement"]), "at least 95%", _check(lead >= 0.95, lead))
     )
     return rows
+
+
+#: A voice silent this many bars or more (after ``START_BARS``) has a hole.
+HOLE_BARS = 4
+#: Bars at the start of a song where a voice may still be waiting to enter.
+START_BARS = 2
+
+
+@dataclass(frozen=True, eq=False)
+class Presence:
+    """Whether and when each voice of one arrangement plays (TARGETS.md "voices that stay").
+
+    Attributes
+    ----------
+    steps : int
+    onsets : np.ndarray [shape=(4,), dtype=int64]
+        Onsets per voice (pulse1, pulse2, triangle, noise).
+    longest_silence : np.ndarray [shape=(4,), dtype=float64]
+        Per voice, the longest run of steps where it does not sound, counted from bar
+        ``START_BARS`` to the end, in bars (0 for a song no longer than that).
+    first_onset_bar : np.ndarray [shape=(4,), dtype=int64]
+        Per voice, the bar (0-based) of its first onset; -1 when it never plays.
+    """
+
+    steps: int
+    onsets: np.ndarray
+    longest_silence: np.ndarray
+    first_onset_bar: np.ndarray
+
+    @property
+    def never_plays(self) -> np.ndarray:
+        """Per voice, no onset at all [shape=(4,), dtype=bool]."""
+        return self.onsets == 0
+
+    @property
+    def holes(self) -> np.ndarray:
+        """Per voice, a silence of ``HOLE_BARS`` bars or more after the start [shape=(4,), dtype=bool]."""
+        return self.longest_silence >= HOLE_BARS
+
+
+def _longest_false_run(flags: np.ndarray) -> int:
+    if len(flags) == 0:
+        return 0
+    edges = np.flatnonzero(np.diff(np.concatenate(([1], flags.astype(np.int8), [1]))))
+    # edges alternate: a silence starts at edges[0::2] and ends at edges[1::2]
+    return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
+
+
+def voice_presence(voice_pitch: np.ndarray, voice_onset: np.ndarray) -> Presence:
+    """Count when each voice of one arrangement plays and how long it falls silent.
+
+    Parameters
+    ----------
+    voice_pitch : np.ndarray [shape=(T, 4), dtype=int]
+        Sounding pitch (drum key for noise) per step, -1 silent.
+    voice_onset : np.ndarray [shape=(T, 4), dtype=bool]
+
+    Returns
+    -------
+    Presence
+    """
+    pitch = np.asarray(voice_pitch)
+    onset = np.asarray(voice_onset)
+    if pitch.ndim != 2 or pitch.shape[1] != 4 or onset.shape != pitch.shape:
+        raise ParameterError(f"voice pitch {pitch.shape} and onset {onset.shape} must both be (T, 4)")
+    sounding = pitch >= 0
+    started = onset.astype(np.bool_) & sounding
+    after = sounding[START_BARS * STEPS_PER_BAR :]
+    longest = np.array([_longest_false_run(after[:, v]) / STEPS_PER_BAR for v in range(4)])
+    first = np.array(
+        [int(np.argmax(started[:, v])) // STEPS_PER_BAR if started[:, v].any() else -1 for v in range(4)],
+        dtype=np.int64,
+    )
+    onsets = started.sum(axis=0).astype(np.int64)
+    for array in (onsets, longest, first):
+        array.flags.writeable = False
+    return Presence(len(pitch), onsets, longest, first)
+
+
+def contour_violations(lane: np.ndarray, lane_onset: np.ndarray, lead_pitch: np.ndarray) -> tuple[int, int]:
+    """Count the lane changes of a buttons-mode input that the lead's pitch does not follow.
+
+    Over consecutive input onsets whose lane changes, the lead (pulse1's sounding pitch on
+    each onset's step) must move the same way: up for a higher lane, down for a lower
+    one. A lead that is silent on either step, or keeps its pitch, violates the change.
+
+    Parameters
+    ----------
+    lane : np.ndarray [shape=(T,), dtype=int]
+        The input lane per step (0-4, -1 for none).
+    lane_onset : np.ndarray [shape=(T,), dtype=bool]
+    lead_pitch : np.ndarray [shape=(T,), dtype=int]
+        pulse1's sounding pitch per step, -1 silent.
+
+    Returns
+    -------
+    changes, violations : int
+    """
+    lane_arr = np.asarray(lane).astype(np.int64)
+    lead = np.asarray(lead_pitch).astype(np.int64)
+    starts = np.asarray(lane_onset).astype(np.bool_)
+    if lane_arr.ndim != 1 or starts.shape != lane_arr.shape or lead.shape != lane_arr.shape:
+        raise ParameterError(
+            f"lane {lane_arr.shape}, lane_onset {starts.shape} and lead pitch {lead.shape} must be 1-D of one length"
+        )
+    steps = np.flatnonzero(starts & (lane_arr >= 0))
+    lanes, pitches = lane_arr[steps], lead[steps]
+    move = np.sign(np.diff(lanes))
+    follows = np.sign(np.diff(pitches)) == move
+    heard = (pitches[1:] >= 0) & (pitches[:-1] >= 0)
+    changed = move != 0
+    return int(changed.sum()), int((changed & ~(follows & heard)).sum())

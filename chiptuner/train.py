@@ -698,6 +698,9 @@ def train(
                     "command": command,
                     "config": asdict(config),
                     "songs": {name: int(len(index)) for name, index in parts.items()},
+                    # `chiptuner evaluate` takes exactly these songs as held out, even from a
+                    # conversion that has since gained or lost songs (which remakes another split).
+                    "test_songs": [str(corpus.song_ids[i]) for i in parts["test"]],
                     "batch": batch_index,
                     "trained_steps": int(trained_steps),
                     "val_nll": val_nll,

@@ -163,16 +163,27 @@ def test_drums_only_file_says_no_melody(tmp_path, capsys):
     assert "no melody" in one_line(capsys.readouterr().err)
 
 
-def test_evaluate_json_prints_nll(capsys):
-    code = main(["-q", "evaluate", BAND, "--json", "--input", "keys"])
+def test_evaluate_json_prints_nll_and_every_arrangement(capsys):
+    code = main(["-q", "evaluate", BAND, "--json", "--input", "keys", "--seeds", "2", "--workers", "1"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
     assert [entry["mode"] for entry in data] == ["keys"]
-    nll = data[0]["nll"]
+    (corpus,) = data[0]["corpora"]
+    nll = corpus["nll"]
     assert set(nll) == {"model", "unigram", "markov", "rules"}
     assert all(value > 0 for value in nll.values())
-    assert data[0]["songs"] == 1
+    assert corpus["songs"] == 1 and corpus["seeds"] == [0, 1]
+    model_records = [r for r in data[0]["arrangements"] if r["source"] == "model"]
+    assert [r["seed"] for r in model_records] == [0, 1]
+
+
+def test_evaluate_bare_melodies(capsys):
+    code = main(["-q", "evaluate", BAND, "--bare", MELODY, "--input", "keys", "--seeds", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    names = [corpus["corpus"] for corpus in json.loads(captured.out)[0]["corpora"]]
+    assert names == ["examples", "bare melodies"]
 
 
 def test_evaluate_both_modes_by_default_and_writes_the_report(tmp_path, capsys):
@@ -182,7 +193,7 @@ def test_evaluate_both_modes_by_default_and_writes_the_report(tmp_path, capsys):
     assert code == 0, captured.err
     assert [entry["mode"] for entry in json.loads(captured.out)] == ["keys", "buttons"]
     assert (report / "report.md").is_file()
-    assert json.loads((report / "report.json").read_text())[0]["nll"]
+    assert json.loads((report / "report.json").read_text())[0]["corpora"][0]["nll"]
 
 
 def test_evaluate_without_json_prints_the_markdown(capsys):

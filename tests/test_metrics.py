@@ -9,13 +9,16 @@ import pytest
 
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import (
+    HOLE_BARS,
     Row,
     causal_keys,
     compare,
+    contour_violations,
     estimate_key,
     pool,
     scale_mask,
     song_statistics,
+    voice_presence,
 )
 
 C_MAJOR_SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -310,3 +313,74 @@ def test_bad_shapes_and_values_are_parameter_errors():
         estimate_key(np.array([60, 130]), np.zeros(2, bool))
     with pytest.raises(ParameterError, match="mode"):
         scale_mask(0, "dorian")
+
+
+def _band(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four voices each starting a note every 4 steps, the noise on kick 36."""
+    pitch = np.tile(np.array([72, 67, 48, 36]), (steps, 1))
+    onset = np.zeros((steps, 4), dtype=bool)
+    onset[::4] = True
+    return pitch, onset
+
+
+def test_presence_of_a_full_band():
+    pitch, onset = _band(64 * 4)
+    presence = voice_presence(pitch, onset)
+    assert presence.onsets.tolist() == [64] * 4
+    assert not presence.never_plays.any() and not presence.holes.any()
+    assert presence.first_onset_bar.tolist() == [0, 0, 0, 0]
+    assert presence.longest_silence.tolist() == [0.0] * 4
+
+
+def test_drums_that_never_enter_and_a_hole_are_counted():
+    pitch, onset = _band(16 * 20)
+    pitch[:, 3] = -1  # the drums never play
+    pitch[16 * 6 : 16 * 10, 1] = -1  # pulse2 silent for bars 7-10: a hole of exactly HOLE_BARS
+    pitch[16 * 12 : 16 * 15, 2] = -1  # the triangle silent 3 bars: no hole
+    presence = voice_presence(pitch, onset)
+    assert presence.never_plays.tolist() == [False, False, False, True]
+    assert presence.first_onset_bar[3] == -1
+    assert presence.longest_silence.tolist() == [0.0, HOLE_BARS, 3.0, 18.0]  # the drums: bars 3-20
+    assert presence.holes.tolist() == [False, True, False, True]
+
+
+def test_a_late_entry_is_its_first_bar_and_the_start_is_not_a_hole():
+    pitch, onset = _band(16 * 12)
+    pitch[: 16 * 2 + 4, 3] = -1  # drums from step 36: bar 2 (0-based); the first two bars do not count
+    presence = voice_presence(pitch, onset)
+    assert presence.first_onset_bar[3] == 2
+    assert presence.longest_silence[3] == pytest.approx(4 / 16)
+    assert not presence.holes.any()
+
+
+def test_presence_checks_its_shapes():
+    with pytest.raises(ParameterError, match="must both be"):
+        voice_presence(np.zeros((10, 3)), np.zeros((10, 3), dtype=bool))
+
+
+def _lanes(lanes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    lane = np.repeat(np.array(lanes), 2)
+    onset = np.zeros(len(lane), dtype=bool)
+    onset[::2] = True
+    return lane, onset
+
+
+def test_a_contour_followed_has_no_violation():
+    lane, onset = _lanes([0, 1, 2, 2, 4, 3, 0])
+    lead = 60 + 2 * lane  # up with the lanes, and the same lane repeated is not a change
+    assert contour_violations(lane, onset, lead) == (5, 0)
+
+
+def test_a_contour_reversed_on_purpose_violates_every_change():
+    lane, onset = _lanes([0, 1, 2, 3, 4, 3, 2, 1, 0, 4])
+    lead = 80 - 2 * lane  # the lead moves against every lane change
+    changes, violations = contour_violations(lane, onset, lead)
+    assert changes == 9 and violations == changes  # 100%
+
+
+def test_a_lead_that_keeps_its_pitch_or_falls_silent_violates_the_change():
+    lane, onset = _lanes([0, 1, 2])
+    assert contour_violations(lane, onset, np.full(len(lane), 60)) == (2, 2)
+    lead = 60 + 2 * lane
+    lead[2:4] = -1  # silent on the second onset
+    assert contour_violations(lane, onset, lead) == (2, 2)
