@@ -9,6 +9,7 @@ import pytest
 
 from chiptuner import cli
 from chiptuner._kernels import arranger as _k
+from chiptuner.dataset import load_shards
 from chiptuner.midi_io import write_midi
 from chiptuner.model import MAX_POSITION, ROW_OFFSET, ArrangerModel, teacher_forced_log_prob
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
@@ -125,6 +126,10 @@ def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, ca
     meta = model.metadata
     assert model.hidden == 16 and meta["songs"]["train"] > 0 and meta["songs"]["test"] > 0
     assert np.isfinite(meta["val_nll"]) and meta["config"]["window"] == 32
+    # the held-out songs are listed by id, for `chiptuner evaluate` to take exactly those
+    corpus = load_shards(tmp_path / "model.npz.data")
+    test = train.split_songs(corpus, train.TrainConfig(**meta["config"]))["test"]
+    assert meta["test_songs"] == [str(corpus.song_ids[i]) for i in test] and len(test) == meta["songs"]["test"]
     assert (tmp_path / "model.npz.data" / "report.json").is_file()
     assert any(key.startswith("markov_") for key in model.extras)
     fit = meta["steering_fit"]
