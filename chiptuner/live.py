@@ -71,6 +71,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _temperature(text: str) -> float:
+    # Imported only when --temperature is given: chiptuner.model loads the numba kernels, and
+    # the command imports it next anyway; --help stays instant.
+    from chiptuner.model import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE  # noqa: PLC0415
+
+    value = float(text)
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is outside the range; give a number {TEMPERATURE_RANGE}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -134,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lanes", type=_lanes, default=None, metavar="N,N,N,N,N",
         help="with --buttons: the five MIDI notes of lanes 0-4 (default: the first five you press)",
     )  # fmt: skip
-    playing.add_argument("--temperature", type=_positive, default=1.0, help="pitch temperature (default: 1.0)")
+    playing.add_argument(
+        "--temperature", type=_temperature, default=1.0, help="pitch temperature, 0.05-10 (default: 1.0)"
+    )
     playing.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
     playing.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
     output = parser.add_argument_group("sound and recording")

@@ -44,6 +44,8 @@ __all__ = [
     "voices_to_tokens",
     "tokens_to_arrangement",
     "FORMAT_VERSION",
+    "MIN_TEMPERATURE",
+    "MAX_TEMPERATURE",
     "N_TOKENS",
     "TOKEN_OFFSET",
     "INPUT_SIZES",
@@ -102,14 +104,20 @@ def _check_mode(mode: str) -> bool:
     return mode == "buttons"
 
 
+#: Lowest and highest sampling temperature. Below the floor, logits / temperature overflow
+#: to inf (1e-320 gives inf and NaN) and sampling falls through to the last token, the
+#: highest pitch; every place a temperature enters (the CLI, live, the page) checks this range.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 10.0
+#: The range in words, for every message that refuses a temperature.
+TEMPERATURE_RANGE = f"from {MIN_TEMPERATURE} to {MAX_TEMPERATURE:g} (1.0 samples as trained)"
+
+
 def _check_temperature(temperature: float) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)):
-        raise ParameterError(f"temperature is {temperature!r}; it must be a number above 0 (1.0 samples as trained)")
+        raise ParameterError(f"temperature is {temperature!r}; give a number {TEMPERATURE_RANGE}")
     value = float(temperature)
-    if not 0.0 < value <= 10.0 or not np.isfinite(value):
-        raise ParameterError(
-            f"temperature is {temperature!r}; use a value above 0 and at most 10 (1.0 samples as trained)"
-        )
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
+        raise ParameterError(f"temperature is {temperature!r}; give a number {TEMPERATURE_RANGE}")
     return value
 
 
@@ -286,9 +294,10 @@ class Arranger:
     mode : {"keys", "buttons"}
         ``"keys"``: the input is a MIDI pitch; ``"buttons"``: a lane 0-4.
     temperature : float
-        Above 0: sharpens (< 1) or flattens (> 1) the choice of each new note's pitch. When
-        a note starts, holds or rests is always sampled as trained (see
-        ``_kernels.arranger.sample_voice``: a colder rhythm is a silent one).
+        ``MIN_TEMPERATURE`` (0.05) to ``MAX_TEMPERATURE`` (10): sharpens (< 1) or flattens
+        (> 1) the choice of each new note's pitch. When a note starts, holds or rests is
+        always sampled as trained (see ``_kernels.arranger.sample_voice``: a colder rhythm
+        is a silent one).
     seed : int
         Seed of the sampling generator: equal seeds give equal arrangements.
     follow_lead : bool

@@ -19,7 +19,7 @@ Page -> server (each at most ``MAX_MESSAGE_BYTES``):
   (``velocity`` and ``id`` optional; ``id`` is the page's key-event number, echoed on the
   pulse1 note it starts, for the page's latency figure; in 5-button mode the page sends
   the lane notes ``LANE_NOTES``);
-- ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": (0, 10],
+- ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": 0.05-10,
   "metronome": bool, "seed": int >= 0}`` (any subset): the engine restarts with them;
 - ``{"type": "record", "on": bool}``: on starts a new take (a fresh recording), off stops
   recording (the take stays downloadable);
@@ -73,7 +73,16 @@ from typing import Any, get_args
 from chiptuner.chip_midi import VOICE_VELOCITY
 from chiptuner.engine import METRONOME_CHANNEL, ButtonMap, Engine, EngineReport, FixedTempo, Recorder
 from chiptuner.errors import ChiptunerError, ParameterError
-from chiptuner.model import Arranger, ArrangerModel, InputMode, load_model, warmup
+from chiptuner.model import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    TEMPERATURE_RANGE,
+    Arranger,
+    ArrangerModel,
+    InputMode,
+    load_model,
+    warmup,
+)
 from chiptuner.session import session_audio, session_midi, write_session
 from chiptuner.synth import DRUM_TABLE, DUTY_CYCLES, write_wav
 from chiptuner.synth import warmup as synth_warmup
@@ -165,7 +174,9 @@ class Settings:
             if name == "bpm":
                 values[name] = _number(name, value, 20.0, 400.0, "a tempo from 20 to 400 BPM")
             elif name == "temperature":
-                values[name] = _number(name, value, 0.0, 10.0, "a temperature above 0 and at most 10", open_low=True)
+                values[name] = _number(
+                    name, value, MIN_TEMPERATURE, MAX_TEMPERATURE, f"a temperature {TEMPERATURE_RANGE}"
+                )
             elif name == "mode":
                 if value not in get_args(InputMode):
                     raise MessageError("bad_value", f"mode is {value!r}; use one of {list(get_args(InputMode))}")
@@ -193,8 +204,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(name: str, value: object, low: float, high: float, what: str, *, open_low: bool = False) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value > high or value < low or (open_low and value == low):
+def _number(name: str, value: object, low: float, high: float, what: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value > high or value < low:
         raise MessageError("bad_value", f"{name} is {value!r}; give {what}")
     return float(value)
 

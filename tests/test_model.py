@@ -15,6 +15,7 @@ from chiptuner.model import (
     FIRST_NOTE,
     HOLD,
     MAX_POSITION,
+    MIN_TEMPERATURE,
     N_TOKENS,
     REST,
     ROW_OFFSET,
@@ -302,10 +303,17 @@ def test_bad_steering_is_refused(name, bad):
         Arranger(random_model(), **{name: bad})
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0, 1e-320, 0.049])
 def test_bad_temperatures_are_refused(bad):
     with pytest.raises(ParameterError, match="temperature"):
         Arranger(random_model(), temperature=bad)
+
+
+def test_the_temperature_floor_is_named_and_taken():
+    # Below the floor the logits / temperature overflow to inf and NaN and sampling falls through.
+    with pytest.raises(ParameterError, match=f"from {MIN_TEMPERATURE} to 10"):
+        Arranger(random_model(), temperature=1e-320)
+    assert Arranger(random_model(), temperature=MIN_TEMPERATURE).temperature == MIN_TEMPERATURE
 
 
 def test_bad_mode_and_seed_are_refused():

@@ -91,6 +91,8 @@ BAD = [
     ('{"type": "settings", "bpm": "fast"}', "bad_value"),
     ('{"type": "settings", "mode": "drums"}', "bad_value"),
     ('{"type": "settings", "temperature": 0}', "bad_value"),
+    ('{"type": "settings", "temperature": 1e-320}', "bad_value"),  # under the floor: sampling breaks
+    ('{"type": "settings", "temperature": 0.049}', "bad_value"),
     ('{"type": "settings", "temperature": 11}', "bad_value"),
     ('{"type": "settings", "metronome": "yes"}', "bad_value"),
     ('{"type": "settings", "seed": -1}', "bad_value"),
@@ -106,6 +108,12 @@ def test_bad_messages_are_refused_with_a_code(data, code):
         web.parse_message(data)
     assert caught.value.code == code
     assert isinstance(caught.value, ValueError)
+
+
+def test_a_temperature_under_the_floor_names_the_range():
+    with pytest.raises(web.MessageError, match="from 0.05 to 10"):
+        web.Settings().changed({"temperature": 1e-320})
+    assert web.Settings().changed({"temperature": 0.05}).temperature == 0.05
 
 
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
