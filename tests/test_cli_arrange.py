@@ -152,6 +152,21 @@ def test_garbage_model_in_a_fresh_process_has_no_traceback(tmp_path):
     assert one_line(result.stderr).startswith("chiptuner arrange: error: ")
 
 
+def test_a_crafted_model_file_in_a_fresh_process_is_one_line_naming_the_field(tmp_path):
+    with np.load(resources.files("chiptuner") / "models" / "default.npz") as shipped:
+        arrays = {name: shipped[name] for name in shipped.files}
+    crafted = tmp_path / "crafted.npz"
+    np.savez(crafted, **{**arrays, "metadata_json": np.array("[not json")})
+    result = subprocess.run(
+        [sys.executable, "-m", "chiptuner", "arrange", MELODY, "-o", str(tmp_path / "o.mid"), "--model", str(crafted)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("chiptuner arrange: error: ") and "metadata_json" in line and "crafted.npz" in line
+    assert not (tmp_path / "o.mid").exists()
+
+
 def test_drums_only_file_says_no_melody(tmp_path, capsys):
     mid = mido.MidiFile(type=0, ticks_per_beat=96)
     track = mido.MidiTrack()
