@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,9 +97,16 @@ def _port(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (no usage block) and exit code 2, as ``chiptuner``'s parser (too heavy to import here)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``python -m chiptuner.live``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m chiptuner.live",
         description=(
             "Play a melody on a MIDI keyboard (or five buttons) and hear it back as a four-voice "

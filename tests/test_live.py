@@ -135,8 +135,9 @@ def test_a_temperature_outside_the_range_is_refused_by_the_parser(value, capsys)
     with pytest.raises(SystemExit) as stopped:
         live.build_parser().parse_args(["--temperature", value])
     assert stopped.value.code == 2
-    line = capsys.readouterr().err.splitlines()[-1]
-    assert "--temperature" in line and "from 0.05 to 10" in line
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err  # one line, no usage block
+    assert "--temperature" in err and "from 0.05 to 10" in err
 
 
 def test_help_is_quick():
