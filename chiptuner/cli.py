@@ -26,7 +26,7 @@ from chiptuner import __version__
 from chiptuner.convert import REPORT_NAME, convert_corpus
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
-from chiptuner.model import InputMode, load_model
+from chiptuner.model import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE, InputMode, load_model
 
 __all__ = ["main", "build_parser", "ProgressBar"]
 
@@ -115,6 +115,17 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
+
+def _temperature(text: str) -> float:
+    """An argparse type: a sampling temperature within the arranger's range (``model.MIN_TEMPERATURE``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is outside the range; give a number {TEMPERATURE_RANGE}")
     return value
 
 
@@ -239,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="give the model pitches (keys) or only the 5-lane contour (buttons)",
     )
     arrange.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed (default: 0)")
-    arrange.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature (default: 1.0)")
+    arrange.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=1.0,
+        help=f"sampling temperature, {MIN_TEMPERATURE}-{MAX_TEMPERATURE:g} (default: 1.0)",
+    )
     arrange.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
     arrange.add_argument("--gm-drums", action="store_true", help="noise voice on channel 10 (General MIDI drums)")
     arrange.add_argument(
@@ -312,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--seeds", type=_int_at_least(1), default=3, help="seeds per song: --seed, --seed + 1, ... (default: 3)"
     )
-    evaluate.add_argument("--temperature", type=_positive_float, default=1.0)
+    evaluate.add_argument("--temperature", type=_temperature, default=1.0)
     evaluate.add_argument(
         "--workers", type=_int_at_least(1), default=None, help="worker processes (default: one per CPU)"
     )

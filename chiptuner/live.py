@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _temperature(text: str) -> float:
+    # Imported only when --temperature is given: chiptuner.model loads the numba kernels, and
+    # the command imports it next anyway; --help stays instant.
+    from chiptuner.model import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE  # noqa: PLC0415
+
+    value = float(text)
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is outside the range; give a number {TEMPERATURE_RANGE}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -85,9 +97,16 @@ def _port(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (no usage block) and exit code 2, as ``chiptuner``'s parser (too heavy to import here)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``python -m chiptuner.live``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m chiptuner.live",
         description=(
             "Play a melody on a MIDI keyboard (or five buttons) and hear it back as a four-voice "
@@ -134,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lanes", type=_lanes, default=None, metavar="N,N,N,N,N",
         help="with --buttons: the five MIDI notes of lanes 0-4 (default: the first five you press)",
     )  # fmt: skip
-    playing.add_argument("--temperature", type=_positive, default=1.0, help="pitch temperature (default: 1.0)")
+    playing.add_argument(
+        "--temperature", type=_temperature, default=1.0, help="pitch temperature, 0.05-10 (default: 1.0)"
+    )
     playing.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
     playing.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
     output = parser.add_argument_group("sound and recording")

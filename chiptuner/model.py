@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import lzma
+import math
 import os
 import typing
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +47,8 @@ __all__ = [
     "voices_to_tokens",
     "tokens_to_arrangement",
     "FORMAT_VERSION",
+    "MIN_TEMPERATURE",
+    "MAX_TEMPERATURE",
     "N_TOKENS",
     "TOKEN_OFFSET",
     "INPUT_SIZES",
@@ -86,6 +91,14 @@ INPUT_SIZES = {
 ROW_OFFSET = np.concatenate(([0], np.cumsum(list(INPUT_SIZES.values())))).astype(np.int64)
 _WEIGHTS = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out")
 _DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.npz"
+#: Most array data a model file may hold, all arrays together (the shipped model holds
+#: about 1.6 MB). Sizes come from the .npy headers, so a small file that claims gigabytes
+#: (a crafted header, a zip bomb) is refused before anything is allocated.
+MAX_MODEL_BYTES = 256 * 2**20
+_EXPORT_HINT = "pass a .npz written by `chiptuner train`"
+#: What reading a damaged archive member can raise (zip, deflate, bzip2 and lzma errors, cut data).
+_DAMAGED = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error,
+            lzma.LZMAError)  # fmt: skip
 
 for _array in (VOICE_LOW, VOICE_HIGH, _DRUM_KEYS, TOKEN_OFFSET, ROW_OFFSET):
     _array.flags.writeable = False
@@ -102,14 +115,20 @@ def _check_mode(mode: str) -> bool:
     return mode == "buttons"
 
 
+#: Lowest and highest sampling temperature. Below the floor, logits / temperature overflow
+#: to inf (1e-320 gives inf and NaN) and sampling falls through to the last token, the
+#: highest pitch; every place a temperature enters (the CLI, live, the page) checks this range.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 10.0
+#: The range in words, for every message that refuses a temperature.
+TEMPERATURE_RANGE = f"from {MIN_TEMPERATURE} to {MAX_TEMPERATURE:g} (1.0 samples as trained)"
+
+
 def _check_temperature(temperature: float) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)):
-        raise ParameterError(f"temperature is {temperature!r}; it must be a number above 0 (1.0 samples as trained)")
+        raise ParameterError(f"temperature is {temperature!r}; give a number {TEMPERATURE_RANGE}")
     value = float(temperature)
-    if not 0.0 < value <= 10.0 or not np.isfinite(value):
-        raise ParameterError(
-            f"temperature is {temperature!r}; use a value above 0 and at most 10 (1.0 samples as trained)"
-        )
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
+        raise ParameterError(f"temperature is {temperature!r}; give a number {TEMPERATURE_RANGE}")
     return value
 
 
@@ -173,21 +192,7 @@ class ArrangerModel:
             array.flags.writeable = False
             object.__setattr__(self, name, array)
         hidden = self.w_hh_t.shape[0] if self.w_hh_t.ndim == 2 else -1
-        n_out = int(TOKEN_OFFSET[-1])
-        expected = {
-            "in_table": (int(ROW_OFFSET[-1]), 3 * hidden + n_out),
-            "b_ih": (3 * hidden,),
-            "b_hh": (3 * hidden,),
-            "w_hh_t": (hidden, 3 * hidden),
-            "w_out_t": (hidden, n_out),
-            "b_out": (n_out,),
-        }
-        for name, shape in expected.items():
-            if getattr(self, name).shape != shape:
-                raise ModelFileError(
-                    f"model weight {name} has shape {getattr(self, name).shape}, expected {shape} "
-                    f"(hidden size {hidden}); export the model again with `chiptuner train`"
-                )
+        _check_weight_shapes({name: getattr(self, name).shape for name in _WEIGHTS}, hidden)
         for name in _WEIGHTS:
             if not np.isfinite(getattr(self, name)).all():
                 raise ModelFileError(
@@ -225,27 +230,20 @@ class ArrangerModel:
     def load(cls, path: str | os.PathLike) -> ArrangerModel:
         """Read a model written by ``save``.
 
+        Every array's shape and dtype is checked from its .npy header before any data is
+        read (numbers only, no pickle; at most ``MAX_MODEL_BYTES`` in all), then the
+        format version, the layout and the metadata fields chiptuner reads back.
+
         Raises
         ------
         ModelFileError
-            Missing file, not an arranger export, another format version, or bad shapes.
+            Missing file, not an arranger export (a MIDI file, another archive), another
+            format version, a damaged file, or a bad field (named in the message).
         """
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: no such model file; train one with `chiptuner train` or leave --model out")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # a cut or damaged file
-            raise ModelFileError(
-                f"{path}: not a model file ({error}); pass a .npz written by `chiptuner train`"
-            ) from None
-        missing = [name for name in ("format_version", "row_offset", "tok_offset", *_WEIGHTS) if name not in arrays]
-        if missing:
-            raise ModelFileError(
-                f"{path}: not an arranger model (missing {', '.join(missing)}); "
-                "pass a .npz written by `chiptuner train`"
-            )
+        arrays = _read_arrays(path)
         version = int(arrays["format_version"])
         if version != FORMAT_VERSION:
             raise ModelFileError(
@@ -257,9 +255,187 @@ class ArrangerModel:
             raise ModelFileError(
                 f"{path}: the model's input or token layout differs from this chiptuner's; train it again"
             )
-        metadata = json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {}
+        metadata = _read_metadata(path, arrays["metadata_json"]) if "metadata_json" in arrays else {}
         extras = {name[len("extra_") :]: arrays[name] for name in arrays if name.startswith("extra_")}
-        return cls(**{name: arrays[name] for name in _WEIGHTS}, metadata=metadata, extras=extras)
+        try:
+            return cls(**{name: arrays[name] for name in _WEIGHTS}, metadata=metadata, extras=extras)
+        except ModelFileError as error:  # NaN weights: name the file too
+            raise ModelFileError(f"{path}: {error}") from None
+
+
+def _weight_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each weight array of a model with ``hidden`` GRU units."""
+    n_out = int(TOKEN_OFFSET[-1])
+    return {
+        "in_table": (int(ROW_OFFSET[-1]), 3 * hidden + n_out),
+        "b_ih": (3 * hidden,),
+        "b_hh": (3 * hidden,),
+        "w_hh_t": (hidden, 3 * hidden),
+        "w_out_t": (hidden, n_out),
+        "b_out": (n_out,),
+    }
+
+
+def _check_weight_shapes(shapes: dict[str, tuple[int, ...]], hidden: int, where: str = "") -> None:
+    """ModelFileError naming the first weight whose shape is not that of ``hidden`` units (w_hh_t first)."""
+    expected = _weight_shapes(hidden)
+    for name in ("w_hh_t", *expected):
+        if tuple(shapes[name]) != expected[name]:
+            raise ModelFileError(
+                f"{where}model weight {name} has shape {tuple(shapes[name])}, expected {expected[name]} "
+                f"(hidden size {hidden}); export the model again with `chiptuner train`"
+            )
+
+
+#: dtype kinds each array may have (b bool, i/u integers, f floats, U text); others are extras.
+_ARRAY_KINDS = {
+    "format_version": ("iu", "a whole number"),
+    "row_offset": ("iu", "whole numbers"),
+    "tok_offset": ("iu", "whole numbers"),
+    "metadata_json": ("U", "JSON text"),
+    **{name: ("f", "floating-point numbers") for name in _WEIGHTS},
+}
+_OTHER_KINDS = ("biuf", "numbers")
+_DTYPE_WORDS = {"U": "text", "S": "bytes", "O": "pickled objects", "V": "records", "c": "complex numbers",
+                "M": "dates", "m": "time spans", "b": "true/false values", "f": "floating-point numbers",
+                "i": "whole numbers", "u": "whole numbers"}  # fmt: skip
+
+
+def _brief(error: BaseException) -> str:
+    """An error's message on one line, cut to 80 characters (a crafted header can be long)."""
+    return " ".join(str(error).split())[:80]
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a model .npz, read only after every header passed its checks."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read the model file ({error.strerror or error})") from None
+    if start in (b"MThd", b"RIFF"):
+        raise ModelFileError(
+            f"{path}: a MIDI file, not a chiptuner model file; {_EXPORT_HINT}, or leave --model out for the shipped one"
+        )
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        if start.startswith(b"PK"):  # a zip cut short or damaged, as an interrupted copy leaves it
+            raise ModelFileError(
+                f"{path}: a damaged or incomplete .npz ({_brief(error)}); copy or export it again"
+            ) from None
+        raise ModelFileError(f"{path}: not a chiptuner model file (not a .npz archive); {_EXPORT_HINT}") from None
+    with archive:
+        headers = _array_headers(path, archive)
+        _check_headers(path, headers)
+        arrays = {}
+        for name, (info, _, _) in headers.items():
+            try:
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+            except _DAMAGED as error:
+                raise ModelFileError(
+                    f"{path}: array {name} is damaged or cut short ({_brief(error)}); copy or export it again"
+                ) from None
+    return arrays
+
+
+def _array_headers(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple, np.dtype]]:
+    """Each member's name, shape and dtype from its .npy header (its data is not read)."""
+    headers: dict[str, tuple[zipfile.ZipInfo, tuple, np.dtype]] = {}
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")
+        if name == info.filename or name in headers:
+            what = "not an array" if name == info.filename else "a second array of that name"
+            raise ModelFileError(f"{path}: not a chiptuner model file ({info.filename!r} is {what}); {_EXPORT_HINT}")
+        try:
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:  # 3.0 only holds structured dtypes with non-ASCII field names: never numbers
+                    raise ValueError(f".npy format {version[0]}.{version[1]}")
+        except _DAMAGED as error:
+            raise ModelFileError(
+                f"{path}: array {name} has no readable .npy header ({_brief(error)}); {_EXPORT_HINT}"
+            ) from None
+        headers[name] = (info, shape, dtype)
+    return headers
+
+
+def _check_headers(path: Path, headers: dict[str, tuple[zipfile.ZipInfo, tuple, np.dtype]]) -> None:
+    """The arrays' total size, presence, dtypes and weight shapes, all from their headers."""
+    for name, (_, shape, _) in headers.items():
+        if any(n < 0 for n in shape):
+            raise ModelFileError(f"{path}: array {name} has shape {shape}; {_EXPORT_HINT}")
+    total = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in headers.values())
+    if total > MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{path}: its arrays claim {total / 2**20:.0f} MB, more than the {MAX_MODEL_BYTES >> 20} MB a model "
+            f"file may hold; {_EXPORT_HINT}"
+        )
+    missing = [name for name in ("format_version", "row_offset", "tok_offset", *_WEIGHTS) if name not in headers]
+    if missing:
+        raise ModelFileError(f"{path}: not an arranger model (missing {', '.join(missing)}); {_EXPORT_HINT}")
+    for name, (_, _, dtype) in headers.items():
+        kinds, what = _ARRAY_KINDS.get(name, _OTHER_KINDS)
+        # Plain dtypes only: object (pickle), structured and subarray dtypes are never numbers.
+        if dtype.kind not in kinds or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+            held = _DTYPE_WORDS.get(dtype.kind if dtype.fields is None else "V", "numbers")
+            raise ModelFileError(f"{path}: {name} holds {held} ({dtype}), expected {what}; {_EXPORT_HINT}")
+    for name in ("format_version", "metadata_json"):
+        if name in headers and headers[name][1] != ():
+            raise ModelFileError(f"{path}: {name} has shape {headers[name][1]}, expected one value; {_EXPORT_HINT}")
+    shapes = {name: headers[name][1] for name in _WEIGHTS}
+    hidden = shapes["w_hh_t"][0] if len(shapes["w_hh_t"]) == 2 else -1
+    _check_weight_shapes(shapes, hidden, where=f"{path}: ")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_fraction(value: object) -> bool:
+    return _is_number(value) and 0.0 < value < 1.0
+
+
+#: Metadata fields chiptuner reads back, each with its check and what it must be (``config.``: in "config").
+_METADATA_FIELDS = {
+    "rest_bias": (
+        lambda v: isinstance(v, list) and len(v) == 4 and all(_is_number(x) and abs(x) <= 20 for x in v),
+        "a list of 4 numbers within +-20",
+    ),
+    "clash_bias": (lambda v: _is_number(v) and 0 <= v <= 20, "a number from 0 to 20"),
+    "key_bias": (lambda v: _is_number(v) and 0 <= v <= 20, "a number from 0 to 20"),
+    "config": (lambda v: isinstance(v, dict), "a JSON object"),
+    "config.seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
+    "config.test_size": (_is_fraction, "a fraction between 0 and 1"),
+    "config.val_size": (_is_fraction, "a fraction between 0 and 1"),
+}
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}  # fmt: skip
+
+
+def _read_metadata(path: Path, array: np.ndarray) -> dict:
+    """The metadata object, with every field chiptuner reads back checked."""
+    try:
+        metadata = json.loads(str(array[()]))
+    except (ValueError, RecursionError) as error:
+        raise ModelFileError(f"{path}: metadata_json is not JSON ({_brief(error)}); {_EXPORT_HINT}") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(
+            f"{path}: metadata_json holds {_JSON_KINDS[type(metadata)]}, expected a JSON object; {_EXPORT_HINT}"
+        )
+    for name, (valid, what) in _METADATA_FIELDS.items():
+        group, _, key = name.rpartition(".")
+        holder = metadata.get(group) if group else metadata
+        if isinstance(holder, dict) and key in holder and not valid(holder[key]):
+            shown = json.dumps(holder[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ModelFileError(f"{path}: metadata {name} is {shown}, expected {what}; {_EXPORT_HINT}")
+    return metadata
 
 
 @lru_cache(maxsize=4)
@@ -286,9 +462,10 @@ class Arranger:
     mode : {"keys", "buttons"}
         ``"keys"``: the input is a MIDI pitch; ``"buttons"``: a lane 0-4.
     temperature : float
-        Above 0: sharpens (< 1) or flattens (> 1) the choice of each new note's pitch. When
-        a note starts, holds or rests is always sampled as trained (see
-        ``_kernels.arranger.sample_voice``: a colder rhythm is a silent one).
+        ``MIN_TEMPERATURE`` (0.05) to ``MAX_TEMPERATURE`` (10): sharpens (< 1) or flattens
+        (> 1) the choice of each new note's pitch. When a note starts, holds or rests is
+        always sampled as trained (see ``_kernels.arranger.sample_voice``: a colder rhythm
+        is a silent one).
     seed : int
         Seed of the sampling generator: equal seeds give equal arrangements.
     follow_lead : bool

@@ -19,7 +19,7 @@ Page -> server (each at most ``MAX_MESSAGE_BYTES``):
   (``velocity`` and ``id`` optional; ``id`` is the page's key-event number, echoed on the
   pulse1 note it starts, for the page's latency figure; in 5-button mode the page sends
   the lane notes ``LANE_NOTES``);
-- ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": (0, 10],
+- ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": 0.05-10,
   "metronome": bool, "seed": int >= 0}`` (any subset): the engine restarts with them;
 - ``{"type": "record", "on": bool}``: on starts a new take (a fresh recording), off stops
   recording (the take stays downloadable);
@@ -38,12 +38,19 @@ Server -> page:
   out-of-range or oversized message. The connection stays open.
 
 HTTP: ``/`` (the page), ``/app.js``, ``/roll.js``, ``/style.css``, ``/session.mid``, ``/session.wav``.
+Each download is made once per state of the take (on one render thread of its own, never
+the threads that settings changes use) and kept until the take changes; at most
+``MAX_WAITING_DOWNLOADS`` requests wait for it, more get 503 with Retry-After.
 
 Security: the server listens on 127.0.0.1 unless ``--host`` says otherwise. Every request
 must name an allowed Host (loopback names, the bound host, or with a wildcard bind an IP
 literal), which defeats DNS rebinding; the WebSocket handshake must come with the Origin
 of that same host (``http://HOST:PORT``), else it is refused with 403 before it opens, so a
-page the user visits elsewhere can neither drive nor read the session.
+page the user visits elsewhere can neither drive nor read the session. The downloads are
+refused with 403 (before anything is made) to a request whose ``Sec-Fetch-Site`` is not
+``OWN_SITES``: an ``<audio src>`` on another site's page, another port of 127.0.0.1 included,
+cannot play the recording. Every response also carries ``Cross-Origin-Resource-Policy:
+same-origin``, so a browser hands none of them to another origin's page.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import http
 import io
@@ -73,7 +81,16 @@ from typing import Any, get_args
 from chiptuner.chip_midi import VOICE_VELOCITY
 from chiptuner.engine import METRONOME_CHANNEL, ButtonMap, Engine, EngineReport, FixedTempo, Recorder
 from chiptuner.errors import ChiptunerError, ParameterError
-from chiptuner.model import Arranger, ArrangerModel, InputMode, load_model, warmup
+from chiptuner.model import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    TEMPERATURE_RANGE,
+    Arranger,
+    ArrangerModel,
+    InputMode,
+    load_model,
+    warmup,
+)
 from chiptuner.session import session_audio, session_midi, write_session
 from chiptuner.synth import DRUM_TABLE, DUTY_CYCLES, write_wav
 from chiptuner.synth import warmup as synth_warmup
@@ -99,6 +116,7 @@ __all__ = [
     "run",
     "LANE_NOTES",
     "MAX_MESSAGE_BYTES",
+    "MAX_WAITING_DOWNLOADS",
     "DEFAULT_PORT",
 ]
 
@@ -116,6 +134,17 @@ WS_MAX_SIZE = 1 << 20
 MAX_BACKLOG = 1024
 #: Largest ``id`` a page may send (JavaScript's safe integers).
 MAX_ID = 2**53 - 1
+#: Downloads that may wait for a session file to be made (one at a time); more get 503 with
+#: Retry-After, so a burst of requests holds neither memory nor threads.
+MAX_WAITING_DOWNLOADS = 4
+#: ``Sec-Fetch-Site`` values that may read the session: the page itself ("same-origin") and
+#: the user's own address bar or bookmark ("none"). Browsers send the header with every
+#: request, so one without it comes from no browser (curl, a script on this machine: the
+#: Host check still applies) and is served too; another site's page gets 403, another port
+#: of 127.0.0.1 included ("same-site").
+OWN_SITES = ("same-origin", "none")
+#: Download path -> content type.
+SESSION_FILES = {"/session.mid": "audio/midi", "/session.wav": "audio/wav"}
 ASSETS = Path(__file__).resolve().parent / "webpage"
 #: Path -> (file in ASSETS, content type).
 STATIC = {
@@ -165,7 +194,9 @@ class Settings:
             if name == "bpm":
                 values[name] = _number(name, value, 20.0, 400.0, "a tempo from 20 to 400 BPM")
             elif name == "temperature":
-                values[name] = _number(name, value, 0.0, 10.0, "a temperature above 0 and at most 10", open_low=True)
+                values[name] = _number(
+                    name, value, MIN_TEMPERATURE, MAX_TEMPERATURE, f"a temperature {TEMPERATURE_RANGE}"
+                )
             elif name == "mode":
                 if value not in get_args(InputMode):
                     raise MessageError("bad_value", f"mode is {value!r}; use one of {list(get_args(InputMode))}")
@@ -193,8 +224,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(name: str, value: object, low: float, high: float, what: str, *, open_low: bool = False) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value > high or value < low or (open_low and value == low):
+def _number(name: str, value: object, low: float, high: float, what: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value > high or value < low:
         raise MessageError("bad_value", f"{name} is {value!r}; give {what}")
     return float(value)
 
@@ -434,12 +465,21 @@ class EngineRunner:
         self.outputs = list(outputs)
         self.grace_sec = grace_sec
         self.recording = record
-        self.recorder = Recorder()
+        # The take's number and its recording, swapped as one so that a reader never pairs
+        # one take's number with another's recording.
+        self._take = (0, Recorder())
+        # "mid" / "wav" -> ((take, events recorded, tempo), the file): one copy per kind.
+        self._files: dict[str, tuple[tuple[int, int, float], bytes]] = {}
         self.reports: list[EngineReport] = []
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._make(settings)  # bad settings fail here, before anything runs
+
+    @property
+    def recorder(self) -> Recorder:
+        """The current take's recording."""
+        return self._take[1]
 
     def _arranger(self, settings: Settings) -> Arranger:
         return Arranger(self.model, mode=settings.mode, temperature=settings.temperature, seed=settings.seed)
@@ -502,25 +542,53 @@ class EngineRunner:
             if settings is not None:
                 self.settings = settings
             if new_take:
-                self.recorder = Recorder()
+                self._take = (self._take[0] + 1, Recorder())
+                self._files = {}  # the old take's files go with it
             if record is not None:
                 self.recording = record
             if was_running:
                 self._start()
 
-    def session_midi_bytes(self) -> bytes:
-        """The recording as a MIDI file (``session.session_midi``)."""
-        buffer = io.BytesIO()
-        session_midi(self.recorder, bpm=self.settings.bpm).save(file=buffer)
-        return buffer.getvalue()
+    def _file_key(self, kind: str) -> tuple[tuple[int, int, float], Recorder]:
+        number, recorder = self._take
+        return (number, recorder.count, self.settings.bpm if kind == "mid" else 0.0), recorder
 
-    def session_wav_bytes(self) -> bytes:
-        """The recording through the chip synth as a 16-bit WAV file (``session.session_audio``)."""
-        audio = session_audio(self.recorder)
-        with tempfile.TemporaryDirectory(prefix="chiptuner-web-") as folder:
-            path = Path(folder) / "session.wav"
-            write_wav(path, audio)
-            return path.read_bytes()
+    def kept_session_file(self, kind: str) -> bytes | None:
+        """The ``session_file`` already made for the recording as it is now, else None (any thread)."""
+        key, _ = self._file_key(kind)
+        kept = self._files.get(kind)
+        return kept[1] if kept is not None and kept[0] == key else None
+
+    def session_file(self, kind: str) -> bytes:
+        """The recording as session.mid (``"mid"``, ``session.session_midi``) or session.wav (``"wav"``).
+
+        Made once and kept until the take changes (a new take, more recorded, or for the MIDI
+        file another tempo): one copy of each, however many pages ask. The web server calls
+        this on its one render thread, so two never render at once.
+        """
+        kept = self.kept_session_file(kind)
+        if kept is not None:
+            return kept
+        key, recorder = self._file_key(kind)
+        body = _midi_bytes(recorder, bpm=key[2]) if kind == "mid" else _wav_bytes(recorder)
+        if self._take[1] is recorder:  # else a new take began meanwhile: keep nothing of the old one
+            self._files[kind] = (key, body)
+        return body
+
+
+def _midi_bytes(recorder: Recorder, *, bpm: float) -> bytes:
+    buffer = io.BytesIO()
+    session_midi(recorder, bpm=bpm).save(file=buffer)
+    return buffer.getvalue()
+
+
+def _wav_bytes(recorder: Recorder) -> bytes:
+    """The recording through the chip synth as a 16-bit WAV file (``session.session_audio``)."""
+    audio = session_audio(recorder)
+    with tempfile.TemporaryDirectory(prefix="chiptuner-web-") as folder:
+        path = Path(folder) / "session.wav"
+        write_wav(path, audio)
+        return path.read_bytes()
 
 
 # ----------------------------------------------------------------------------- server side
@@ -578,6 +646,11 @@ class WebServer:
         self._server: Any = None
         self._settings_lock: asyncio.Lock | None = None
         self._assets = {path: ((ASSETS / name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
+        # Downloads are made here, one at a time, not on the default executor: settings
+        # changes run there and must not queue behind renders of a long take (seconds each),
+        # and renders side by side would each hold a copy of the audio.
+        self._renders = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="chiptuner-render")
+        self._waiting_downloads = 0  # requests waiting for a render (the event loop's thread only)
 
     @property
     def url(self) -> str:
@@ -609,6 +682,7 @@ class WebServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self._renders.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ origin
 
@@ -646,12 +720,29 @@ class WebServer:
         if path in self._assets:
             body, kind = self._assets[path]
             return _response(http.HTTPStatus.OK, body, kind)
-        if path in ("/session.mid", "/session.wav"):
-            make = self.runner.session_midi_bytes if path.endswith(".mid") else self.runner.session_wav_bytes
-            body = await asyncio.to_thread(make)
-            kind = "audio/midi" if path.endswith(".mid") else "audio/wav"
-            return _response(http.HTTPStatus.OK, body, kind, attachment=path[1:])
+        if path in SESSION_FILES:
+            return await self._download(request, path)
         return _response(http.HTTPStatus.NOT_FOUND, b"not found\n")
+
+    async def _download(self, request: Request, path: str) -> Response:
+        """session.mid or .wav for this page or the address bar only; made at most once per state of the take."""
+        sites = request.headers.get_all("Sec-Fetch-Site")
+        if len(sites) > 1 or (sites and sites[0] not in OWN_SITES):
+            logger.warning("refused %s to a %s request", path, ", ".join(sites))
+            return _response(http.HTTPStatus.FORBIDDEN, b"the session is only for this page and your address bar\n")
+        kind = path.rsplit(".", 1)[1]
+        body = self.runner.kept_session_file(kind)
+        if body is None:
+            if self._waiting_downloads >= MAX_WAITING_DOWNLOADS:
+                busy = _response(http.HTTPStatus.SERVICE_UNAVAILABLE, b"busy making the session file; try again\n")
+                busy.headers["Retry-After"] = "1"
+                return busy
+            self._waiting_downloads += 1
+            try:
+                body = await asyncio.get_running_loop().run_in_executor(self._renders, self.runner.session_file, kind)
+            finally:
+                self._waiting_downloads -= 1
+        return _response(http.HTTPStatus.OK, body, SESSION_FILES[path], attachment=path[1:])
 
     # ------------------------------------------------------------------ WebSocket
 
@@ -737,6 +828,7 @@ def _response(
     headers["Content-Security-Policy"] = CSP
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"  # no <audio>, <img> or <script> of another origin
     headers["Connection"] = "close"
     if attachment:
         headers["Content-Disposition"] = f'attachment; filename="{attachment}"'

@@ -116,13 +116,14 @@ def text_file(tmp_path):
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--model", str(other_npz(tmp))], "other.npz"),
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--temperature", "0"], "--temperature"),
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--temperature", "-1"], "--temperature"),
+        (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--temperature", "1e-320"], "0.05"),
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--input", "piano"], "--input"),
         (lambda tmp: ["arrange", MELODY], "-o/--out"),
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "no_dir" / "out.mid")], "no_dir"),
     ],
     ids=[
         "missing-file", "not-midi", "missing-model", "garbage-model", "truncated-model", "npz-not-a-model",
-        "temperature-0", "temperature-negative", "bad-input-mode", "no-out", "out-folder-missing",
+        "temperature-0", "temperature-negative", "temperature-tiny", "bad-input-mode", "no-out", "out-folder-missing",
     ],
 )  # fmt: skip
 def test_arrange_errors_are_one_line_and_exit_2(tmp_path, capsys, make_args, message):
@@ -149,6 +150,21 @@ def test_garbage_model_in_a_fresh_process_has_no_traceback(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert one_line(result.stderr).startswith("chiptuner arrange: error: ")
+
+
+def test_a_crafted_model_file_in_a_fresh_process_is_one_line_naming_the_field(tmp_path):
+    with np.load(resources.files("chiptuner") / "models" / "default.npz") as shipped:
+        arrays = {name: shipped[name] for name in shipped.files}
+    crafted = tmp_path / "crafted.npz"
+    np.savez(crafted, **{**arrays, "metadata_json": np.array("[not json")})
+    result = subprocess.run(
+        [sys.executable, "-m", "chiptuner", "arrange", MELODY, "-o", str(tmp_path / "o.mid"), "--model", str(crafted)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("chiptuner arrange: error: ") and "metadata_json" in line and "crafted.npz" in line
+    assert not (tmp_path / "o.mid").exists()
 
 
 def test_drums_only_file_says_no_melody(tmp_path, capsys):
@@ -210,8 +226,9 @@ def test_evaluate_without_json_prints_the_markdown(capsys):
         (lambda tmp: ["evaluate", MELODY], "no song to evaluate"),
         (lambda tmp: ["evaluate", BAND, "--model", str(tmp / "no.npz")], "no.npz"),
         (lambda tmp: ["evaluate", BAND, "--temperature", "0"], "--temperature"),
+        (lambda tmp: ["evaluate", BAND, "--temperature", "0.01"], "0.05"),
     ],
-    ids=["missing", "melody-only", "missing-model", "temperature-0"],
+    ids=["missing", "melody-only", "missing-model", "temperature-0", "temperature-tiny"],
 )
 def test_evaluate_errors_are_one_line_and_exit_2(tmp_path, capsys, make_args, message):
     for quiet in ([], ["-q"]):

@@ -130,6 +130,16 @@ def test_bad_options_get_one_line_and_exit_2():
     assert result.returncode == 2 and "five different" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["1e-320", "0.049", "0", "11"])
+def test_a_temperature_outside_the_range_is_refused_by_the_parser(value, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        live.build_parser().parse_args(["--temperature", value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err  # one line, no usage block
+    assert "--temperature" in err and "from 0.05 to 10" in err
+
+
 def test_help_is_quick():
     started = time.perf_counter()
     result = _run_live("--help")

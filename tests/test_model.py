@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import typing
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from chiptuner.model import (
     FIRST_NOTE,
     HOLD,
     MAX_POSITION,
+    MIN_TEMPERATURE,
     N_TOKENS,
     REST,
     ROW_OFFSET,
@@ -302,10 +305,17 @@ def test_bad_steering_is_refused(name, bad):
         Arranger(random_model(), **{name: bad})
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "hot", True, 11.0, 1e-320, 0.049])
 def test_bad_temperatures_are_refused(bad):
     with pytest.raises(ParameterError, match="temperature"):
         Arranger(random_model(), temperature=bad)
+
+
+def test_the_temperature_floor_is_named_and_taken():
+    # Below the floor the logits / temperature overflow to inf and NaN and sampling falls through.
+    with pytest.raises(ParameterError, match=f"from {MIN_TEMPERATURE} to 10"):
+        Arranger(random_model(), temperature=1e-320)
+    assert Arranger(random_model(), temperature=MIN_TEMPERATURE).temperature == MIN_TEMPERATURE
 
 
 def test_bad_mode_and_seed_are_refused():
@@ -351,7 +361,7 @@ def test_damaged_or_foreign_model_files_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "missing.npz")
     (tmp_path / "text.npz").write_text("not a zip")
-    with pytest.raises(ModelFileError, match="not a model file"):
+    with pytest.raises(ModelFileError, match="not a chiptuner model file"):
         ArrangerModel.load(tmp_path / "text.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ModelFileError, match="missing"):
@@ -371,6 +381,88 @@ def test_damaged_or_foreign_model_files_are_refused(tmp_path):
     np.savez(tmp_path / "pickled.npz", **{**arrays, "metadata_json": np.array([{"x": 1}], dtype=object)})
     with pytest.raises(ModelFileError):
         ArrangerModel.load(tmp_path / "pickled.npz")
+
+
+def _crafted(tmp_path, name: str, **changed) -> Path:
+    """A saved random model with some arrays changed (or added), as a crafted file would be."""
+    random_model().save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    path = tmp_path / f"{name}.npz"
+    np.savez(path, **{**arrays, **changed})
+    return path
+
+
+CRAFTED = [
+    ("version-text", {"format_version": np.array("one")}, "format_version"),
+    ("version-digit-string", {"format_version": np.array("1")}, "format_version"),
+    ("version-float", {"format_version": np.array(1.5)}, "format_version"),
+    ("version-list", {"format_version": np.array([1, 1])}, "format_version"),
+    ("metadata-not-json", {"metadata_json": np.array("{'a': 1")}, "metadata_json"),
+    ("metadata-list", {"metadata_json": np.array("[1, 2]")}, "metadata_json"),
+    ("metadata-number", {"metadata_json": np.array("3")}, "metadata_json"),
+    ("metadata-not-text", {"metadata_json": np.array(3.0)}, "metadata_json"),
+    ("metadata-too-deep", {"metadata_json": np.array("[" * 100_000 + "]" * 100_000)}, "metadata_json"),
+    ("clash-bias-list", {"metadata_json": np.array('{"clash_bias": [1, 2]}')}, "clash_bias"),
+    ("key-bias-text", {"metadata_json": np.array('{"key_bias": "0.5"}')}, "key_bias"),
+    ("key-bias-out-of-range", {"metadata_json": np.array('{"key_bias": 1e9}')}, "key_bias"),
+    ("rest-bias-number", {"metadata_json": np.array('{"rest_bias": 0.5}')}, "rest_bias"),
+    ("rest-bias-nan", {"metadata_json": np.array('{"rest_bias": [0, 0, 0, NaN]}')}, "rest_bias"),
+    ("config-list", {"metadata_json": np.array('{"config": [1]}')}, "config"),
+    ("config-seed-list", {"metadata_json": np.array('{"config": {"seed": [0], "test_size": 0.1}}')}, "seed"),
+    ("config-test-size-text", {"metadata_json": np.array('{"config": {"seed": 0, "test_size": "a"}}')}, "test_size"),
+    ("weights-numeric-strings", {"b_out": np.full(int(TOKEN_OFFSET[-1]), "0.5")}, "b_out"),
+    ("weights-text", {"b_hh": np.full(36, "abc")}, "b_hh"),
+    ("weights-complex", {"b_hh": np.zeros(36, np.complex64)}, "b_hh"),
+    ("weights-structured", {"b_ih": np.zeros(36, [("a", np.float32)])}, "b_ih"),
+    ("offsets-float", {"row_offset": ROW_OFFSET.astype(np.float64)}, "row_offset"),
+    ("extra-text", {"extra_unigram_counts": np.array(["x"])}, "extra_unigram_counts"),
+    ("weights-one-row-short", {"w_hh_t": np.zeros((11, 36), np.float32)}, "w_hh_t"),
+]
+
+
+@pytest.mark.parametrize(("name", "changed", "field"), CRAFTED, ids=[case[0] for case in CRAFTED])
+def test_crafted_model_files_are_one_line_naming_the_bad_field(tmp_path, name, changed, field):
+    path = _crafted(tmp_path, name, **changed)
+    with pytest.raises(ModelFileError) as refused:
+        ArrangerModel.load(path)
+    message = str(refused.value)
+    assert field in message and str(path) in message and "\n" not in message, message
+
+
+def test_a_model_file_claiming_more_than_256_mb_is_refused_before_anything_is_read(tmp_path):
+    import tracemalloc  # noqa: PLC0415
+    import zipfile  # noqa: PLC0415
+
+    path = _crafted(tmp_path, "huge")
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {**header, "shape": (2**30,)})  # 4 GB of float32
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("extra_huge.npy", member.getvalue() + bytes(64))
+    assert path.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="256 MB") as refused:
+            ArrangerModel.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "4096 MB" in str(refused.value)
+    assert peak < 32 * 2**20, peak  # the claim was never allocated
+
+
+def test_a_midi_file_is_not_a_chiptuner_model_file(tmp_path):
+    path = tmp_path / "song.mid"
+    midi = mido.MidiFile()
+    midi.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=90)]))
+    midi.save(path)
+    for load in (ArrangerModel.load, load_model):
+        with pytest.raises(ModelFileError) as refused:
+            load(path)
+        message = str(refused.value)
+        assert "not a chiptuner model file" in message and "MIDI" in message, message
+        assert "pickle" not in message
 
 
 def test_the_default_model_ships_and_loads():

@@ -10,6 +10,8 @@ $CHIPTUNER_ARTIFACTS): web_playing.png, a screenshot while playing, and web_late
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import http.client
 import http.server
@@ -19,8 +21,10 @@ import queue
 import socket
 import threading
 import time
+import types
 import typing
 import wave
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -91,6 +95,8 @@ BAD = [
     ('{"type": "settings", "bpm": "fast"}', "bad_value"),
     ('{"type": "settings", "mode": "drums"}', "bad_value"),
     ('{"type": "settings", "temperature": 0}', "bad_value"),
+    ('{"type": "settings", "temperature": 1e-320}', "bad_value"),  # under the floor: sampling breaks
+    ('{"type": "settings", "temperature": 0.049}', "bad_value"),
     ('{"type": "settings", "temperature": 11}', "bad_value"),
     ('{"type": "settings", "metronome": "yes"}', "bad_value"),
     ('{"type": "settings", "seed": -1}', "bad_value"),
@@ -106,6 +112,12 @@ def test_bad_messages_are_refused_with_a_code(data, code):
         web.parse_message(data)
     assert caught.value.code == code
     assert isinstance(caught.value, ValueError)
+
+
+def test_a_temperature_under_the_floor_names_the_range():
+    with pytest.raises(web.MessageError, match="from 0.05 to 10"):
+        web.Settings().changed({"temperature": 1e-320})
+    assert web.Settings().changed({"temperature": 0.05}).temperature == 0.05
 
 
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
@@ -207,10 +219,12 @@ def server(tmp_path_factory):
         yield process
 
 
-def _get(server, path: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    server, path: str, host: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     address, port = server.host.rsplit(":", 1)
     connection = http.client.HTTPConnection(address, int(port), timeout=30)
-    connection.request("GET", path, headers={"Host": host or server.host})
+    connection.request("GET", path, headers={"Host": host or server.host, **(headers or {})})
     response = connection.getresponse()
     body = response.read()
     connection.close()
@@ -354,6 +368,140 @@ def test_the_session_downloads_as_midi_and_wav(server):
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 44100)
         audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
     assert len(audio) > 44100 and np.abs(audio).max() > 3000
+
+
+# ----------------------------------------------------------------------------- the downloads, in this process
+
+
+class _Renders:
+    """Every session file made (kind, thread), each wav made ``delay_sec`` slower so that requests overlap."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str]] = []
+        self.delay_sec = 0.0
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    made = _Renders()
+    real_audio, real_midi = web.session_audio, web.session_midi
+
+    def audio(recorder, **kwargs):
+        made.made.append(("wav", threading.current_thread().name))
+        time.sleep(made.delay_sec)
+        return real_audio(recorder, **kwargs)
+
+    def midi(recorder, **kwargs):
+        made.made.append(("mid", threading.current_thread().name))
+        return real_midi(recorder, **kwargs)
+
+    monkeypatch.setattr(web, "session_audio", audio)
+    monkeypatch.setattr(web, "session_midi", midi)
+    return made
+
+
+@contextlib.contextmanager
+def _server_here():
+    """A WebServer on an event loop thread of this process (its engine not started): ``host``, ``runner``."""
+    need_websockets()
+    runner = web.EngineRunner(load_model(), web.Settings(), inbox=web.PageInbox())
+    server = web.WebServer(runner, port=0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-event-loop", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+        yield types.SimpleNamespace(host=f"127.0.0.1:{server.port}", runner=runner, server=server)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _record_notes(recorder, start_sec: float = 0.0, notes: int = 8) -> None:
+    """A few notes of each pitched voice, as the engine records them."""
+    for i in range(notes):
+        for voice in (1, 2, 3):
+            pitch = 60 + 2 * i - 12 * (voice - 1)
+            recorder.record(start_sec + 0.25 * i, voice, (0x90, pitch, 100))
+            recorder.record(start_sec + 0.25 * i + 0.2, voice, (0x80, pitch, 0))
+
+
+def test_the_session_is_refused_to_other_sites_before_anything_is_made(renders):
+    with _server_here() as here:
+        _record_notes(here.runner.recorder)
+        for path in ("/session.wav", "/session.mid"):
+            # Another origin's page (same-site: another port of 127.0.0.1), or a value no browser sends.
+            for site in ("cross-site", "same-site", "Cross-Site", "bogus"):
+                status, headers, body = _get(here, path, headers={"Sec-Fetch-Site": site})
+                assert status == 403 and b"this page" in body, (path, site, status)
+                assert headers["cross-origin-resource-policy"] == "same-origin"
+            address, port = here.host.rsplit(":", 1)
+            connection = http.client.HTTPConnection(address, int(port), timeout=30)
+            connection.putrequest("GET", path)
+            for site in ("same-origin", "cross-site"):  # two values: refused, whatever the first says
+                connection.putheader("Sec-Fetch-Site", site)
+            connection.endheaders()
+            assert connection.getresponse().status == 403
+            connection.close()
+        assert renders.made == []  # refused before any rendering
+        # The page itself, the user's own address bar, and clients that are no browser (curl).
+        for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}):
+            for path in ("/session.wav", "/session.mid"):
+                status, answer, body = _get(here, path, headers=headers)
+                assert status == 200 and answer["cross-origin-resource-policy"] == "same-origin", (path, headers)
+                assert len(body) > 44
+        assert _get(here, "/")[1]["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_parallel_downloads_of_a_take_make_it_once_on_the_render_thread(renders):
+    renders.delay_sec = 0.5
+    with _server_here() as here:
+        _record_notes(here.runner.recorder)
+        with concurrent.futures.ThreadPoolExecutor(web.MAX_WAITING_DOWNLOADS) as pool:
+            answers = list(pool.map(lambda _: _get(here, "/session.wav"), range(web.MAX_WAITING_DOWNLOADS)))
+        assert [status for status, _, _ in answers] == [200] * web.MAX_WAITING_DOWNLOADS
+        assert len({body for _, _, body in answers}) == 1
+        assert len(renders.made) == 1 and renders.made[0][1].startswith("chiptuner-render")
+        first = answers[0][2]
+        assert _get(here, "/session.wav")[2] == first and len(renders.made) == 1  # kept while the take stays
+        _get(here, "/session.mid")
+        _get(here, "/session.mid")
+        assert [kind for kind, _ in renders.made] == ["wav", "mid"]
+        assert {thread for _, thread in renders.made} == {renders.made[0][1]}  # one thread makes them all
+        _record_notes(here.runner.recorder, start_sec=3.0)  # the take goes on: made again, longer
+        again = _get(here, "/session.wav")[2]
+        assert len(renders.made) == 3 and len(again) > len(first)
+        here.runner.restart(new_take=True)  # a new take: the old copy is dropped
+        fresh = _get(here, "/session.wav")[2]
+        assert len(renders.made) == 4 and len(fresh) < len(first)
+
+
+def test_downloads_beyond_the_bound_get_503_and_settings_are_not_held_up(renders):
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    renders.delay_sec = 2.0
+    waiting = web.MAX_WAITING_DOWNLOADS
+    with _server_here() as here:
+        _record_notes(here.runner.recorder)
+        # More requests than the default executor's threads (min(32, CPUs + 4)): those once stalled settings.
+        with concurrent.futures.ThreadPoolExecutor(waiting + 8) as pool:
+            futures = [pool.submit(_get, here, "/session.wav") for _ in range(waiting + 8)]
+            time.sleep(0.5)  # every request is in: one render under way
+            started = time.monotonic()
+            with connect(f"ws://{here.host}/ws", origin=f"http://{here.host}", open_timeout=10) as ws:
+                assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+                ws.send(json.dumps({"type": "settings", "bpm": 150}))
+                assert _recv_until(ws, "settings")["settings"]["bpm"] == 150.0
+            settings_sec = time.monotonic() - started
+            answers = [future.result() for future in futures]
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [200] * waiting + [503] * 8
+    busy = [(headers, body) for status, headers, body in answers if status == 503]
+    assert all(headers["retry-after"] == "1" and b"try again" in body for headers, body in busy)
+    assert len(renders.made) == 1
+    assert settings_sec < 1.0, settings_sec
 
 
 def test_settings_and_takes_reach_every_page(server):
@@ -633,6 +781,57 @@ def test_a_page_from_another_origin_cannot_open_the_socket(browser, server):
         assert any(f"refused a WebSocket from origin '{origin}'" in line for line in server.stderr)
     finally:
         page.close()
+        foreign.shutdown()
+
+
+class _ForeignAudio(http.server.BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = f"""<script>
+          window.result = "pending";
+          const audio = new Audio();
+          audio.addEventListener("loadedmetadata", () => {{ window.result = "loaded"; }});
+          audio.addEventListener("error", () => {{ window.result = "refused"; }});
+          audio.src = "{self.target}";
+          audio.load();
+        </script>""".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_page_from_another_origin_cannot_load_the_recording(browser, server, page):
+    press(page, "a", 0.3)  # something to hear in the take
+    time.sleep(0.3)
+    page.evaluate("""() => new Promise((resolve) => {
+        const audio = new Audio();
+        audio.addEventListener("loadedmetadata", () => { window.ownResult = "loaded"; resolve(); });
+        audio.addEventListener("error", () => { window.ownResult = "refused"; resolve(); });
+        audio.src = "/session.wav";
+        audio.load();
+    })""")
+    assert page.evaluate("window.ownResult") == "loaded"  # the page itself may
+    with page.expect_download() as download:  # and so may its download link
+        page.click("#download-wav")
+    assert download.value.failure() is None and Path(download.value.path()).stat().st_size > 44
+    handler = type("Handler", (_ForeignAudio,), {"target": server.url + "session.wav"})
+    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    tab = browser.new_page()
+    try:
+        tab.goto(f"http://127.0.0.1:{foreign.server_address[1]}/")  # same-site: another port of 127.0.0.1
+        tab.wait_for_function("() => window.result !== 'pending'", timeout=15000)
+        assert tab.evaluate("window.result") == "refused"
+        time.sleep(0.2)
+        assert any("refused /session.wav to a same-site request" in line for line in server.stderr)
+    finally:
+        tab.close()
         foreign.shutdown()
 
 
