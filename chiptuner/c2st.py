@@ -17,7 +17,9 @@ The test, fixed here so that every figure means the same thing:
      with pulse1 at pulse1's onsets where both sound, and of pulse2 with the triangle at
      steps where both sound and either starts a note.
 
-   A share with nothing to count is NaN (the classifier handles missing values).
+   A share with nothing to count is NaN in the features, and -1 for the classifier (every
+   feature is otherwise at least 0; a column that is all missing in a fold would break
+   the classifier's binning).
 3. The windows of the two samples are labelled 0 and 1 and classified by scikit-learn's
    ``HistGradientBoostingClassifier`` (default settings, ``random_state`` = the seed),
    cross-validated by ``GroupKFold`` (5 folds) with the song as group, so that no song is
@@ -188,7 +190,7 @@ def two_sample_auc(
         names = {name: i for i, name in enumerate(dict.fromkeys([*map(str, groups[0]), *map(str, groups[1])]))}
         g0 = np.array([names[str(groups[0][i])] for i in song0], dtype=np.int64)
         g1 = np.array([names[str(groups[1][i])] for i in song1], dtype=np.int64)
-    x = np.concatenate((x0, x1))
+    x = np.nan_to_num(np.concatenate((x0, x1)), nan=-1.0)
     y = np.concatenate((np.zeros(len(x0)), np.ones(len(x1)))).astype(np.int64)
     group = np.concatenate((g0, g1))
     if len(np.unique(group)) < _FOLDS or len(x0) == 0 or len(x1) == 0:
