@@ -363,3 +363,23 @@ def test_real_pipeline_end_to_end(tmp_path):
     song = load_all_shards(tmp_path / "out")["song.mid"]
     assert song["voice_pitch"].shape == (8 * 16, 4)
     assert entries["song.mid"]["notes"] == int(song["n_notes"]) == 8 * 4 + 8 * 2 + 8 * 8
+
+
+def test_special_files_and_link_loops_are_rejected_with_a_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "song.mid", bars=8)
+    os.mkfifo(src / "pipe.mid")  # open() on it would wait for a writer
+    (src / "zero.mid").symlink_to("/dev/zero")  # st_size 0, bytes without end
+    (src / "loop.mid").symlink_to("loop.mid")
+    summary = convert_corpus([src], tmp_path / "out", workers=1, timeout_sec=5, memory_mb=300)
+    entries = entries_by_id(tmp_path / "out")
+    assert entries["song.mid"]["status"] == "ok"
+    expected = {
+        "pipe.mid": "is a named pipe (FIFO), not a regular file; name a MIDI file",
+        "zero.mid": "is a character device, not a regular file; name a MIDI file",
+        "loop.mid": "too many levels of symbolic links (a link loop); name a MIDI file",
+    }
+    for song_id, reason in expected.items():
+        assert (entries[song_id]["status"], entries[song_id]["reason"]) == ("rejected", reason)
+    assert (summary.ok, summary.rejected, summary.failed) == (1, 3, 0)
