@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Convert every MIDI file (.mid .midi .kar .rmi) under SRC into training arrays: sharded .npz "
             f"files and {REPORT_NAME} in OUT_DIR. A re-run with the same OUT_DIR resumes: files already "
-            "converted or rejected are skipped. Exit code 1 when some files failed."
+            "converted or rejected are skipped. One run at a time per OUT_DIR. Exit code 1 when some files failed."
         ),
     )
     convert.add_argument("sources", nargs="+", metavar="SRC", help="MIDI files or folders (searched recursively)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -183,7 +184,8 @@ def test_report_schema(tmp_path):
     write_scripts(tmp_path / "src", {"a.mid": "ok 64", "b.mid": "reject", "c.mid": "ok 70"})
     summary = convert_corpus([tmp_path / "src"], tmp_path / "out", workers=1, converter=scripted_converter)
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
-    assert set(report) == {"format", "options", "summary", "shards", "files"}
+    assert set(report) == {"format", "options", "summary", "shards", "pending", "files"}
+    assert report["pending"] == []  # a finished run has no shard being written
     assert report["options"] == {"max_onsets": "beat", "steps_per_beat": 4}
     for entry in report["files"]:
         assert {"path", "id", "status", "reason", "notes", "steps", "seconds"} <= set(entry)
@@ -291,6 +293,101 @@ def test_sigkill_mid_run_then_resume_gives_complete_consistent_output(tmp_path):
     for song_id, song in songs.items():
         i = int(song_id[1:4])
         np.testing.assert_array_equal(song["voice_pitch"], fake_arrays(32 + i, seed=32 + i)["voice_pitch"])
+
+
+GATED_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_convert import scripted_converter
+from chiptuner.convert import convert_corpus
+
+def gated(path):
+    Path({started!r}).write_text(str(os.getpid()))
+    while not Path({gate!r}).exists():
+        time.sleep(0.02)
+    return scripted_converter(path)
+
+convert_corpus([{src!r}], {out!r}, workers=1, songs_per_shard=3, chunk_size=2, converter=gated, timeout_sec=300)
+"""
+
+
+def start_gated_run(tmp_path: Path, src: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """A conversion in its own process whose worker, on its first file, waits until ``gate`` exists."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    script = tmp_path / "gated.py"
+    script.write_text(
+        GATED_SCRIPT.format(
+            tests=str(Path(__file__).parent), src=str(src), out=str(out), started=str(started), gate=str(gate)
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None, "the first conversion ended before converting"
+        assert time.monotonic() < deadline, "the first conversion did not start within 120 s"
+        time.sleep(0.02)
+    return proc, gate
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(tmp_path):
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i:02d}.mid": f"ok {40 + i}" for i in range(10)})
+    out = tmp_path / "out"
+    first, gate = start_gated_run(tmp_path, src, out)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "chiptuner", "convert", str(src), "-o", str(out)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        gate.touch()
+        assert first.wait(timeout=120) == 0
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"chiptuner convert: error: {out} is in use by another chiptuner convert (pid ")
+    assert lines[0].endswith("; wait for it to finish or choose another folder with -o")
+    assert second.stdout == ""
+    # the first run's output is whole: every song once, in the shards its report names
+    assert sorted(load_all_shards(out)) == [f"s{i:02d}.mid" for i in range(10)]
+    assert sorted(p.name for p in out.glob("shard-*")) == sorted(read_report(out)["shards"])
+
+
+def test_a_parent_killed_alone_leaves_the_folder_free_while_its_worker_lives_on(tmp_path):
+    src = tmp_path / "src"
+    write_scripts(src, {"a.mid": "ok 50"})
+    out = tmp_path / "out"
+    first, _ = start_gated_run(tmp_path, src, out)
+    worker = int((tmp_path / "started").read_text())
+    os.kill(first.pid, signal.SIGKILL)  # the parent only: its worker, a fork waiting at the gate, lives on
+    first.wait(timeout=30)
+    try:
+        assert not pid_dead(worker)
+        summary = convert_corpus([src], out, workers=1, converter=scripted_converter)
+        assert (summary.ok, summary.failed) == (1, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_files_the_tool_did_not_write_survive_runs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    strays = {"shard-00000.npz": b"someone's", "shard-00099.npz": b"someone else's", ".draft.tmp-1": b"an editor's"}
+    for name, data in strays.items():
+        (out / name).write_bytes(data)
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i}.mid": f"ok {40 + i}" for i in range(5)})
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=scripted_converter)
+    write_scripts(src, {"s5.mid": "ok 45"})
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=scripted_converter)
+    assert {name: (out / name).read_bytes() for name in strays} == strays
+    assert not set(strays) & set(read_report(out)["shards"])
+    assert sorted(load_all_shards(out)) == [f"s{i}.mid" for i in range(6)]
 
 
 # ----------------------------------------------------------------------------- bad input
