@@ -23,11 +23,16 @@ One run at a time writes into a folder: a run holds an exclusive ``flock`` on
 kill -9 too), and a second run is refused. A shard's name is in the report (``pending``)
 before the shard is written, and a run removes only files so named and the temporary files
 of them and of the report: whatever else is in the folder stays.
+
+A write that fails (a full disk) stops the run with an ``OutputError`` naming the cause,
+the folder and the file; it is never taken for a worker's death. What was written stays,
+and the same command resumes once the cause is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -193,6 +198,19 @@ def _atomic_write(path: Path, write: Callable[[typing.BinaryIO], None]) -> None:
         raise
 
 
+def _write_error(out_dir: Path, name: str, error: OSError) -> OutputError:
+    """The one-line error for a write into the output folder that failed: the cause, the file, the fix."""
+    cause = error.strerror or str(error)
+    cause = cause[:1].lower() + cause[1:]
+    if error.errno is not None:
+        cause += f" (errno {error.errno})"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space and run the same command again to resume"
+    else:
+        fix = "fix that and run the same command again to resume"
+    return OutputError(f"{out_dir}: {cause} while writing {name}; {fix}")
+
+
 def read_report(out_dir: str | os.PathLike) -> dict:
     """Read the report of a conversion folder (``{}`` where there is none yet)."""
     path = Path(out_dir) / REPORT_NAME
@@ -286,7 +304,10 @@ class _Report:
             "files": [self.entries[path] for path in sorted(self.entries)],
         }
         text = json.dumps(report, indent=1).encode()
-        _atomic_write(self.path, lambda file: file.write(text))
+        try:
+            _atomic_write(self.path, lambda file: file.write(text))
+        except OSError as error:
+            raise _write_error(self.out_dir, REPORT_NAME, error) from None
 
 
 # ----------------------------------------------------------------------------- workers
@@ -442,7 +463,8 @@ def convert_corpus(
         A bad option, a missing source, no MIDI file found, an unwritable ``out_dir``, or an
         ``out_dir`` converted with other options.
     OutputError
-        Another run is writing into ``out_dir``.
+        Another run is writing into ``out_dir``, or a write into it failed (a full disk):
+        the shards and report written so far stay, and the same call resumes.
     """
     if max_onsets not in typing.get_args(MaxOnsets):
         raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
@@ -614,7 +636,10 @@ class _Run:
         """Write the buffered songs as the pending shard, name the next one (none when ``last``), write the report."""
         if self.buffer:
             name = self.report.pending[0]
-            _write_shard(self.report.out_dir / name, self.buffer)
+            try:
+                _write_shard(self.report.out_dir / name, self.buffer)
+            except OSError as error:
+                raise _write_error(self.report.out_dir, name, error) from None
             self.report.next_shard += 1
             self.report.shards.append(name)
             for entry in self.buffer_entries:
@@ -704,25 +729,30 @@ class _Run:
         worker.conn.send([(index, self.todo[index].path) for index in chunk])
 
     def _drain(self, worker: _Worker, skipped: int) -> bool:
-        """Read every message the worker has sent; False when its pipe is closed (it died)."""
-        try:
-            while worker.conn.poll():
+        """Record every message the worker has sent; False when its pipe is closed (it died).
+
+        Only reading the pipe is the worker's business: an error while recording (a full disk
+        under ``_flush_shard``) is the run's, and goes up.
+        """
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return True
                 message = worker.conn.recv()
-                if message[0] == "ready":
-                    worker.ready = True
-                    self.start_deaths = 0
-                    continue
-                index = message[0]
-                if worker.chunk and worker.chunk[0] == index:
-                    worker.chunk.popleft()
-                worker.since = time.monotonic()
-                self._record(*message, skipped)
-        except (EOFError, OSError):
-            return False
-        except Exception:  # a message cut off by the worker's death
-            logger.debug("unreadable message from a dying worker", exc_info=True)
-            return False
-        return True
+            except (EOFError, OSError):
+                return False
+            except Exception:  # a message cut off by the worker's death
+                logger.debug("unreadable message from a dying worker", exc_info=True)
+                return False
+            if message[0] == "ready":
+                worker.ready = True
+                self.start_deaths = 0
+                continue
+            index = message[0]
+            if worker.chunk and worker.chunk[0] == index:
+                worker.chunk.popleft()
+            worker.since = time.monotonic()
+            self._record(*message, skipped)
 
     def go(self, skipped: int) -> ConvertSummary:
         pool: list[_Worker] = []
@@ -768,6 +798,15 @@ class _Run:
                 worker.kill()
             pool = []
             self._flush_shard(skipped, last=True)
+            raise
+        except OutputError:
+            # Nothing more can be kept: stop the workers now. The report on disk covers the shards
+            # written; one more try records the files rejected since (it may fit where a shard did not).
+            for worker in pool:
+                worker.kill()
+            pool = []
+            with contextlib.suppress(OutputError):
+                self._write_report(skipped)
             raise
         finally:
             for worker in pool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 
 from chiptuner.convert import REPORT_NAME, convert_corpus, find_midi_files, read_report
-from chiptuner.errors import MidiFileError, ParameterError
+from chiptuner.errors import MidiFileError, OutputError, ParameterError
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 
 # ----------------------------------------------------------------------------- test-only converters
@@ -388,6 +390,60 @@ def test_files_the_tool_did_not_write_survive_runs(tmp_path):
     assert {name: (out / name).read_bytes() for name in strays} == strays
     assert not set(strays) & set(read_report(out)["shards"])
     assert sorted(load_all_shards(out)) == [f"s{i}.mid" for i in range(6)]
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill ``disk`` with one file until at most ``leave`` bytes are free; the file."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as file:
+        while shutil.disk_usage(disk).free > leave:
+            try:
+                file.write(b"\0" * 4096)
+                file.flush()
+            except OSError:  # full
+                break
+    return ballast
+
+
+def test_a_full_disk_stops_the_run_in_one_line_keeps_what_was_written_and_resumes(small_disk, tmp_path):
+    src = tmp_path / "src"
+    n = 40
+    write_scripts(src, {f"s{i:02d}.mid": ("reject" if i % 7 == 3 else f"ok {200 + i}") for i in range(n)})
+    options = {"workers": 2, "songs_per_shard": 4, "chunk_size": 2, "converter": scripted_converter}
+    clean = tmp_path / "clean"
+    convert_corpus([src], clean, **options)  # shards of about 12 kB, 9 of them
+    out = small_disk / "out"
+    ballast = fill(small_disk, leave=64 * 1024)  # room for a few shards, not all
+
+    with pytest.raises(OutputError) as stopped:
+        convert_corpus([src], out, **options)
+    message = str(stopped.value)
+    assert re.fullmatch(
+        rf"{re.escape(str(out))}: no space left on device \(errno 28\) while writing "
+        r"(shard-\d{5}\.npz|report\.json); free space and run the same command again to resume",
+        message,
+    ), message
+    # what was written is kept, consistent, and nothing was blamed on the workers
+    partial = read_report(out)
+    assert partial["shards"], "no shard written before the disk filled"
+    assert all(entry["status"] != "failed" for entry in partial["files"]), partial["files"]
+    assert 0 < len(partial["files"]) < n
+    assert sorted(load_all_shards(out)) == sorted(e["id"] for e in partial["files"] if e["status"] == "ok")
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+    ballast.unlink()
+    summary = convert_corpus([src], out, **options)
+    assert summary.skipped == len(partial["files"])
+    assert (summary.files, summary.failed) == (n, 0)
+    clean_entries, entries = entries_by_id(clean), entries_by_id(out)
+    assert {k: e["status"] for k, e in entries.items()} == {k: e["status"] for k, e in clean_entries.items()}
+    songs, clean_songs = load_all_shards(out), load_all_shards(clean)
+    assert sorted(songs) == sorted(clean_songs)
+    for song_id, song in songs.items():
+        for key in STEP_KEYS:
+            np.testing.assert_array_equal(song[key], clean_songs[song_id][key])
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".npz") == sorted(read_report(out)["shards"])
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
 
 # ----------------------------------------------------------------------------- bad input
