@@ -124,8 +124,8 @@ def _read_file(path: Path) -> bytes:
         # O_NONBLOCK: should the path have become a FIFO since the stat, open() returns at once
         # and the fstat below refuses it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(file.fileno())
+        try:
+            info = os.fstat(fd)
             _check_regular(path, info.st_mode)
             if info.st_size > MAX_FILE_BYTES:
                 raise MidiFileError(
@@ -133,10 +133,18 @@ def _read_file(path: Path) -> bytes:
                 )
             # Never more than the cap + 1 bytes, whatever the size says: a file can grow after the
             # stat, and /proc files report a size of 0.
-            want = info.st_size + 1
-            data = file.read(want)
-            if len(data) == want and want <= MAX_FILE_BYTES:
-                data += file.read(MAX_FILE_BYTES + 1 - want)
+            chunks, n_read = [], 0
+            want = info.st_size + 1  # one read takes a whole file that is the size it says
+            while n_read <= MAX_FILE_BYTES:
+                chunk = os.read(fd, min(want, MAX_FILE_BYTES + 1 - n_read))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                n_read += len(chunk)
+                want = 1 << 16
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such file") from None
     except PermissionError:
