@@ -145,7 +145,7 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     Parameters
     ----------
     sources : sequence of str or os.PathLike
-        Files (taken whatever their ending) and folders (searched for ``MIDI_SUFFIXES``).
+        Files (taken whatever their ending and kind) and folders (searched for ``MIDI_SUFFIXES``).
 
     Returns
     -------
@@ -159,8 +159,12 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     """
     roots = []
     for source in sources:
-        path = Path(source).expanduser().resolve()
-        if not path.exists():
+        path = Path(source).expanduser()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: kept as named, the reader refuses it with a reason
+            path = Path(os.path.abspath(path))
+        if not os.path.lexists(path):
             raise ParameterError(f"{source}: no such file or folder; name MIDI files or folders that hold them")
         roots.append(path)
     if not roots:
@@ -168,7 +172,7 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     base = Path(os.path.commonpath([root if root.is_dir() else root.parent for root in roots]))
     found: dict[str, SourceFile] = {}
     for root in roots:
-        if root.is_file():
+        if not root.is_dir():  # a file, a FIFO, a device: taken, and refused with a reason if not a regular file
             candidates = [root]
         else:
             candidates = []

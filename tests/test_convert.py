@@ -536,3 +536,20 @@ def test_special_files_and_link_loops_are_rejected_with_a_reason(tmp_path):
     for song_id, reason in expected.items():
         assert (entries[song_id]["status"], entries[song_id]["reason"]) == ("rejected", reason)
     assert (summary.ok, summary.rejected, summary.failed) == (1, 3, 0)
+
+
+def test_special_files_and_link_loops_named_as_sources_are_rejected_with_a_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "song.mid", bars=8)
+    os.mkfifo(src / "pipe.mid")
+    (src / "loop.mid").symlink_to("loop.mid")
+    summary = convert_corpus(
+        [src / "song.mid", src / "pipe.mid", src / "loop.mid"], tmp_path / "out", workers=1, timeout_sec=5
+    )
+    entries = entries_by_id(tmp_path / "out")
+    statuses = {song_id: entry["status"] for song_id, entry in entries.items()}
+    assert statuses == {"song.mid": "ok", "pipe.mid": "rejected", "loop.mid": "rejected"}
+    assert entries["pipe.mid"]["reason"] == "is a named pipe (FIFO), not a regular file; name a MIDI file"
+    assert entries["loop.mid"]["reason"] == "too many levels of symbolic links (a link loop); name a MIDI file"
+    assert summary.failed == 0
