@@ -4,7 +4,7 @@ Subcommands: ``convert`` (MIDI corpus to training shards), ``train`` (a model fr
 shards or MIDI folders; the only one that imports torch, lazily), ``arrange`` (a MIDI
 file to its four-voice arrangement), ``render`` (a MIDI file through the chip synth to WAV),
 ``evaluate`` (the quality report). Bad input (a missing folder,
-no MIDI file found, an unwritable output folder) is one line on stderr and exit code 2,
+no MIDI file found, an unwritable output folder, a full disk) is one line on stderr and exit code 2,
 never a traceback; exit code 1 means some files ``failed`` (see the report).
 """
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Convert every MIDI file (.mid .midi .kar .rmi) under SRC into training arrays: sharded .npz "
             f"files and {REPORT_NAME} in OUT_DIR. A re-run with the same OUT_DIR resumes: files already "
-            "converted or rejected are skipped. Exit code 1 when some files failed."
+            "converted or rejected are skipped. One run at a time per OUT_DIR. Exit code 1 when some files failed."
         ),
     )
     convert.add_argument("sources", nargs="+", metavar="SRC", help="MIDI files or folders (searched recursively)")

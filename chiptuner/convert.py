@@ -8,7 +8,8 @@ processes (``pipeline.convert_file``) and writes:
   ``offsets[i]:offsets[i+1]``), ``song_id`` (relative paths, fixed-width unicode) and one
   entry per song for the scalars; no pickled objects.
 - ``OUT_DIR/report.json``: one entry per input file (``path``, ``id``, ``status`` ok /
-  rejected / failed, ``reason``, ``notes``, ``steps``, ``seconds``, ``shard``) and a summary.
+  rejected / failed, ``reason``, ``notes``, ``steps``, ``seconds``, ``shard``), a summary,
+  the shards it covers and ``pending``, the name of the shard being written.
 
 The pool survives its workers: a file that runs over the timeout gets its worker killed,
 a worker that dies (memory cap, a crash in native code) is replaced, and either way the
@@ -16,11 +17,23 @@ file is recorded as ``failed`` and the run goes on. Every shard and the report a
 written under a temporary name and ``os.replace``d; the report is rewritten after each
 shard and names the shards it covers, so a killed run loses at most the songs of the
 shard being filled, and a re-run with the same ``OUT_DIR`` redoes only what is missing.
+
+One run at a time writes into a folder: a run holds an exclusive ``flock`` on
+``OUT_DIR/.convert.lock`` until it ends (the kernel drops it when the process dies, by
+kill -9 too), and a second run is refused. A shard's name is in the report (``pending``)
+before the shard is written, and a run removes only files so named and the temporary files
+of them and of the report: whatever else is in the folder stays.
+
+A write that fails (a full disk) stops the run with an ``OutputError`` naming the cause,
+the folder and the file; it is never taken for a worker's death. What was written stays,
+and the same command resumes once the cause is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import functools
 import json
 import logging
@@ -40,13 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
-from chiptuner.errors import ChiptunerError, MidiFileError, ParameterError
+from chiptuner.errors import ChiptunerError, MidiFileError, OutputError, ParameterError
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS, MaxOnsets, convert_file, warmup
 from chiptuner.timebase import STEPS_PER_BEAT
 
 __all__ = [
     "MIDI_SUFFIXES",
     "REPORT_NAME",
+    "LOCK_NAME",
     "SourceFile",
     "ConvertSummary",
     "find_midi_files",
@@ -59,7 +73,11 @@ logger = logging.getLogger(__name__)
 #: File name endings taken as MIDI (compared case-insensitively).
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 REPORT_NAME = "report.json"
+#: The file a run holds an exclusive ``flock`` on (it holds the pid of the run, for messages).
+LOCK_NAME = ".convert.lock"
 SHARD_PATTERN = re.compile(r"^shard-(\d{5,})\.npz$")
+#: ``_atomic_write``'s temporary names: ``.NAME.tmp-PID``.
+TMP_PATTERN = re.compile(r"^\.(.+)\.tmp-\d+$")
 REPORT_FORMAT = 1
 
 #: (files done, files to do, counts by status) after each file.
@@ -127,7 +145,7 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     Parameters
     ----------
     sources : sequence of str or os.PathLike
-        Files (taken whatever their ending) and folders (searched for ``MIDI_SUFFIXES``).
+        Files (taken whatever their ending and kind) and folders (searched for ``MIDI_SUFFIXES``).
 
     Returns
     -------
@@ -141,8 +159,12 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     """
     roots = []
     for source in sources:
-        path = Path(source).expanduser().resolve()
-        if not path.exists():
+        path = Path(source).expanduser()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: kept as named, the reader refuses it with a reason
+            path = Path(os.path.abspath(path))
+        if not os.path.lexists(path):
             raise ParameterError(f"{source}: no such file or folder; name MIDI files or folders that hold them")
         roots.append(path)
     if not roots:
@@ -150,7 +172,7 @@ def find_midi_files(sources: Sequence[str | os.PathLike]) -> list[SourceFile]:
     base = Path(os.path.commonpath([root if root.is_dir() else root.parent for root in roots]))
     found: dict[str, SourceFile] = {}
     for root in roots:
-        if root.is_file():
+        if not root.is_dir():  # a file, a FIFO, a device: taken, and refused with a reason if not a regular file
             candidates = [root]
         else:
             candidates = []
@@ -178,6 +200,19 @@ def _atomic_write(path: Path, write: Callable[[typing.BinaryIO], None]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _write_error(out_dir: Path, name: str, error: OSError) -> OutputError:
+    """The one-line error for a write into the output folder that failed: the cause, the file, the fix."""
+    cause = error.strerror or str(error)
+    cause = cause[:1].lower() + cause[1:]
+    if error.errno is not None:
+        cause += f" (errno {error.errno})"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space and run the same command again to resume"
+    else:
+        fix = "fix that and run the same command again to resume"
+    return OutputError(f"{out_dir}: {cause} while writing {name}; {fix}")
 
 
 def read_report(out_dir: str | os.PathLike) -> dict:
@@ -236,15 +271,20 @@ class _Report:
             if entry.get("status") == "ok" and entry.get("shard") not in live:
                 continue  # its shard is gone: redo it
             self.entries[entry["path"]] = entry
+        # A shard an interrupted run had named but not yet covered may be half written; it and
+        # the temporary files of it and of the report are ours. Anything else is left alone.
+        stale = [name for name in old.get("pending", []) if SHARD_PATTERN.match(str(name)) and name not in live]
+        ours = {REPORT_NAME, *stale}
         for name in os.listdir(out_dir):
-            stale_tmp = name.startswith(".") and ".tmp-" in name
-            orphan = SHARD_PATTERN.match(name) and name not in live
-            if stale_tmp or orphan:
+            tmp = TMP_PATTERN.match(name)
+            if name in stale or (tmp and tmp.group(1) in ours):
                 logger.info("removing %s left by an interrupted run", name)
                 with contextlib.suppress(OSError):
                     (out_dir / name).unlink()
-        numbers = [int(SHARD_PATTERN.match(name).group(1)) for name in shards]
+        numbers = [int(SHARD_PATTERN.match(name).group(1)) for name in [*shards, *stale]]
         self.next_shard = max(numbers, default=-1) + 1
+        #: The name of the shard to be written next, recorded in the report before it is written.
+        self.pending: list[str] = []
 
     def done(self, path: str) -> bool:
         return self.entries.get(path, {}).get("status") in ("ok", "rejected")
@@ -252,16 +292,26 @@ class _Report:
     def counts(self) -> Counter:
         return Counter(entry["status"] for entry in self.entries.values())
 
+    def reserve(self) -> None:
+        """Name the next shard ``pending``, skipping names already taken by files that are not ours."""
+        while os.path.lexists(self.out_dir / f"shard-{self.next_shard:05d}.npz"):
+            self.next_shard += 1
+        self.pending = [f"shard-{self.next_shard:05d}.npz"]
+
     def write(self, summary: dict) -> None:
         report = {
             "format": REPORT_FORMAT,
             "options": self.options,
             "summary": summary,
             "shards": self.shards,
+            "pending": self.pending,
             "files": [self.entries[path] for path in sorted(self.entries)],
         }
         text = json.dumps(report, indent=1).encode()
-        _atomic_write(self.path, lambda file: file.write(text))
+        try:
+            _atomic_write(self.path, lambda file: file.write(text))
+        except OSError as error:
+            raise _write_error(self.out_dir, REPORT_NAME, error) from None
 
 
 # ----------------------------------------------------------------------------- workers
@@ -275,9 +325,15 @@ def _address_space_bytes() -> int:
         return 0
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, converter: Converter, warm: bool, memory_mb: int) -> None:
+def _worker_main(
+    conn: multiprocessing.connection.Connection, converter: Converter, warm: bool, memory_mb: int, lock_fd: int
+) -> None:
     """Worker loop: warm up, cap memory, then convert chunks of (index, path) until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    # The fork shares the parent's lock; a worker that outlives a killed parent must not keep
+    # the folder locked (closing our copy leaves the parent's lock in place).
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)
     if warm:
         try:
             warmup()
@@ -319,9 +375,11 @@ def _convert_one(index: int, path: str, converter: Converter, memory_mb: int) ->
 class _Worker:
     """A worker process, its pipe, and the chunk it is working on."""
 
-    def __init__(self, ctx: multiprocessing.context.BaseContext, converter: Converter, warm: bool, memory_mb: int):
+    def __init__(
+        self, ctx: multiprocessing.context.BaseContext, converter: Converter, warm: bool, memory_mb: int, lock_fd: int
+    ):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, converter, warm, memory_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, converter, warm, memory_mb, lock_fd), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
@@ -408,6 +466,9 @@ def convert_corpus(
     ParameterError
         A bad option, a missing source, no MIDI file found, an unwritable ``out_dir``, or an
         ``out_dir`` converted with other options.
+    OutputError
+        Another run is writing into ``out_dir``, or a write into it failed (a full disk):
+        the shards and report written so far stay, and the same call resumes.
     """
     if max_onsets not in typing.get_args(MaxOnsets):
         raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
@@ -438,28 +499,73 @@ def convert_corpus(
             f"cannot write to {out}: {error.strerror or error}; choose a writable folder with -o"
         ) from None
 
-    options = {"max_onsets": max_onsets, "steps_per_beat": STEPS_PER_BEAT}
-    report = _Report(out, options)
-    todo = [f for f in files if not report.done(f.path)]
-    skipped = len(files) - len(todo)
-    if skipped:
-        logger.info("%d of %d files already converted in %s; doing the other %d", skipped, len(files), out, len(todo))
-    warm = converter is None
-    if converter is None:
-        converter = functools.partial(convert_file, max_onsets=max_onsets, steps_per_beat=STEPS_PER_BEAT)
-    run = _Run(
-        report,
-        todo,
-        converter,
-        warm=warm,
-        workers=min(workers, max(len(todo), 1)),
-        timeout_sec=timeout_sec,
-        memory_mb=memory_mb,
-        songs_per_shard=songs_per_shard,
-        chunk_size=chunk_size,
-        progress=progress,
-    )
-    return run.go(skipped)
+    lock_fd = _lock(out)
+    try:
+        options = {"max_onsets": max_onsets, "steps_per_beat": STEPS_PER_BEAT}
+        report = _Report(out, options)
+        todo = [f for f in files if not report.done(f.path)]
+        skipped = len(files) - len(todo)
+        if skipped:
+            logger.info(
+                "%d of %d files already converted in %s; doing the other %d", skipped, len(files), out, len(todo)
+            )
+        warm = converter is None
+        if converter is None:
+            converter = functools.partial(convert_file, max_onsets=max_onsets, steps_per_beat=STEPS_PER_BEAT)
+        run = _Run(
+            report,
+            todo,
+            converter,
+            warm=warm,
+            workers=min(workers, max(len(todo), 1)),
+            timeout_sec=timeout_sec,
+            memory_mb=memory_mb,
+            songs_per_shard=songs_per_shard,
+            chunk_size=chunk_size,
+            progress=progress,
+            lock_fd=lock_fd,
+        )
+        return run.go(skipped)
+    finally:
+        os.close(lock_fd)
+
+
+def _lock(out: Path) -> int:
+    """Take ``out``'s lock for this run (an exclusive ``flock``); the descriptor to close at its end.
+
+    Two runs in one folder would delete each other's shards and reuse each other's shard
+    names. The lock file stays: removing it would let a third run lock a new file while the
+    second still holds the old one.
+    """
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise ParameterError(
+            f"cannot write to {out}: {error.strerror or error}; choose a writable folder with -o"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = f" (pid {int(os.pread(fd, 32, 0))})"
+        except (OSError, ValueError):  # it has not written its pid yet
+            holder = ""
+        os.close(fd)
+        raise OutputError(
+            f"{out} is in use by another chiptuner convert{holder}; "
+            "wait for it to finish or choose another folder with -o"
+        ) from None
+    except OSError as error:
+        os.close(fd)
+        raise OutputError(
+            f"{out}: cannot lock {LOCK_NAME} ({error.strerror or error}); choose a folder on a local disk with -o"
+        ) from None
+    # The pid is for the message above; on a full disk it may not fit, and the lock holds anyway.
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class _Run:
@@ -478,6 +584,7 @@ class _Run:
         songs_per_shard: int,
         chunk_size: int,
         progress: ProgressCallback | None,
+        lock_fd: int,
     ) -> None:
         self.report = report
         self.todo = todo
@@ -489,6 +596,7 @@ class _Run:
         self.songs_per_shard = songs_per_shard
         self.chunk_size = chunk_size
         self.progress = progress
+        self.lock_fd = lock_fd
         self.ctx = multiprocessing.get_context("fork")
         self.pending: deque[int] = deque(range(len(todo)))
         self.buffer: list[tuple[str, dict]] = []
@@ -528,10 +636,14 @@ class _Run:
         as_dict["top_reasons"] = [list(item) for item in summary.top_reasons]
         self.report.write(as_dict)
 
-    def _flush_shard(self, skipped: int) -> None:
+    def _flush_shard(self, skipped: int, *, last: bool = False) -> None:
+        """Write the buffered songs as the pending shard, name the next one (none when ``last``), write the report."""
         if self.buffer:
-            name = f"shard-{self.report.next_shard:05d}.npz"
-            _write_shard(self.report.out_dir / name, self.buffer)
+            name = self.report.pending[0]
+            try:
+                _write_shard(self.report.out_dir / name, self.buffer)
+            except OSError as error:
+                raise _write_error(self.report.out_dir, name, error) from None
             self.report.next_shard += 1
             self.report.shards.append(name)
             for entry in self.buffer_entries:
@@ -539,6 +651,9 @@ class _Run:
                 self.report.entries[entry["path"]] = entry
             logger.debug("wrote %s (%d songs)", name, len(self.buffer))
             self.buffer, self.buffer_entries = [], []
+        self.report.pending = []
+        if not last:
+            self.report.reserve()
         self._write_report(skipped)
 
     def _record(
@@ -598,7 +713,7 @@ class _Run:
     # -- the pool
 
     def _spawn(self) -> _Worker:
-        return _Worker(self.ctx, self.converter, self.warm, self.memory_mb)
+        return _Worker(self.ctx, self.converter, self.warm, self.memory_mb, self.lock_fd)
 
     def _retire(self, worker: _Worker, reason: str, skipped: int) -> None:
         """Kill a hung or dead worker: its current file failed, the rest of its chunk back in the queue."""
@@ -618,29 +733,36 @@ class _Run:
         worker.conn.send([(index, self.todo[index].path) for index in chunk])
 
     def _drain(self, worker: _Worker, skipped: int) -> bool:
-        """Read every message the worker has sent; False when its pipe is closed (it died)."""
-        try:
-            while worker.conn.poll():
+        """Record every message the worker has sent; False when its pipe is closed (it died).
+
+        Only reading the pipe is the worker's business: an error while recording (a full disk
+        under ``_flush_shard``) is the run's, and goes up.
+        """
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return True
                 message = worker.conn.recv()
-                if message[0] == "ready":
-                    worker.ready = True
-                    self.start_deaths = 0
-                    continue
-                index = message[0]
-                if worker.chunk and worker.chunk[0] == index:
-                    worker.chunk.popleft()
-                worker.since = time.monotonic()
-                self._record(*message, skipped)
-        except (EOFError, OSError):
-            return False
-        except Exception:  # a message cut off by the worker's death
-            logger.debug("unreadable message from a dying worker", exc_info=True)
-            return False
-        return True
+            except (EOFError, OSError):
+                return False
+            except Exception:  # a message cut off by the worker's death
+                logger.debug("unreadable message from a dying worker", exc_info=True)
+                return False
+            if message[0] == "ready":
+                worker.ready = True
+                self.start_deaths = 0
+                continue
+            index = message[0]
+            if worker.chunk and worker.chunk[0] == index:
+                worker.chunk.popleft()
+            worker.since = time.monotonic()
+            self._record(*message, skipped)
 
     def go(self, skipped: int) -> ConvertSummary:
         pool: list[_Worker] = []
         try:
+            # The first shard's name goes into the report before any shard is written.
+            self._flush_shard(skipped)
             pool = [self._spawn() for _ in range(self.n_workers)] if self.todo else []
             while self.pending or any(worker.chunk for worker in pool):
                 for worker in pool:
@@ -674,12 +796,21 @@ class _Run:
                     elif worker.chunk and time.monotonic() - worker.since > self.timeout_sec:
                         self._retire(worker, f"timeout after {self.timeout_sec:g} s", skipped)
                         pool[i] = self._spawn()
-            self._flush_shard(skipped)
+            self._flush_shard(skipped, last=True)
         except KeyboardInterrupt:
             for worker in pool:
                 worker.kill()
             pool = []
-            self._flush_shard(skipped)
+            self._flush_shard(skipped, last=True)
+            raise
+        except OutputError:
+            # Nothing more can be kept: stop the workers now. The report on disk covers the shards
+            # written; one more try records the files rejected since (it may fit where a shard did not).
+            for worker in pool:
+                worker.kill()
+            pool = []
+            with contextlib.suppress(OutputError):
+                self._write_report(skipped)
             raise
         finally:
             for worker in pool:

@@ -5,7 +5,7 @@ Every message names the bad value and says how to fix it.
 
 from __future__ import annotations
 
-__all__ = ["ChiptunerError", "MidiFileError", "MidiSystemError", "ParameterError", "ModelFileError"]
+__all__ = ["ChiptunerError", "MidiFileError", "MidiSystemError", "ParameterError", "ModelFileError", "OutputError"]
 
 
 class ChiptunerError(Exception):
@@ -26,3 +26,7 @@ class ModelFileError(ChiptunerError, ValueError):
 
 class MidiSystemError(ChiptunerError, OSError):
     """No MIDI system to open ports on, a port that cannot be opened, or a server that went away."""
+
+
+class OutputError(ChiptunerError):
+    """An output folder that cannot take this run: in use by another run, or a write into it failed (a full disk)."""

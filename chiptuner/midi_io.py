@@ -7,8 +7,10 @@ leaves the package.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Union
 
@@ -92,18 +94,68 @@ def _load_bytes(source: PathOrBytes) -> tuple[np.ndarray, bytes | bytearray, str
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"read_midi takes a path or bytes, not {type(source).__name__}")
     path = Path(source)
+    data = _read_file(path)
+    return np.frombuffer(data, dtype=np.uint8), data, str(path)
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    """Refuse a folder, a pipe, a device or a socket: only a regular file has an end the cap can trust."""
+    if stat.S_ISDIR(mode):
+        raise MidiFileError(f"{path}: is a folder, not a MIDI file")
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+        raise MidiFileError(f"{path}: is {what}, not a regular file; name a MIDI file")
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_FILE_BYTES``; anything else is refused."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise MidiFileError(f"{path}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file")
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise MidiFileError(f"{path}: is a folder, not a MIDI file") from None
+        # Stat (through symlinks) before opening: open() on a FIFO waits for a writer, and
+        # opening a device can act on it.
+        _check_regular(path, os.stat(path).st_mode)
+        # O_NONBLOCK: should the path have become a FIFO since the stat, open() returns at once
+        # and the fstat below refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            _check_regular(path, info.st_mode)
+            if info.st_size > MAX_FILE_BYTES:
+                raise MidiFileError(
+                    f"{path}: {info.st_size:,} bytes is over the {MAX_FILE_BYTES:,}-byte cap for a MIDI file"
+                )
+            # Never more than the cap + 1 bytes, whatever the size says: a file can grow after the
+            # stat, and /proc files report a size of 0.
+            chunks, n_read = [], 0
+            want = info.st_size + 1  # one read takes a whole file that is the size it says
+            while n_read <= MAX_FILE_BYTES:
+                chunk = os.read(fd, min(want, MAX_FILE_BYTES + 1 - n_read))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                n_read += len(chunk)
+                want = 1 << 16
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such file") from None
     except PermissionError:
         raise MidiFileError(f"{path}: not readable (permission denied)") from None
-    return np.frombuffer(data, dtype=np.uint8), data, str(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise MidiFileError(f"{path}: too many levels of symbolic links (a link loop); name a MIDI file") from None
+        raise MidiFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise MidiFileError(f"{path}: more than {MAX_FILE_BYTES:,} bytes, over the cap for a MIDI file")
+    return data
 
 
 def read_midi(source: PathOrBytes) -> Score:
@@ -124,8 +176,9 @@ def read_midi(source: PathOrBytes) -> Score:
     Raises
     ------
     MidiFileError
-        The bytes are not MIDI, the header is damaged, or the song is absurd (over
-        ``MAX_NOTES`` notes or ``MAX_DURATION_SEC`` long). The message names the problem.
+        The path is not a regular file (a folder, a FIFO, a device) or is over
+        ``MAX_FILE_BYTES``, the bytes are not MIDI, the header is damaged, or the song is
+        absurd (over ``MAX_NOTES`` notes or ``MAX_DURATION_SEC`` long). The message names the problem.
 
     Notes
     -----

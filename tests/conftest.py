@@ -1,7 +1,10 @@
-"""Shared fixtures: the corpora beside the project, skipped with a reason where absent."""
+"""Shared fixtures: the corpora beside the project and a small disk, skipped with a reason where absent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,3 +18,30 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"needs the MIDI corpora at {CORPORA} (a checkout beside ../shared); a plain clone has none")
     return CORPORA
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 2 MB tmpfs mounted for the test, a disk that really fills up; unmounted after it.
+
+    Skipped with the reason where mounting is refused (not root, no mount command, a container
+    without the capability).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    try:
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "chiptuner-test", str(mount)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("no mount command to make a small disk with")
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {result.stderr.strip() or f'mount exit code {result.returncode}'}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, timeout=60).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=60)  # busy: detach it

@@ -15,6 +15,8 @@ import pytest
 import chiptuner.convert as convert_module
 from chiptuner import cli
 from chiptuner.cli import ProgressBar, build_parser, main
+from chiptuner.convert import REPORT_NAME
+from tests.test_convert import fill
 
 
 def write_song(path, *, bars: int) -> None:
@@ -110,6 +112,25 @@ def test_resume_with_other_options_is_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "same options or a new output folder" in err[0]
+
+
+def test_a_full_disk_is_one_line_naming_the_cause_and_the_same_command_resumes(small_disk, tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    write_song(tmp_path / "src" / "a.mid", bars=8)
+    write_song(tmp_path / "src" / "b.mid", bars=6)
+    out = small_disk / "out"
+    command = ["-q", "convert", str(tmp_path / "src"), "-o", str(out), "--workers", "1"]
+    ballast = fill(small_disk)
+    assert main(command) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"chiptuner convert: error: {out}: no space left on device (errno 28) while writing {REPORT_NAME}; "
+        "free space and run the same command again to resume"
+    ]
+    assert captured.out == ""
+    ballast.unlink()
+    assert main(command) == 0
+    assert capsys.readouterr().out.startswith("converted 2 files: ok 2, rejected 0, failed 0 in ")
 
 
 def test_progress_bar_draws_on_one_line():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -165,6 +168,35 @@ def test_a_crafted_model_file_in_a_fresh_process_is_one_line_naming_the_field(tm
     line = one_line(result.stderr)
     assert line.startswith("chiptuner arrange: error: ") and "metadata_json" in line and "crafted.npz" in line
     assert not (tmp_path / "o.mid").exists()
+
+
+def cap_address_space() -> None:
+    """In the child before exec: 2 GB of address space, so a read without end is a MemoryError, not a full machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+
+
+@pytest.mark.parametrize("command", ["arrange", "render"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_special_files_are_refused_in_one_line(tmp_path, command, kind):
+    if kind == "fifo":
+        source = tmp_path / "pipe.mid"
+        os.mkfifo(source)  # open() on it waits for a writer that never comes
+        what = "a named pipe (FIFO)"
+    else:
+        source = Path("/dev/zero")  # st_size 0, bytes without end
+        what = "a character device"
+    out = tmp_path / ("out.mid" if command == "arrange" else "out.wav")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "chiptuner", command, str(source), "-o", str(out)],
+            capture_output=True, text=True, timeout=90, preexec_fn=cap_address_space,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"chiptuner {command} {source.name} still running after 90 s")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert line == f"chiptuner {command}: error: {source}: is {what}, not a regular file; name a MIDI file"
+    assert not out.exists()
 
 
 def test_drums_only_file_says_no_melody(tmp_path, capsys):

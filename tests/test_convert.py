@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 
 from chiptuner.convert import REPORT_NAME, convert_corpus, find_midi_files, read_report
-from chiptuner.errors import MidiFileError, ParameterError
+from chiptuner.errors import MidiFileError, OutputError, ParameterError
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 
 # ----------------------------------------------------------------------------- test-only converters
@@ -183,7 +186,8 @@ def test_report_schema(tmp_path):
     write_scripts(tmp_path / "src", {"a.mid": "ok 64", "b.mid": "reject", "c.mid": "ok 70"})
     summary = convert_corpus([tmp_path / "src"], tmp_path / "out", workers=1, converter=scripted_converter)
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
-    assert set(report) == {"format", "options", "summary", "shards", "files"}
+    assert set(report) == {"format", "options", "summary", "shards", "pending", "files"}
+    assert report["pending"] == []  # a finished run has no shard being written
     assert report["options"] == {"max_onsets": "beat", "steps_per_beat": 4}
     for entry in report["files"]:
         assert {"path", "id", "status", "reason", "notes", "steps", "seconds"} <= set(entry)
@@ -293,6 +297,155 @@ def test_sigkill_mid_run_then_resume_gives_complete_consistent_output(tmp_path):
         np.testing.assert_array_equal(song["voice_pitch"], fake_arrays(32 + i, seed=32 + i)["voice_pitch"])
 
 
+GATED_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_convert import scripted_converter
+from chiptuner.convert import convert_corpus
+
+def gated(path):
+    Path({started!r}).write_text(str(os.getpid()))
+    while not Path({gate!r}).exists():
+        time.sleep(0.02)
+    return scripted_converter(path)
+
+convert_corpus([{src!r}], {out!r}, workers=1, songs_per_shard=3, chunk_size=2, converter=gated, timeout_sec=300)
+"""
+
+
+def start_gated_run(tmp_path: Path, src: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """A conversion in its own process whose worker, on its first file, waits until ``gate`` exists."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    script = tmp_path / "gated.py"
+    script.write_text(
+        GATED_SCRIPT.format(
+            tests=str(Path(__file__).parent), src=str(src), out=str(out), started=str(started), gate=str(gate)
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None, "the first conversion ended before converting"
+        assert time.monotonic() < deadline, "the first conversion did not start within 120 s"
+        time.sleep(0.02)
+    return proc, gate
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(tmp_path):
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i:02d}.mid": f"ok {40 + i}" for i in range(10)})
+    out = tmp_path / "out"
+    first, gate = start_gated_run(tmp_path, src, out)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "chiptuner", "convert", str(src), "-o", str(out)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        gate.touch()
+        assert first.wait(timeout=120) == 0
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"chiptuner convert: error: {out} is in use by another chiptuner convert (pid ")
+    assert lines[0].endswith("; wait for it to finish or choose another folder with -o")
+    assert second.stdout == ""
+    # the first run's output is whole: every song once, in the shards its report names
+    assert sorted(load_all_shards(out)) == [f"s{i:02d}.mid" for i in range(10)]
+    assert sorted(p.name for p in out.glob("shard-*")) == sorted(read_report(out)["shards"])
+
+
+def test_a_parent_killed_alone_leaves_the_folder_free_while_its_worker_lives_on(tmp_path):
+    src = tmp_path / "src"
+    write_scripts(src, {"a.mid": "ok 50"})
+    out = tmp_path / "out"
+    first, _ = start_gated_run(tmp_path, src, out)
+    worker = int((tmp_path / "started").read_text())
+    os.kill(first.pid, signal.SIGKILL)  # the parent only: its worker, a fork waiting at the gate, lives on
+    first.wait(timeout=30)
+    try:
+        assert not pid_dead(worker)
+        summary = convert_corpus([src], out, workers=1, converter=scripted_converter)
+        assert (summary.ok, summary.failed) == (1, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_files_the_tool_did_not_write_survive_runs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    strays = {"shard-00000.npz": b"someone's", "shard-00099.npz": b"someone else's", ".draft.tmp-1": b"an editor's"}
+    for name, data in strays.items():
+        (out / name).write_bytes(data)
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i}.mid": f"ok {40 + i}" for i in range(5)})
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=scripted_converter)
+    write_scripts(src, {"s5.mid": "ok 45"})
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=scripted_converter)
+    assert {name: (out / name).read_bytes() for name in strays} == strays
+    assert not set(strays) & set(read_report(out)["shards"])
+    assert sorted(load_all_shards(out)) == [f"s{i}.mid" for i in range(6)]
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill ``disk`` with one file until at most ``leave`` bytes are free; the file."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as file:
+        while shutil.disk_usage(disk).free > leave:
+            try:
+                file.write(b"\0" * 4096)
+                file.flush()
+            except OSError:  # full
+                break
+    return ballast
+
+
+def test_a_full_disk_stops_the_run_in_one_line_keeps_what_was_written_and_resumes(small_disk, tmp_path):
+    src = tmp_path / "src"
+    n = 40
+    write_scripts(src, {f"s{i:02d}.mid": ("reject" if i % 7 == 3 else f"ok {200 + i}") for i in range(n)})
+    options = {"workers": 2, "songs_per_shard": 4, "chunk_size": 2, "converter": scripted_converter}
+    clean = tmp_path / "clean"
+    convert_corpus([src], clean, **options)  # shards of about 12 kB, 9 of them
+    out = small_disk / "out"
+    ballast = fill(small_disk, leave=64 * 1024)  # room for a few shards, not all
+
+    with pytest.raises(OutputError) as stopped:
+        convert_corpus([src], out, **options)
+    message = str(stopped.value)
+    assert re.fullmatch(
+        rf"{re.escape(str(out))}: no space left on device \(errno 28\) while writing "
+        r"(shard-\d{5}\.npz|report\.json); free space and run the same command again to resume",
+        message,
+    ), message
+    # what was written is kept, consistent, and nothing was blamed on the workers
+    partial = read_report(out)
+    assert partial["shards"], "no shard written before the disk filled"
+    assert all(entry["status"] != "failed" for entry in partial["files"]), partial["files"]
+    assert 0 < len(partial["files"]) < n
+    assert sorted(load_all_shards(out)) == sorted(e["id"] for e in partial["files"] if e["status"] == "ok")
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+    ballast.unlink()
+    summary = convert_corpus([src], out, **options)
+    assert summary.skipped == len(partial["files"])
+    assert (summary.files, summary.failed) == (n, 0)
+    clean_entries, entries = entries_by_id(clean), entries_by_id(out)
+    assert {k: e["status"] for k, e in entries.items()} == {k: e["status"] for k, e in clean_entries.items()}
+    songs, clean_songs = load_all_shards(out), load_all_shards(clean)
+    assert sorted(songs) == sorted(clean_songs)
+    for song_id, song in songs.items():
+        for key in STEP_KEYS:
+            np.testing.assert_array_equal(song[key], clean_songs[song_id][key])
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".npz") == sorted(read_report(out)["shards"])
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -363,3 +516,40 @@ def test_real_pipeline_end_to_end(tmp_path):
     song = load_all_shards(tmp_path / "out")["song.mid"]
     assert song["voice_pitch"].shape == (8 * 16, 4)
     assert entries["song.mid"]["notes"] == int(song["n_notes"]) == 8 * 4 + 8 * 2 + 8 * 8
+
+
+def test_special_files_and_link_loops_are_rejected_with_a_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "song.mid", bars=8)
+    os.mkfifo(src / "pipe.mid")  # open() on it would wait for a writer
+    (src / "zero.mid").symlink_to("/dev/zero")  # st_size 0, bytes without end
+    (src / "loop.mid").symlink_to("loop.mid")
+    summary = convert_corpus([src], tmp_path / "out", workers=1, timeout_sec=5, memory_mb=300)
+    entries = entries_by_id(tmp_path / "out")
+    assert entries["song.mid"]["status"] == "ok"
+    expected = {
+        "pipe.mid": "is a named pipe (FIFO), not a regular file; name a MIDI file",
+        "zero.mid": "is a character device, not a regular file; name a MIDI file",
+        "loop.mid": "too many levels of symbolic links (a link loop); name a MIDI file",
+    }
+    for song_id, reason in expected.items():
+        assert (entries[song_id]["status"], entries[song_id]["reason"]) == ("rejected", reason)
+    assert (summary.ok, summary.rejected, summary.failed) == (1, 3, 0)
+
+
+def test_special_files_and_link_loops_named_as_sources_are_rejected_with_a_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_song(src / "song.mid", bars=8)
+    os.mkfifo(src / "pipe.mid")
+    (src / "loop.mid").symlink_to("loop.mid")
+    summary = convert_corpus(
+        [src / "song.mid", src / "pipe.mid", src / "loop.mid"], tmp_path / "out", workers=1, timeout_sec=5
+    )
+    entries = entries_by_id(tmp_path / "out")
+    statuses = {song_id: entry["status"] for song_id, entry in entries.items()}
+    assert statuses == {"song.mid": "ok", "pipe.mid": "rejected", "loop.mid": "rejected"}
+    assert entries["pipe.mid"]["reason"] == "is a named pipe (FIFO), not a regular file; name a MIDI file"
+    assert entries["loop.mid"]["reason"] == "too many levels of symbolic links (a link loop); name a MIDI file"
+    assert summary.failed == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -307,6 +309,57 @@ def test_missing_file_and_folder_and_wrong_type(tmp_path):
         read_midi(tmp_path)
     with pytest.raises(TypeError):
         read_midi(42)
+
+
+def read_or_unblock(path: Path, seconds: float = 10.0) -> BaseException | None:
+    """``read_midi(path)`` in a thread; a FIFO it blocks on is opened for writing so the test ends."""
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_midi(path)
+            outcome.append(None)
+        except BaseException as error:  # handed back to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        with open(path, "wb"):  # the reader's open() returns, its read sees end of file
+            pass
+        thread.join(seconds)
+        pytest.fail(f"read_midi({path.name}) blocked for {seconds:g} s")
+    return outcome[0]
+
+
+def test_special_files_are_refused_without_being_read(tmp_path):
+    fifo = tmp_path / "pipe.mid"
+    os.mkfifo(fifo)
+    device_link = tmp_path / "device.mid"
+    device_link.symlink_to(os.devnull)
+    loop = tmp_path / "loop.mid"
+    loop.symlink_to(loop.name)
+    cases = [
+        (fifo, "is a named pipe (FIFO), not a regular file"),
+        (Path(os.devnull), "is a character device, not a regular file"),
+        (device_link, "is a character device, not a regular file"),
+        (loop, "too many levels of symbolic links"),
+    ]
+    for path, message in cases:
+        error = read_or_unblock(path)
+        assert isinstance(error, MidiFileError), (path, error)
+        assert str(error).startswith(f"{path}: ") and message in str(error), str(error)
+        assert "\n" not in str(error)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")
+def test_a_file_longer_than_its_stat_size_is_read_only_up_to_the_cap(monkeypatch):
+    status = Path("/proc/self/status")  # a regular file of about 1 kB whose stat size is 0
+    assert stat.S_ISREG(status.stat().st_mode) and status.stat().st_size == 0
+    monkeypatch.setattr(chiptuner.midi_io, "MAX_FILE_BYTES", 64)
+    with pytest.raises(MidiFileError, match=r"more than 64 bytes, over the cap"):
+        read_midi(status)
 
 
 # --- the writer ---------------------------------------------------------------------------------
