@@ -745,18 +745,21 @@ def test_a_webmidi_keyboard_plays(browser, server):
 
 
 class _ForeignPage(http.server.BaseHTTPRequestHandler):
+    """A page of another origin that runs ``script`` (``{target}`` filled in) and sets ``window.result``."""
+
     target = ""
+    script = """
+      window.result = "pending";
+      const ws = new WebSocket("{target}");
+      ws.onopen = () => {{
+        window.result = "open";
+        ws.send(JSON.stringify({{type: "note", pitch: 60, on: true}}));
+      }};
+      ws.onerror = () => {{ window.result = "refused"; }};
+    """
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        body = f"""<script>
-          window.result = "pending";
-          const ws = new WebSocket("{self.target}");
-          ws.onopen = () => {{
-            window.result = "open";
-            ws.send(JSON.stringify({{type: "note", pitch: 60, on: true}}));
-          }};
-          ws.onerror = () => {{ window.result = "refused"; }};
-        </script>""".encode()
+        body = f"<script>{self.script.format(target=self.target)}</script>".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
@@ -784,26 +787,15 @@ def test_a_page_from_another_origin_cannot_open_the_socket(browser, server):
         foreign.shutdown()
 
 
-class _ForeignAudio(http.server.BaseHTTPRequestHandler):
-    target = ""
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = f"""<script>
-          window.result = "pending";
-          const audio = new Audio();
-          audio.addEventListener("loadedmetadata", () => {{ window.result = "loaded"; }});
-          audio.addEventListener("error", () => {{ window.result = "refused"; }});
-          audio.src = "{self.target}";
-          audio.load();
-        </script>""".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+class _ForeignAudio(_ForeignPage):
+    script = """
+      window.result = "pending";
+      const audio = new Audio();
+      audio.addEventListener("loadedmetadata", () => {{ window.result = "loaded"; }});
+      audio.addEventListener("error", () => {{ window.result = "refused"; }});
+      audio.src = "{target}";
+      audio.load();
+    """
 
 
 def test_a_page_from_another_origin_cannot_load_the_recording(browser, server, page):
