@@ -1,30 +1,41 @@
-"""Training data: converted shards in memory, transposition on the fly, and a split by song.
+"""Training data: converted shards in memory or memory-mapped, transposition on the fly, and a split by song.
 
-``load_shards`` reads what ``chiptuner convert`` wrote; ``transpose`` shifts one song's
-arrays by -5..+6 semitones when a batch is made (transposed copies are never stored);
-``split_by_song`` keeps every version of a song on one side of a train/test split.
+``load_shards`` reads what ``chiptuner convert`` wrote into memory; ``open_cache`` maps it
+from uncompressed copies instead (written once, beside the shards), so a corpus larger than
+memory can be trained on; ``transpose`` shifts one song's arrays by -5..+6 semitones when a
+batch is made (transposed copies are never stored); ``split_by_song`` keeps every version of
+a song on one side of a train/test split.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import logging
+import math
+import mmap
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from chiptuner.errors import ParameterError
-from chiptuner.model import FIRST_NOTE, VOICE_HIGH, VOICE_LOW
+from chiptuner.errors import OutputError, ParameterError
+from chiptuner.model import FIRST_NOTE, VOICE_HIGH, VOICE_LOW, voices_to_tokens
 from chiptuner.types import VOICE_NAMES
 from chiptuner.voices import VOICE_RANGES
 
 __all__ = [
     "Corpus",
+    "MappedCorpus",
     "load_shards",
+    "open_cache",
+    "CACHE_NAME",
     "transpose",
     "safe_shifts",
     "song_group",
@@ -95,6 +106,15 @@ def _shard_names(folder: Path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if re.fullmatch(r"shard-\d+\.npz", name))
 
 
+def _checked_shard_names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        raise ParameterError(f"{folder}: no such folder; pass the output folder of `chiptuner convert`")
+    names = _shard_names(folder)
+    if not names:
+        raise ParameterError(f"{folder}: no shards; run `chiptuner convert SRC -o {folder}` first")
+    return names
+
+
 def load_shards(out_dir: str | os.PathLike) -> Corpus:
     """Load the shards that ``chiptuner convert`` wrote into one ``Corpus``.
 
@@ -114,11 +134,7 @@ def load_shards(out_dir: str | os.PathLike) -> Corpus:
         The folder does not exist or holds no shard, or shards disagree on their keys.
     """
     folder = Path(out_dir)
-    if not folder.is_dir():
-        raise ParameterError(f"{folder}: no such folder; pass the output folder of `chiptuner convert`")
-    names = _shard_names(folder)
-    if not names:
-        raise ParameterError(f"{folder}: no shards; run `chiptuner convert SRC -o {folder}` first")
+    names = _checked_shard_names(folder)
     ids, lengths = [], []
     steps: dict[str, list[np.ndarray]] = {}
     songs: dict[str, list[np.ndarray]] = {}
@@ -149,6 +165,242 @@ def load_shards(out_dir: str | os.PathLike) -> Corpus:
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
+
+
+# ----------------------------------------------------------------------------- training cache
+
+#: The folder inside a conversion folder that holds ``open_cache``'s uncompressed copies.
+CACHE_NAME = ".train-cache"
+#: Layout version of the cache; a cache of another version is rebuilt.
+_CACHE_FORMAT = 1
+_MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, eq=False)
+class MappedCorpus(Corpus):
+    """A ``Corpus`` whose per-step arrays are read-only memory maps of ``open_cache``'s files.
+
+    Song ids, offsets and the per-song scalars are in memory (a few bytes per song); the
+    per-step arrays and ``tokens`` are mapped, so only the pages a reader touches are read.
+
+    Attributes
+    ----------
+    tokens : np.ndarray [shape=(offsets[-1], 4), dtype=int16]
+        ``model.voices_to_tokens`` of every song, each encoded on its own.
+    folder : Path
+        The cache folder the arrays are mapped from.
+    """
+
+    tokens: np.ndarray
+    folder: Path
+    _maps: tuple[mmap.mmap, ...] = field(repr=False)
+
+    def release(self) -> None:
+        """Drop the mapped pages this process has touched from its resident memory.
+
+        Pages read through a map stay counted in the process's resident memory until the
+        map goes, although the kernel can take them back at any time; dropping them after
+        each pass over the data keeps the resident memory of a long training independent of
+        the corpus size. The arrays stay valid: a page read again comes back from the page
+        cache or the file. Does nothing where the platform has no ``madvise``.
+        """
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None:
+            return
+        for mapped in self._maps:
+            mapped.madvise(advice)
+
+
+def _fingerprint(folder: Path, names: list[str]) -> dict:
+    """What a cache was made from: the shards' names, sizes and modification times, and the layout."""
+    shards = []
+    for name in names:
+        stat = (folder / name).stat()
+        shards.append([name, stat.st_size, stat.st_mtime_ns])
+    return {"format": _CACHE_FORMAT, "shards": shards}
+
+
+def open_cache(out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None) -> MappedCorpus:
+    """Memory-map the shards of a conversion folder, writing their uncompressed copies on first use.
+
+    The first call writes every per-step array of the shards ``load_shards`` reads (and
+    the voices' tokens) as one uncompressed ``.npy`` each into ``cache_root/KEY/``, shard
+    by shard, so the whole corpus is never in memory; ``KEY`` names the shards' names, sizes
+    and modification times, so a conversion that has changed since gets a new cache (the
+    old one is removed once the new one is complete). The cache is written into a temporary
+    folder and renamed into place, so a killed run leaves no half cache in use.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The conversion's output folder.
+    cache_root : str or os.PathLike, optional
+        Where caches live; ``out_dir/.train-cache`` by default.
+
+    Returns
+    -------
+    MappedCorpus
+        The same songs, ids, offsets and arrays as ``load_shards(out_dir)``.
+
+    Raises
+    ------
+    ParameterError
+        As ``load_shards``.
+    OutputError
+        The cache could not be written (a full disk, a read-only folder).
+    """
+    folder = Path(out_dir)
+    names = _checked_shard_names(folder)
+    fingerprint = _fingerprint(folder, names)
+    key = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
+    root = Path(cache_root) if cache_root is not None else folder / CACHE_NAME
+    target = root / key
+    if not (target / _MANIFEST).is_file():
+        try:
+            _build_cache(folder, names, fingerprint, root, target)
+        except OSError as error:
+            cause = error.strerror or str(error)
+            fix = "free space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+            raise OutputError(
+                f"{root}: {cause[:1].lower() + cause[1:]} (errno {error.errno}) while writing the training cache; "
+                f"{fix} and run again"
+            ) from None
+    return _open_cache_folder(target)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # elsewhere os.kill would end the process: keep its build
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
+
+
+def _build_cache(folder: Path, names: list[str], fingerprint: dict, root: Path, target: Path) -> None:
+    """Write the cache of ``names`` into ``target`` through a temporary folder in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in root.iterdir():  # builds left by killed runs
+        build_pid = re.fullmatch(r"\.build-(\d+)", entry.name)
+        if build_pid and not _pid_alive(int(build_pid.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+    tmp = root / f".build-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        # First pass: the small per-song arrays, which give the totals the .npy headers need.
+        ids, lengths = [], []
+        songs: dict[str, list[np.ndarray]] = {}
+        layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        for name in names:
+            with np.load(folder / name, allow_pickle=False) as shard:
+                step_keys, song_keys = shard["step_keys"].tolist(), shard["song_keys"].tolist()
+                if ids and (set(step_keys) != set(layout) or set(song_keys) != set(songs)):
+                    raise ParameterError(f"{folder / name}: keys differ from the other shards; convert into one folder")
+                if not layout:
+                    for key in step_keys:
+                        array = shard[key]
+                        layout[key] = (array.dtype, array.shape[1:])
+                ids.append(shard["song_id"])
+                lengths.append(np.diff(shard["offsets"]))
+                for key in song_keys:
+                    songs.setdefault(key, []).append(shard[key])
+        lengths_all = np.concatenate(lengths)
+        offsets = np.concatenate(([0], np.cumsum(lengths_all))).astype(np.int64)
+        n_steps = int(offsets[-1])
+        np.save(tmp / "song_id.npy", np.concatenate(ids))
+        np.save(tmp / "offsets.npy", offsets)
+        for key, parts in songs.items():
+            np.save(tmp / f"song.{key}.npy", np.concatenate(parts))
+        layout["tokens"] = (np.dtype(np.int16), (4,))
+        # Second pass: the per-step arrays, one shard at a time, appended to their files.
+        with contextlib.ExitStack() as stack:
+            files = {key: stack.enter_context(open(tmp / f"step.{key}.npy", "wb")) for key in layout}
+            for key, (dtype, trailing) in layout.items():
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                          "shape": (n_steps, *trailing)}  # fmt: skip
+                np.lib.format.write_array_header_1_0(files[key], header)
+            for name in names:
+                with np.load(folder / name, allow_pickle=False) as shard:
+                    for key, (dtype, trailing) in layout.items():
+                        if key == "tokens":
+                            array = _shard_tokens(shard)
+                        else:
+                            array = shard[key]
+                        if array.dtype != dtype or array.shape[1:] != trailing:
+                            raise ParameterError(
+                                f"{folder / name}: {key} is {array.dtype} {array.shape[1:]}, unlike the other "
+                                "shards; convert into one folder"
+                            )
+                        files[key].write(np.ascontiguousarray(array).data)
+            for file in files.values():
+                file.flush()
+                os.fsync(file.fileno())
+        manifest = {**fingerprint, "songs": len(lengths_all), "steps": n_steps, "step_keys": list(layout)[:-1],
+                    "song_keys": list(songs)}  # fmt: skip
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / _MANIFEST).is_file():
+                raise
+            # Another run built the same cache meanwhile: theirs is as good as ours.
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for entry in root.iterdir():  # caches of earlier conversions; a reader's maps outlive the unlink
+        if entry != target and not entry.name.startswith(".build-"):
+            shutil.rmtree(entry, ignore_errors=True)
+    logger.info("wrote the training cache of %d songs, %d steps into %s", len(lengths_all), n_steps, target)
+
+
+def _shard_tokens(shard: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Tokens (N, 4) of one shard's songs, each song encoded on its own."""
+    offsets = shard["offsets"]
+    pitch, onset = shard["voice_pitch"], shard["voice_onset"]
+    out = np.empty((int(offsets[-1]), 4), dtype=np.int16)
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        out[start:end] = voices_to_tokens(pitch[start:end], onset[start:end])
+    return out
+
+
+def _map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+    """A read-only array over the data of a ``.npy`` file, and its map (for ``MappedCorpus.release``)."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        if fortran_order:
+            raise ParameterError(f"{path}: not a training cache file; delete {path.parent} to rebuild it")
+        offset = file.tell()
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    array = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
+    return array, mapped
+
+
+def _open_cache_folder(target: Path) -> MappedCorpus:
+    manifest = json.loads((target / _MANIFEST).read_text())
+    steps, maps = {}, []
+    for key in [*manifest["step_keys"], "tokens"]:
+        array, mapped = _map_npy(target / f"step.{key}.npy")
+        steps[key] = array
+        maps.append(mapped)
+    tokens = steps.pop("tokens")
+    corpus = MappedCorpus(
+        song_ids=_readonly(np.load(target / "song_id.npy")),
+        offsets=_readonly(np.load(target / "offsets.npy")),
+        steps=steps,
+        songs={key: _readonly(np.load(target / f"song.{key}.npy")) for key in manifest["song_keys"]},
+        tokens=tokens,
+        folder=target,
+        _maps=tuple(maps),
+    )
+    logger.info("mapped %d songs, %d steps from %s", len(corpus), corpus.n_steps, target)
+    return corpus
 
 
 def _shift(pitch: np.ndarray, semitones: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:

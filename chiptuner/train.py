@@ -22,8 +22,10 @@ Why it does not collapse to silence or to one note (the two failures this design
   step and reports the collapse metrics (accompaniment silence, onsets per bar, pitch
   classes per 4 bars) next to the real ones, so a collapse is visible while training.
 
-Data: ``chiptuner convert`` shards; the songs are split by song (``dataset.split_by_song``)
-into train, validation (early stopping) and test (never seen; ``chiptuner evaluate``).
+Data: ``chiptuner convert`` shards, read through ``dataset.open_cache`` (uncompressed copies,
+memory-mapped, so a corpus larger than memory trains); the songs are split by song
+(``dataset.split_by_song``) into train, validation (early stopping) and test (never seen;
+``chiptuner evaluate``).
 Each training window is transposed by a random shift of -5..+6 and given to the model in
 keys or buttons mode at random, so one model serves both input kinds.
 """
@@ -47,7 +49,7 @@ from torch import nn
 from chiptuner import __version__
 from chiptuner._kernels.arranger import N_ROWS
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
-from chiptuner.dataset import SHIFTS, Corpus, load_shards, shift_tokens, split_by_song, transpose
+from chiptuner.dataset import SHIFTS, Corpus, MappedCorpus, open_cache, shift_tokens, split_by_song, transpose
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
 from chiptuner.model import (
@@ -403,8 +405,11 @@ def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> 
 
 
 def _song_starts(corpus: Corpus, songs: np.ndarray, max_steps: int) -> list[dict[str, np.ndarray]]:
-    """The first ``max_steps`` steps of each song's per-step arrays."""
-    return [{key: value[:max_steps] for key, value in corpus.song(int(i)).items() if np.ndim(value)} for i in songs]
+    """Copies of the first ``max_steps`` steps of each song's per-step arrays (never views of a map)."""
+    return [
+        {key: np.array(value[:max_steps]) for key, value in corpus.song(int(i)).items() if np.ndim(value)}
+        for i in songs
+    ]
 
 
 def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias=None, clash_bias=None, key_bias=None) -> dict:
@@ -551,12 +556,19 @@ def recalibrate(model_path: str | os.PathLike, converted_dir: str | os.PathLike)
     rebuilt from the model's training configuration).
     """
     model = ArrangerModel.load(model_path)
-    corpus = load_shards(converted_dir)
+    corpus = _open_corpus(converted_dir, Path(model_path))
     saved = model.metadata.get("config", {})
     config = TrainConfig(**{name: saved[name] for name in ("seed", "test_size", "val_size") if name in saved})
     model = calibrate(model, corpus, split_songs(corpus, config)["val"])
     model.save(model_path)
     return model
+
+
+def _open_corpus(converted_dir: str | os.PathLike, model_path: Path) -> MappedCorpus:
+    """The conversion mapped from its cache: in the conversion folder, or beside the model if that is read-only."""
+    if os.access(converted_dir, os.W_OK) or not Path(converted_dir).is_dir():
+        return open_cache(converted_dir)
+    return open_cache(converted_dir, cache_root=model_path.with_name(model_path.name + ".train-cache"))
 
 
 def fit_baselines(corpus: Corpus, songs: np.ndarray) -> dict[str, np.ndarray]:
@@ -616,13 +628,13 @@ def train(
     torch.manual_seed(config.seed)
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    corpus = load_shards(converted_dir)
+    corpus = _open_corpus(converted_dir, out_path)
     parts = split_songs(corpus, config)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise ParameterError(
             f"{converted_dir}: {len(corpus)} songs are too few to split into train and validation; convert more files"
         )
-    tokens = song_tokens(corpus)
+    tokens = corpus.tokens
     logger.info(
         "%d songs: %d train, %d validation, %d test (split by song); %s",
         len(corpus), len(parts["train"]), len(parts["val"]), len(parts["test"]), device,
@@ -651,6 +663,9 @@ def train(
         )
         logger.info("resumed at batch %d (best validation NLL %.4f)", batch_index, best)
     baselines = fit_baselines(corpus, parts["train"])
+    # Every pass over the mapped corpus (the baselines read all training songs, each batch
+    # its windows) is followed by a release, so what stays resident is the model's, not the corpus's.
+    corpus.release()
     budget_sec = config.max_minutes * 60.0 - spent_sec
     best_model: ArrangerModel | None = None
     # The budget and the reported time run from the start of this call: loading the
@@ -662,6 +677,7 @@ def train(
     while True:
         net.train()
         batch = _to_torch(windows.batch(config.batch), device)
+        corpus.release()
         logits, _ = net(batch["rows"])
         log_prob = masked_log_prob(logits, batch["previous"], batch["target"])
         mask = batch["mask"].unsqueeze(-1)
@@ -734,6 +750,7 @@ def train(
     if best_model is None:
         best_model = ArrangerModel.load(out_path)
     best_model = calibrate(best_model, corpus, parts["val"])
+    corpus.release()
     metadata = {**best_model.metadata, "train_seconds": round(spent_sec + time.monotonic() - loop_start, 1)}
     best_model = dataclasses.replace(best_model, metadata=metadata)
     best_model.save(out_path)

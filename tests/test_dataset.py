@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from chiptuner.convert import convert_corpus
-from chiptuner.dataset import SHIFTS, load_shards, safe_shifts, song_group, split_by_song, transpose
-from chiptuner.errors import ParameterError
+from chiptuner.dataset import (
+    CACHE_NAME,
+    SHIFTS,
+    load_shards,
+    open_cache,
+    safe_shifts,
+    song_group,
+    split_by_song,
+    transpose,
+)
+from chiptuner.errors import OutputError, ParameterError
+from chiptuner.model import voices_to_tokens
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 from chiptuner.voices import VOICE_RANGES
 
@@ -94,6 +106,85 @@ def test_load_shards_errors(tmp_path):
         load_shards(tmp_path / "missing")
     with pytest.raises(ParameterError, match="no shards"):
         load_shards(tmp_path)
+
+
+# ----------------------------------------------------------------------------- training cache
+
+
+def _seeded_conversion(tmp_path: Path, n_songs: int, songs_per_shard: int = 4) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for i in range(n_songs):
+        (src / f"s{i:02d}.mid").write_text(f"{20 + 7 * i} {i}")
+    out = tmp_path / "out"
+    convert_corpus([src], out, workers=1, songs_per_shard=songs_per_shard, converter=seeded_converter)
+    return out
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+def test_open_cache_maps_what_load_shards_loads(tmp_path):
+    out = _seeded_conversion(tmp_path, 11)
+    expected = load_shards(out)
+    corpus = open_cache(out)
+    assert corpus.folder.parent == out / CACHE_NAME
+    np.testing.assert_array_equal(corpus.song_ids, expected.song_ids)
+    np.testing.assert_array_equal(corpus.offsets, expected.offsets)
+    assert set(corpus.steps) == set(expected.steps) and set(corpus.songs) == set(expected.songs)
+    for key, array in expected.steps.items():
+        mapped = corpus.steps[key]
+        assert mapped.dtype == array.dtype and _is_mapped(mapped) and not mapped.flags.writeable, key
+        np.testing.assert_array_equal(mapped, array, err_msg=key)
+    for key, array in expected.songs.items():
+        np.testing.assert_array_equal(corpus.songs[key], array, err_msg=key)
+    assert corpus.tokens.dtype == np.int16 and _is_mapped(corpus.tokens)
+    for i, song in enumerate(expected):
+        start, end = corpus.offsets[i], corpus.offsets[i + 1]
+        np.testing.assert_array_equal(
+            corpus.tokens[start:end], voices_to_tokens(song["voice_pitch"], song["voice_onset"])
+        )
+    # each .npy is an ordinary one
+    np.testing.assert_array_equal(np.load(corpus.folder / "step.voice_pitch.npy"), expected.steps["voice_pitch"])
+    # released pages come back from the file
+    before = np.array(corpus.steps["melody_pitch"])
+    corpus.release()
+    np.testing.assert_array_equal(corpus.steps["melody_pitch"], before)
+
+
+def test_open_cache_is_written_once_and_again_when_the_shards_change(tmp_path):
+    out = _seeded_conversion(tmp_path, 6)
+    first = open_cache(out).folder
+    written = (first / "step.lane.npy").stat().st_mtime_ns
+    assert open_cache(out).folder == first and (first / "step.lane.npy").stat().st_mtime_ns == written
+    # a conversion resumed with more songs
+    for i in range(6, 9):
+        (tmp_path / "src" / f"s{i:02d}.mid").write_text(f"{20 + 7 * i} {i}")
+    convert_corpus([tmp_path / "src"], out, workers=1, songs_per_shard=4, converter=seeded_converter)
+    grown = open_cache(out)
+    assert grown.folder != first and len(grown) == 9 and not first.exists()
+    # a shard rewritten in place (same name) is seen by its modification time
+    shard = out / "shard-00000.npz"
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    assert open_cache(out).folder != grown.folder
+    assert [p.name for p in (out / CACHE_NAME).iterdir()] == [open_cache(out).folder.name]
+
+
+def test_open_cache_elsewhere_and_its_errors(tmp_path):
+    out = _seeded_conversion(tmp_path, 3)
+    corpus = open_cache(out, cache_root=tmp_path / "cache")
+    assert corpus.folder.parent == tmp_path / "cache" and not (out / CACHE_NAME).exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="while writing the training cache"):
+        open_cache(out, cache_root=tmp_path / "file" / "cache")
+    with pytest.raises(ParameterError, match="no such folder"):
+        open_cache(tmp_path / "missing")
+    with pytest.raises(ParameterError, match="no shards"):
+        open_cache(tmp_path / "src")
 
 
 # ----------------------------------------------------------------------------- transposition
