@@ -9,7 +9,7 @@ import pytest
 
 from chiptuner import cli
 from chiptuner._kernels import arranger as _k
-from chiptuner.dataset import load_shards
+from chiptuner.dataset import load_shards, open_cache
 from chiptuner.midi_io import write_midi
 from chiptuner.model import MAX_POSITION, ROW_OFFSET, ArrangerModel, teacher_forced_log_prob
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
@@ -158,6 +158,40 @@ def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path
     assert meta["val_nll"] == model.metadata["val_nll"]  # the weights and their record are untouched
     assert cli.main(["calibrate", str(tmp_path / "missing.npz"), str(tmp_path / "data")]) == cli.EXIT_USAGE
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_the_cache_gives_the_batches_of_the_shards_in_memory(midi_folder, tmp_path):
+    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+
+    convert_corpus([midi_folder], tmp_path / "data", workers=1)
+    in_memory, mapped = load_shards(tmp_path / "data"), open_cache(tmp_path / "data")
+    tokens = train.song_tokens(in_memory)
+    np.testing.assert_array_equal(mapped.tokens, tokens)
+    parts = train.split_songs(mapped, train.TrainConfig())
+    windows = [
+        train._Windows(corpus, t, parts["train"], 32, seed=3)
+        for corpus, t in ((in_memory, tokens), (mapped, mapped.tokens))
+    ]
+    for _ in range(5):
+        a, b = (w.batch(8) for w in windows)
+        mapped.release()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    a, b = (
+        train._fixed_windows(c, t, parts["val"], 64, 20, buttons=True)
+        for c, t in ((in_memory, tokens), (mapped, mapped.tokens))
+    )
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_train_caches_beside_the_model_when_the_conversion_is_read_only(midi_folder, tmp_path, monkeypatch):
+    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+
+    convert_corpus([midi_folder], tmp_path / "data", workers=1)
+    monkeypatch.setattr(train.os, "access", lambda path, mode: False)
+    corpus = train._open_corpus(tmp_path / "data", tmp_path / "m.npz")
+    assert corpus.folder.parent == tmp_path / "m.npz.train-cache" and not (tmp_path / "data" / ".train-cache").exists()
 
 
 def test_training_learns_the_pattern(midi_folder, tmp_path):
