@@ -38,7 +38,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -571,6 +571,17 @@ def _open_corpus(converted_dir: str | os.PathLike, model_path: Path) -> MappedCo
     return open_cache(converted_dir, cache_root=model_path.with_name(model_path.name + ".train-cache"))
 
 
+def _each_song(corpus: Corpus, songs: np.ndarray, release_every: int = 256) -> Iterator[dict[str, np.ndarray]]:
+    """The songs one at a time; a mapped corpus lets go of the pages read every ``release_every`` songs.
+
+    A pass over all training songs would otherwise leave the whole cache resident.
+    """
+    for n, index in enumerate(songs.tolist()):
+        if n % release_every == 0 and isinstance(corpus, MappedCorpus):
+            corpus.release()
+        yield corpus.song(int(index))
+
+
 def fit_baselines(corpus: Corpus, songs: np.ndarray) -> dict[str, np.ndarray]:
     """Fit the three baselines on the given songs; their arrays, prefixed, for the model file."""
     out: dict[str, np.ndarray] = {}
@@ -579,7 +590,7 @@ def fit_baselines(corpus: Corpus, songs: np.ndarray) -> dict[str, np.ndarray]:
         ("markov", MarkovBaseline()),
         ("rules", RuleBasedArranger()),
     ):
-        baseline.fit(corpus.song(int(s)) for s in songs)
+        baseline.fit(_each_song(corpus, songs))
         out.update({f"{prefix}_{key}": value for key, value in baseline.to_arrays().items()})
     return out
 
