@@ -180,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--songs-per-shard", type=_int_at_least(1), default=256, metavar="N", help="songs per .npz shard (default: 256)"
     )
+    convert.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help=(
+            "convert on a Dask cluster: a scheduler's address (tcp://HOST:PORT), or local:N for N local worker "
+            "processes; SRC and OUT_DIR must be at the same paths on every worker (needs chiptuner[cluster]; "
+            "not with --workers)"
+        ),
+    )
     convert.set_defaults(run=_run_convert)
 
     train = commands.add_parser(
@@ -381,6 +391,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             memory_mb=args.memory_mb,
             songs_per_shard=args.songs_per_shard,
             progress=bar,
+            scheduler=args.scheduler,
         )
     finally:
         if bar is not None:

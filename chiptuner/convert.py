@@ -1,26 +1,34 @@
 """Corpus conversion: MIDI files to sharded training arrays, with a robust process pool.
 
 ``convert_corpus`` walks folders for MIDI files, converts each in a pool of worker
-processes (``pipeline.convert_file``) and writes:
+processes (``pipeline.convert_file``), or on a Dask cluster (``chiptuner.cluster``), and
+writes:
 
 - ``OUT_DIR/shard-NNNNN.npz``: the training arrays of up to ``songs_per_shard`` songs,
   each per-step array concatenated over the songs, with ``offsets`` (song i is rows
   ``offsets[i]:offsets[i+1]``), ``song_id`` (relative paths, fixed-width unicode) and one
   entry per song for the scalars; no pickled objects.
-- ``OUT_DIR/report.json``: one entry per input file (``path``, ``id``, ``status`` ok /
-  rejected / failed, ``reason``, ``notes``, ``steps``, ``seconds``, ``shard``), a summary,
-  the shards it covers and ``pending``, the name of the shard being written.
+- ``OUT_DIR/journal.jsonl``: the run's bookkeeping, append-only, one JSON object a line:
+  the options (first line), ``{"pending": SHARD}`` before a shard is written, one entry
+  per file (``path``, ``id``, ``status`` ok / rejected / failed, ``reason``, ``notes``,
+  ``steps``, ``seconds``, and ``shard`` for ok files), and ``{"committed": SHARD}`` after
+  the entries of that shard's songs. It is synced at shard boundaries; a later entry for a
+  path replaces an earlier one, and an ok entry counts only once its shard is committed.
+- ``OUT_DIR/report.json``: written at the end of a run (and when it is interrupted or a
+  write fails, where it still can be): one entry per input file, a summary, the shards.
+  During a run it may be absent or describe an earlier run; the journal is what resumes.
 
 The pool survives its workers: a file that runs over the timeout gets its worker killed,
 a worker that dies (memory cap, a crash in native code) is replaced, and either way the
 file is recorded as ``failed`` and the run goes on. Every shard and the report are
-written under a temporary name and ``os.replace``d; the report is rewritten after each
-shard and names the shards it covers, so a killed run loses at most the songs of the
-shard being filled, and a re-run with the same ``OUT_DIR`` redoes only what is missing.
+written under a temporary name and ``os.replace``d, so a killed run (kill -9 too) loses
+at most the songs of the shard being filled, and a re-run with the same ``OUT_DIR``
+redoes only what is missing. Appending to the journal costs the same at the millionth
+file as at the first (the report was rewritten whole after every shard before).
 
 One run at a time writes into a folder: a run holds an exclusive ``flock`` on
 ``OUT_DIR/.convert.lock`` until it ends (the kernel drops it when the process dies, by
-kill -9 too), and a second run is refused. A shard's name is in the report (``pending``)
+kill -9 too), and a second run is refused. A shard's name is in the journal (``pending``)
 before the shard is written, and a run removes only files so named and the temporary files
 of them and of the report: whatever else is in the folder stays.
 
@@ -60,12 +68,14 @@ from chiptuner.timebase import STEPS_PER_BEAT
 __all__ = [
     "MIDI_SUFFIXES",
     "REPORT_NAME",
+    "JOURNAL_NAME",
     "LOCK_NAME",
     "SourceFile",
     "ConvertSummary",
     "find_midi_files",
     "convert_corpus",
     "read_report",
+    "read_journal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +89,8 @@ SHARD_PATTERN = re.compile(r"^shard-(\d{5,})\.npz$")
 #: ``_atomic_write``'s temporary names: ``.NAME.tmp-PID``.
 TMP_PATTERN = re.compile(r"^\.(.+)\.tmp-\d+$")
 REPORT_FORMAT = 1
+JOURNAL_NAME = "journal.jsonl"
+JOURNAL_FORMAT = 1
 
 #: (files done, files to do, counts by status) after each file.
 ProgressCallback = Callable[[int, int, Mapping[str, int]], None]
@@ -250,30 +262,163 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"(?<![A-Za-z_])\d+(?:[.,]\d+)*(?:e[+-]?\d+)?", "#", reason)
 
 
-class _Report:
-    """The report being built: entries by absolute path, shards, options; written atomically."""
+def _replay(path: Path) -> tuple[dict, int]:
+    """The records of a journal, folded, and the length of its whole lines (a torn tail excluded).
+
+    Returns ``({"options", "entries", "committed", "pending"}, length)``. Only the end of a
+    journal can be torn (a write cut short by a full disk or a crash of the machine); a bad
+    line with good lines after it is damage this module did not make, and is refused.
+    """
+    data = path.read_bytes()
+    state: dict = {"options": None, "entries": {}, "committed": [], "pending": []}
+    pos = 0
+    while pos < len(data):
+        stop = data.find(b"\n", pos)
+        if stop < 0:
+            break
+        try:
+            record = json.loads(data[pos:stop])
+        except ValueError:
+            break
+        if not isinstance(record, dict):
+            break
+        if "path" in record:
+            state["entries"][record["path"]] = record
+        elif "committed" in record:
+            state["committed"].append(record["committed"])
+        elif "pending" in record:
+            state["pending"].append(record["pending"])
+        elif record.get("format") == JOURNAL_FORMAT:
+            state["options"] = record.get("options")
+        pos = stop + 1
+    for line in data[pos:].split(b"\n")[1:]:
+        if _parses(line):
+            raise ParameterError(
+                f"{path}: damaged in the middle (byte {pos}); delete the folder's journal and report, "
+                "or choose a new output folder"
+            )
+    return state, pos
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def read_journal(out_dir: str | os.PathLike) -> dict:
+    """What a conversion folder's journal holds now, in the report's shape (``{}`` where there is none).
+
+    Readable while a run writes, and after a run was killed: ``options``, ``shards`` (the
+    committed shards still on disk), ``pending`` (shards named but not committed) and
+    ``files`` (one entry per path, sorted; an ok entry only where its shard is committed).
+    """
+    out = Path(out_dir)
+    path = out / JOURNAL_NAME
+    if not path.exists():
+        return {}
+    state, _ = _replay(path)
+    shards = [name for name in state["committed"] if (out / name).is_file()]
+    live = set(shards)
+    files = [
+        entry
+        for _, entry in sorted(state["entries"].items())
+        if entry.get("status") != "ok" or entry.get("shard") in live
+    ]
+    pending = [name for name in state["pending"] if name not in set(state["committed"])]
+    return {"options": state["options"], "shards": shards, "pending": pending, "files": files}
+
+
+class _Journal:
+    """The append-only journal of a folder: opened (a torn tail cut off), appended, synced."""
 
     def __init__(self, out_dir: Path, options: dict) -> None:
         self.out_dir = out_dir
-        self.path = out_dir / REPORT_NAME
-        old = read_report(out_dir)
-        if old and old.get("options") != options:
+        self.path = out_dir / JOURNAL_NAME
+        try:
+            if not self.path.exists():
+                # A folder converted before the journal existed keeps what its report covers.
+                seed = _records_from_report(read_report(out_dir)) or [{"format": JOURNAL_FORMAT, "options": options}]
+                text = "".join(_line(record) for record in seed).encode()
+                _atomic_write(self.path, lambda file: file.write(text))
+            self.state, length = _replay(self.path)
+            if length < self.path.stat().st_size:
+                logger.info("cutting a torn last line off %s", self.path)
+                os.truncate(self.path, length)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as error:
+            raise _write_error(out_dir, JOURNAL_NAME, error) from None
+        if self.state["options"] != options:
+            os.close(self.fd)
             raise ParameterError(
-                f"{out_dir} holds a conversion made with {old.get('options')}; "
+                f"{out_dir} holds a conversion made with {self.state['options']}; "
                 f"this run asks for {options}: use the same options or a new output folder"
             )
+
+    def append(self, records: Sequence[dict], *, sync: bool = False) -> None:
+        """Append the records in one write; ``sync`` to have them on disk before returning."""
+        data = memoryview("".join(_line(record) for record in records).encode())
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+            if sync:
+                os.fsync(self.fd)
+        except OSError as error:
+            raise _write_error(self.out_dir, JOURNAL_NAME, error) from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _line(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":")) + "\n"
+
+
+def _records_from_report(report: dict) -> list[dict]:
+    """A journal's records for what an older run's report covers (``[]`` for no report)."""
+    if not report:
+        return []
+    return [
+        {"format": JOURNAL_FORMAT, "options": report.get("options")},
+        *({"pending": name} for name in report.get("pending", [])),
+        *report.get("files", []),
+        *({"committed": name} for name in report.get("shards", [])),
+    ]
+
+
+class _Books:
+    """The bookkeeping of one run, the same for the local pool and a cluster.
+
+    Results come in through ``record``; ok songs are buffered and written as a shard every
+    ``songs_per_shard`` songs; the journal gets every entry, and ``write_report`` the summary.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        options: dict,
+        files: list[SourceFile],
+        *,
+        songs_per_shard: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.out_dir = out_dir
         self.options = options
-        shards = [name for name in old.get("shards", []) if (out_dir / name).is_file()]
-        self.shards = shards
-        live = set(shards)
+        self.journal = _Journal(out_dir, options)
+        state = self.journal.state
+        self.shards = [name for name in state["committed"] if (out_dir / name).is_file()]
+        live = set(self.shards)
         self.entries: dict[str, dict] = {}
-        for entry in old.get("files", []):
+        for path, entry in state["entries"].items():
             if entry.get("status") == "ok" and entry.get("shard") not in live:
-                continue  # its shard is gone: redo it
-            self.entries[entry["path"]] = entry
-        # A shard an interrupted run had named but not yet covered may be half written; it and
+                continue  # its shard is gone or was never committed: redo it
+            self.entries[path] = entry
+        # A shard an interrupted run had named but not committed may be half written; it and
         # the temporary files of it and of the report are ours. Anything else is left alone.
-        stale = [name for name in old.get("pending", []) if SHARD_PATTERN.match(str(name)) and name not in live]
+        stale = [name for name in state["pending"] if SHARD_PATTERN.match(str(name)) and name not in live]
         ours = {REPORT_NAME, *stale}
         for name in os.listdir(out_dir):
             tmp = TMP_PATTERN.match(name)
@@ -281,37 +426,141 @@ class _Report:
                 logger.info("removing %s left by an interrupted run", name)
                 with contextlib.suppress(OSError):
                     (out_dir / name).unlink()
-        numbers = [int(SHARD_PATTERN.match(name).group(1)) for name in [*shards, *stale]]
+        numbers = [int(SHARD_PATTERN.match(name).group(1)) for name in [*self.shards, *stale]]
         self.next_shard = max(numbers, default=-1) + 1
-        #: The name of the shard to be written next, recorded in the report before it is written.
-        self.pending: list[str] = []
+        self.todo = [f for f in files if not self.done_before(f.path)]
+        self.skipped = len(files) - len(self.todo)
+        self.songs_per_shard = songs_per_shard
+        self.progress = progress
+        self.buffer: list[tuple[str, dict]] = []
+        self.buffer_entries: list[dict] = []
+        self.done = 0
+        self.notes = 0
+        self.worker_sec = 0.0
+        self.run_counts: Counter = Counter()
+        self.t0 = time.monotonic()
+        self.last_log = self.t0
 
-    def done(self, path: str) -> bool:
+    def done_before(self, path: str) -> bool:
         return self.entries.get(path, {}).get("status") in ("ok", "rejected")
 
-    def counts(self) -> Counter:
-        return Counter(entry["status"] for entry in self.entries.values())
+    def close(self) -> None:
+        self.journal.close()
 
-    def reserve(self) -> None:
-        """Name the next shard ``pending``, skipping names already taken by files that are not ours."""
-        while os.path.lexists(self.out_dir / f"shard-{self.next_shard:05d}.npz"):
-            self.next_shard += 1
-        self.pending = [f"shard-{self.next_shard:05d}.npz"]
+    def summary(self) -> ConvertSummary:
+        counts = Counter(entry["status"] for entry in self.entries.values())
+        seconds = time.monotonic() - self.t0
+        reasons = Counter(
+            _reason_kind(entry["reason"]) for entry in self.entries.values() if entry["status"] == "rejected"
+        )
+        return ConvertSummary(
+            files=sum(counts.values()),
+            ok=counts["ok"],
+            rejected=counts["rejected"],
+            failed=counts["failed"],
+            skipped=self.skipped,
+            seconds=seconds,
+            files_per_sec=self.done / seconds if seconds > 0 else 0.0,
+            ns_per_note=seconds * 1e9 / self.notes if self.notes else 0.0,
+            cpu_ns_per_note=self.worker_sec * 1e9 / self.notes if self.notes else 0.0,
+            top_reasons=tuple(reasons.most_common(10)),
+        )
 
-    def write(self, summary: dict) -> None:
+    def write_report(self) -> None:
+        """Write ``report.json`` from the entries in memory (once a run, not per shard)."""
+        summary = self.summary()
+        as_dict = {key: getattr(summary, key) for key in summary.__dataclass_fields__}
+        as_dict["top_reasons"] = [list(item) for item in summary.top_reasons]
         report = {
             "format": REPORT_FORMAT,
             "options": self.options,
-            "summary": summary,
+            "summary": as_dict,
             "shards": self.shards,
-            "pending": self.pending,
+            "pending": [],
             "files": [self.entries[path] for path in sorted(self.entries)],
         }
         text = json.dumps(report, indent=1).encode()
         try:
-            _atomic_write(self.path, lambda file: file.write(text))
+            _atomic_write(self.out_dir / REPORT_NAME, lambda file: file.write(text))
         except OSError as error:
             raise _write_error(self.out_dir, REPORT_NAME, error) from None
+
+    def flush(self) -> None:
+        """Write the buffered songs as a shard: named in the journal, written, then committed there."""
+        if not self.buffer:
+            return
+        while os.path.lexists(self.out_dir / f"shard-{self.next_shard:05d}.npz"):
+            self.next_shard += 1  # a name taken by a file that is not ours
+        name = f"shard-{self.next_shard:05d}.npz"
+        self.journal.append([{"pending": name}], sync=True)
+        try:
+            _write_shard(self.out_dir / name, self.buffer)
+        except OSError as error:
+            raise _write_error(self.out_dir, name, error) from None
+        self.next_shard += 1
+        for entry in self.buffer_entries:
+            entry["shard"] = name
+        self.journal.append([*self.buffer_entries, {"committed": name}], sync=True)
+        self.shards.append(name)
+        for entry in self.buffer_entries:
+            self.entries[entry["path"]] = entry
+        logger.debug("wrote %s (%d songs)", name, len(self.buffer))
+        self.buffer, self.buffer_entries = [], []
+
+    def record(
+        self,
+        index: int,
+        status: str,
+        reason: str,
+        arrays: dict | None,
+        notes: int,
+        steps: int,
+        seconds: float,
+        tb: str,
+    ) -> None:
+        """Take the result of ``todo[index]``: into the shard buffer if ok, into the journal if not."""
+        source = self.todo[index]
+        entry = {
+            "path": source.path,
+            "id": source.song_id,
+            "status": status,
+            "reason": reason,
+            "notes": int(notes),
+            "steps": int(steps),
+            "seconds": round(float(seconds), 4),
+        }
+        if tb:
+            entry["traceback"] = tb
+        if status == "failed":
+            logger.warning("%s failed: %s", source.path, reason)
+        self.done += 1
+        self.run_counts[status] += 1
+        if status != "failed":
+            self.notes += int(notes)
+            self.worker_sec += float(seconds)
+        if status == "ok":
+            self.buffer.append((source.song_id, arrays))
+            self.buffer_entries.append(entry)
+            if len(self.buffer) >= self.songs_per_shard:
+                self.flush()
+        else:
+            # Unsynced: a killed run's page cache keeps it; the next shard's sync covers a crash.
+            self.journal.append([entry])
+            self.entries[source.path] = entry
+        if self.progress is not None:
+            self.progress(self.done, len(self.todo), self.run_counts)
+        elif time.monotonic() - self.last_log >= 10.0:
+            self.last_log = time.monotonic()
+            rate = self.done / max(self.last_log - self.t0, 1e-9)
+            logger.info(
+                "%d/%d files (ok %d, rejected %d, failed %d), %.1f files/s",
+                self.done,
+                len(self.todo),
+                self.run_counts["ok"],
+                self.run_counts["rejected"],
+                self.run_counts["failed"],
+                rate,
+            )
 
 
 # ----------------------------------------------------------------------------- workers
@@ -376,10 +625,16 @@ class _Worker:
     """A worker process, its pipe, and the chunk it is working on."""
 
     def __init__(
-        self, ctx: multiprocessing.context.BaseContext, converter: Converter, warm: bool, memory_mb: int, lock_fd: int
+        self,
+        ctx: multiprocessing.context.BaseContext,
+        converter: Converter,
+        warm: bool,
+        memory_mb: int,
+        lock_fd: int,
+        target: Callable[..., None] = _worker_main,
     ):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, converter, warm, memory_mb, lock_fd), daemon=True)
+        self.proc = ctx.Process(target=target, args=(child, converter, warm, memory_mb, lock_fd), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
@@ -427,6 +682,7 @@ def convert_corpus(
     chunk_size: int = 8,
     progress: ProgressCallback | None = None,
     converter: Converter | None = None,
+    scheduler: str | None = None,
 ) -> ConvertSummary:
     """Convert every MIDI file under ``sources`` into training shards in ``out_dir``.
 
@@ -455,7 +711,11 @@ def convert_corpus(
     converter : callable, optional
         ``converter(path) -> arrays`` run in the workers, in place of
         ``pipeline.convert_file`` (for tests and for other pipelines). Workers are forked,
-        so any function will do.
+        so any function will do; on a cluster it must be importable (or picklable) there.
+    scheduler : str, optional
+        Convert on a Dask cluster instead of the local pool (``chiptuner.cluster``): a
+        scheduler's address, or ``local:N`` for a local cluster of N worker processes.
+        Not with ``workers``. Every worker must see ``sources`` and ``out_dir`` at the same paths.
 
     Returns
     -------
@@ -465,13 +725,24 @@ def convert_corpus(
     ------
     ParameterError
         A bad option, a missing source, no MIDI file found, an unwritable ``out_dir``, or an
-        ``out_dir`` converted with other options.
+        ``out_dir`` converted with other options; a bad or unreachable ``scheduler``.
     OutputError
         Another run is writing into ``out_dir``, or a write into it failed (a full disk):
         the shards and report written so far stay, and the same call resumes.
     """
     if max_onsets not in typing.get_args(MaxOnsets):
         raise ParameterError(f"max_onsets is {max_onsets!r}; use one of {typing.get_args(MaxOnsets)}")
+    on_cluster = None
+    if scheduler is not None:
+        if workers is not None:
+            raise ParameterError("--workers is for the local pool; with --scheduler the cluster's workers do the work")
+        try:
+            from chiptuner import cluster as on_cluster  # noqa: PLC0415 (dask is an optional extra)
+        except ImportError as error:
+            raise ParameterError(
+                f"--scheduler needs dask.distributed ({error}); install it with pip install 'chiptuner[cluster]'"
+            ) from None
+        on_cluster.check_scheduler(scheduler)
     workers = (os.cpu_count() or 1) if workers is None else workers
     for name, value, low in (
         ("workers", workers, 1),
@@ -500,34 +771,59 @@ def convert_corpus(
         ) from None
 
     lock_fd = _lock(out)
+    books = cluster = None
     try:
         options = {"max_onsets": max_onsets, "steps_per_beat": STEPS_PER_BEAT}
-        report = _Report(out, options)
-        todo = [f for f in files if not report.done(f.path)]
-        skipped = len(files) - len(todo)
-        if skipped:
+        books = _Books(out, options, files, songs_per_shard=songs_per_shard, progress=progress)
+        if books.skipped:
             logger.info(
-                "%d of %d files already converted in %s; doing the other %d", skipped, len(files), out, len(todo)
+                "%d of %d files already converted in %s; doing the other %d",
+                books.skipped,
+                len(files),
+                out,
+                len(books.todo),
             )
         warm = converter is None
         if converter is None:
             converter = functools.partial(convert_file, max_onsets=max_onsets, steps_per_beat=STEPS_PER_BEAT)
-        run = _Run(
-            report,
-            todo,
-            converter,
-            warm=warm,
-            workers=min(workers, max(len(todo), 1)),
-            timeout_sec=timeout_sec,
-            memory_mb=memory_mb,
-            songs_per_shard=songs_per_shard,
-            chunk_size=chunk_size,
-            progress=progress,
-            lock_fd=lock_fd,
-        )
-        return run.go(skipped)
+        if on_cluster is not None:
+            cluster = on_cluster.Cluster(scheduler)
+            cluster.convert(
+                books, converter, warm=warm, timeout_sec=timeout_sec, memory_mb=memory_mb, chunk_size=chunk_size
+            )
+        else:
+            _Run(
+                books,
+                converter,
+                warm=warm,
+                workers=min(workers, max(len(books.todo), 1)),
+                timeout_sec=timeout_sec,
+                memory_mb=memory_mb,
+                chunk_size=chunk_size,
+                lock_fd=lock_fd,
+            ).go()
+        books.flush()
+        books.write_report()
+    except KeyboardInterrupt:
+        if books is not None:
+            books.flush()
+            books.write_report()
+        raise
+    except OutputError:
+        # The journal covers what was written; the report may fit where a shard did not.
+        if books is not None:
+            with contextlib.suppress(OutputError):
+                books.write_report()
+        raise
     finally:
+        if books is not None:
+            books.close()
+        if cluster is not None:
+            cluster.close()
         os.close(lock_fd)
+    summary = books.summary()
+    logger.debug(summary.line())
+    return summary
 
 
 def _lock(out: Path) -> int:
@@ -569,159 +865,41 @@ def _lock(out: Path) -> int:
 
 
 class _Run:
-    """The parent's side of one conversion: dispatch, collect, shard, report."""
+    """The local pool: dispatch files to worker processes, hand each result to the books."""
 
     def __init__(
         self,
-        report: _Report,
-        todo: list[SourceFile],
+        books: _Books,
         converter: Converter,
         *,
         warm: bool,
         workers: int,
         timeout_sec: float,
         memory_mb: int,
-        songs_per_shard: int,
         chunk_size: int,
-        progress: ProgressCallback | None,
         lock_fd: int,
     ) -> None:
-        self.report = report
-        self.todo = todo
+        self.books = books
+        self.todo = books.todo
         self.converter = converter
         self.warm = warm
         self.n_workers = workers
         self.timeout_sec = timeout_sec
         self.memory_mb = memory_mb
-        self.songs_per_shard = songs_per_shard
         self.chunk_size = chunk_size
-        self.progress = progress
         self.lock_fd = lock_fd
         self.ctx = multiprocessing.get_context("fork")
-        self.pending: deque[int] = deque(range(len(todo)))
-        self.buffer: list[tuple[str, dict]] = []
-        self.buffer_entries: list[dict] = []
-        self.done = 0
-        self.notes = 0
-        self.worker_sec = 0.0
-        self.run_counts: Counter = Counter()
-        self.t0 = time.monotonic()
-        self.last_log = self.t0
+        self.pending: deque[int] = deque(range(len(self.todo)))
         self.start_deaths = 0
-
-    # -- bookkeeping
-
-    def _summary(self, skipped: int) -> ConvertSummary:
-        counts = self.report.counts()
-        seconds = time.monotonic() - self.t0
-        reasons = Counter(
-            _reason_kind(entry["reason"]) for entry in self.report.entries.values() if entry["status"] == "rejected"
-        )
-        return ConvertSummary(
-            files=sum(counts.values()),
-            ok=counts["ok"],
-            rejected=counts["rejected"],
-            failed=counts["failed"],
-            skipped=skipped,
-            seconds=seconds,
-            files_per_sec=self.done / seconds if seconds > 0 else 0.0,
-            ns_per_note=seconds * 1e9 / self.notes if self.notes else 0.0,
-            cpu_ns_per_note=self.worker_sec * 1e9 / self.notes if self.notes else 0.0,
-            top_reasons=tuple(reasons.most_common(10)),
-        )
-
-    def _write_report(self, skipped: int) -> None:
-        summary = self._summary(skipped)
-        as_dict = {key: getattr(summary, key) for key in summary.__dataclass_fields__}
-        as_dict["top_reasons"] = [list(item) for item in summary.top_reasons]
-        self.report.write(as_dict)
-
-    def _flush_shard(self, skipped: int, *, last: bool = False) -> None:
-        """Write the buffered songs as the pending shard, name the next one (none when ``last``), write the report."""
-        if self.buffer:
-            name = self.report.pending[0]
-            try:
-                _write_shard(self.report.out_dir / name, self.buffer)
-            except OSError as error:
-                raise _write_error(self.report.out_dir, name, error) from None
-            self.report.next_shard += 1
-            self.report.shards.append(name)
-            for entry in self.buffer_entries:
-                entry["shard"] = name
-                self.report.entries[entry["path"]] = entry
-            logger.debug("wrote %s (%d songs)", name, len(self.buffer))
-            self.buffer, self.buffer_entries = [], []
-        self.report.pending = []
-        if not last:
-            self.report.reserve()
-        self._write_report(skipped)
-
-    def _record(
-        self,
-        index: int,
-        status: str,
-        reason: str,
-        arrays: dict | None,
-        notes: int,
-        steps: int,
-        seconds: float,
-        tb: str,
-        skipped: int,
-    ) -> None:
-        source = self.todo[index]
-        entry = {
-            "path": source.path,
-            "id": source.song_id,
-            "status": status,
-            "reason": reason,
-            "notes": int(notes),
-            "steps": int(steps),
-            "seconds": round(float(seconds), 4),
-        }
-        if tb:
-            entry["traceback"] = tb
-            logger.warning("%s failed: %s", source.path, reason)
-        elif status == "failed":
-            logger.warning("%s failed: %s", source.path, reason)
-        self.done += 1
-        self.run_counts[status] += 1
-        if status != "failed":
-            self.notes += int(notes)
-            self.worker_sec += float(seconds)
-        if status == "ok":
-            self.buffer.append((source.song_id, arrays))
-            self.buffer_entries.append(entry)
-            if len(self.buffer) >= self.songs_per_shard:
-                self._flush_shard(skipped)
-        else:
-            self.report.entries[source.path] = entry
-        if self.progress is not None:
-            self.progress(self.done, len(self.todo), self.run_counts)
-        elif time.monotonic() - self.last_log >= 10.0:
-            self.last_log = time.monotonic()
-            rate = self.done / max(self.last_log - self.t0, 1e-9)
-            logger.info(
-                "%d/%d files (ok %d, rejected %d, failed %d), %.1f files/s",
-                self.done,
-                len(self.todo),
-                self.run_counts["ok"],
-                self.run_counts["rejected"],
-                self.run_counts["failed"],
-                rate,
-            )
-
-    # -- the pool
 
     def _spawn(self) -> _Worker:
         return _Worker(self.ctx, self.converter, self.warm, self.memory_mb, self.lock_fd)
 
-    def _retire(self, worker: _Worker, reason: str, skipped: int) -> None:
+    def _retire(self, worker: _Worker, reason: str) -> None:
         """Kill a hung or dead worker: its current file failed, the rest of its chunk back in the queue."""
         worker.kill()
         if worker.chunk:
-            self._record(
-                worker.chunk.popleft(), "failed", reason, None, 0, 0, time.monotonic() - worker.since, "", skipped
-            )
+            self.books.record(worker.chunk.popleft(), "failed", reason, None, 0, 0, time.monotonic() - worker.since, "")
             self.pending.extendleft(reversed(worker.chunk))
             worker.chunk.clear()
 
@@ -732,11 +910,11 @@ class _Run:
         worker.since = time.monotonic()
         worker.conn.send([(index, self.todo[index].path) for index in chunk])
 
-    def _drain(self, worker: _Worker, skipped: int) -> bool:
+    def _drain(self, worker: _Worker) -> bool:
         """Record every message the worker has sent; False when its pipe is closed (it died).
 
         Only reading the pipe is the worker's business: an error while recording (a full disk
-        under ``_flush_shard``) is the run's, and goes up.
+        under ``_Books.flush``) is the run's, and goes up.
         """
         while True:
             try:
@@ -756,13 +934,12 @@ class _Run:
             if worker.chunk and worker.chunk[0] == index:
                 worker.chunk.popleft()
             worker.since = time.monotonic()
-            self._record(*message, skipped)
+            self.books.record(*message)
 
-    def go(self, skipped: int) -> ConvertSummary:
+    def go(self) -> None:
+        """Convert every file of ``books.todo``; workers are stopped (killed on an error) on the way out."""
         pool: list[_Worker] = []
         try:
-            # The first shard's name goes into the report before any shard is written.
-            self._flush_shard(skipped)
             pool = [self._spawn() for _ in range(self.n_workers)] if self.todo else []
             while self.pending or any(worker.chunk for worker in pool):
                 for worker in pool:
@@ -774,11 +951,11 @@ class _Run:
                 timeout = min([0.5, *deadlines])
                 multiprocessing.connection.wait(waits, timeout=max(timeout, 0.0))
                 for i, worker in enumerate(pool):
-                    alive = self._drain(worker, skipped) and worker.proc.is_alive()
+                    alive = self._drain(worker) and worker.proc.is_alive()
                     if not alive:
                         # the pipe may still hold results sent just before death
-                        self._drain(worker, skipped)
-                        self._retire(worker, _death_reason(worker.proc), skipped)
+                        self._drain(worker)
+                        self._retire(worker, _death_reason(worker.proc))
                         if not worker.ready:
                             self.start_deaths += 1
                             if self.start_deaths > 3 * self.n_workers + 3:
@@ -794,27 +971,13 @@ class _Run:
                             raise ChiptunerError("worker processes hang while starting (numba cache locked?)")
                         pool[i] = self._spawn()
                     elif worker.chunk and time.monotonic() - worker.since > self.timeout_sec:
-                        self._retire(worker, f"timeout after {self.timeout_sec:g} s", skipped)
+                        self._retire(worker, f"timeout after {self.timeout_sec:g} s")
                         pool[i] = self._spawn()
-            self._flush_shard(skipped, last=True)
-        except KeyboardInterrupt:
+        except BaseException:
             for worker in pool:
                 worker.kill()
             pool = []
-            self._flush_shard(skipped, last=True)
-            raise
-        except OutputError:
-            # Nothing more can be kept: stop the workers now. The report on disk covers the shards
-            # written; one more try records the files rejected since (it may fit where a shard did not).
-            for worker in pool:
-                worker.kill()
-            pool = []
-            with contextlib.suppress(OutputError):
-                self._write_report(skipped)
             raise
         finally:
             for worker in pool:
                 worker.stop()
-        summary = self._summary(skipped)
-        logger.debug(summary.line())
-        return summary

@@ -15,7 +15,7 @@ import pytest
 import chiptuner.convert as convert_module
 from chiptuner import cli
 from chiptuner.cli import ProgressBar, build_parser, main
-from chiptuner.convert import REPORT_NAME
+from chiptuner.convert import JOURNAL_NAME
 from tests.test_convert import fill
 
 
@@ -124,7 +124,7 @@ def test_a_full_disk_is_one_line_naming_the_cause_and_the_same_command_resumes(s
     assert main(command) == 2
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
-        f"chiptuner convert: error: {out}: no space left on device (errno 28) while writing {REPORT_NAME}; "
+        f"chiptuner convert: error: {out}: no space left on device (errno 28) while writing {JOURNAL_NAME}; "
         "free space and run the same command again to resume"
     ]
     assert captured.out == ""

@@ -17,7 +17,7 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner.convert import REPORT_NAME, convert_corpus, find_midi_files, read_report
+from chiptuner.convert import JOURNAL_NAME, REPORT_NAME, convert_corpus, find_midi_files, read_journal, read_report
 from chiptuner.errors import MidiFileError, OutputError, ParameterError
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 
@@ -240,6 +240,81 @@ def test_resume_with_other_options_is_refused(tmp_path):
         )
 
 
+def journal_records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+
+
+def test_journal_has_one_line_per_file_and_commits_each_shard_after_its_songs(tmp_path):
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i}.mid": ("reject" if i == 3 else f"ok {40 + i}") for i in range(7)})
+    out = tmp_path / "out"
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=scripted_converter)
+    records = journal_records(out)
+    assert records[0] == {"format": 1, "options": {"max_onsets": "beat", "steps_per_beat": 4}}
+    entries = [r for r in records if "path" in r]
+    assert sorted(e["id"] for e in entries) == [f"s{i}.mid" for i in range(7)]  # one line per file
+    shards = read_report(out)["shards"]
+    assert [r["committed"] for r in records if "committed" in r] == shards
+    assert [r["pending"] for r in records if "pending" in r] == shards
+    for name in shards:  # named before it is written, its songs' entries before its commit
+        pending, committed = records.index({"pending": name}), records.index({"committed": name})
+        songs = [i for i, r in enumerate(records) if r.get("shard") == name]
+        assert pending < min(songs) and max(songs) < committed
+    assert read_journal(out)["files"] == read_report(out)["files"]
+
+
+def test_resume_after_a_torn_last_line_redoes_the_uncommitted_shard(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("CHIPTUNER_TEST_CALLS", str(calls))
+    src = tmp_path / "src"
+    write_scripts(src, {f"s{i}.mid": f"ok {40 + i}" for i in range(6)})
+    out = tmp_path / "out"
+    convert_corpus([src], out, workers=1, songs_per_shard=2, converter=counting_converter)
+    calls.unlink()
+    last = read_report(out)["shards"][-1]
+    # As if killed while appending the last shard's entries: its commit never made it, a line is cut.
+    text = (out / JOURNAL_NAME).read_text()
+    (out / JOURNAL_NAME).write_text(text[: text.rindex('{"committed"') - 20])
+    (out / REPORT_NAME).unlink()
+    torn = read_journal(out)
+    assert last not in torn["shards"] and last in torn["pending"]
+    assert len(torn["files"]) == 4 and not [e for e in torn["files"] if e.get("shard") == last]
+    summary = convert_corpus([src], out, workers=1, songs_per_shard=2, converter=counting_converter)
+    assert sorted(calls.read_text().split()) == ["s4.mid", "s5.mid"]
+    assert (summary.skipped, summary.ok) == (4, 6)
+    journal_records(out)  # whole lines again: the torn tail was cut before appending
+    assert sorted(load_all_shards(out)) == [f"s{i}.mid" for i in range(6)]
+    assert sorted(p.name for p in out.glob("shard-*")) == sorted(read_report(out)["shards"])
+    assert last not in read_report(out)["shards"]  # the uncommitted shard was removed, a new one written
+
+
+def test_a_folder_with_a_report_and_no_journal_resumes_from_the_report(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("CHIPTUNER_TEST_CALLS", str(calls))
+    src = tmp_path / "src"
+    write_scripts(src, {"a.mid": "ok 64", "b.mid": "reject"})
+    out = tmp_path / "out"
+    convert_corpus([src], out, workers=1, converter=counting_converter)
+    (out / JOURNAL_NAME).unlink()  # as written before the journal existed
+    calls.unlink()
+    write_scripts(src, {"c.mid": "ok 70"})
+    summary = convert_corpus([src], out, workers=1, converter=counting_converter)
+    assert calls.read_text().split() == ["c.mid"]
+    assert (summary.files, summary.skipped) == (3, 2)
+    assert sorted(load_all_shards(out)) == ["a.mid", "c.mid"]
+
+
+def test_a_journal_damaged_in_the_middle_is_refused(tmp_path):
+    write_scripts(tmp_path / "src", {f"s{i}.mid": f"ok {40 + i}" for i in range(4)})
+    out = tmp_path / "out"
+    convert_corpus([tmp_path / "src"], out, workers=1, songs_per_shard=1, converter=scripted_converter)
+    lines = (out / JOURNAL_NAME).read_text().splitlines(keepends=True)
+    lines[2] = "garbage\n"
+    (out / JOURNAL_NAME).write_text("".join(lines))
+    with pytest.raises(ParameterError, match="damaged in the middle"):
+        convert_corpus([tmp_path / "src"], out, workers=1, converter=scripted_converter)
+
+
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
@@ -267,8 +342,8 @@ def test_sigkill_mid_run_then_resume_gives_complete_consistent_output(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            report = read_report(out) if (out / REPORT_NAME).exists() else {}
-            if len(report.get("shards", [])) >= 3:
+            journal = read_journal(out) if (out / JOURNAL_NAME).exists() else {}
+            if len(journal.get("shards", [])) >= 3:
                 break
             assert proc.poll() is None, "the conversion ended before it could be killed"
             time.sleep(0.01)
@@ -278,7 +353,8 @@ def test_sigkill_mid_run_then_resume_gives_complete_consistent_output(tmp_path):
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    partial = read_report(out)
+    assert not (out / REPORT_NAME).exists()  # written at the end only: the journal is what resumes
+    partial = read_journal(out)
     assert 0 < len(partial["files"]) < n
 
     summary = convert_corpus([src], out, workers=2, songs_per_shard=7, converter=scripted_converter)
@@ -420,15 +496,19 @@ def test_a_full_disk_stops_the_run_in_one_line_keeps_what_was_written_and_resume
     message = str(stopped.value)
     assert re.fullmatch(
         rf"{re.escape(str(out))}: no space left on device \(errno 28\) while writing "
-        r"(shard-\d{5}\.npz|report\.json); free space and run the same command again to resume",
+        r"(shard-\d{5}\.npz|journal\.jsonl|report\.json); free space and run the same command again to resume",
         message,
     ), message
     # what was written is kept, consistent, and nothing was blamed on the workers
-    partial = read_report(out)
+    partial = read_journal(out)
     assert partial["shards"], "no shard written before the disk filled"
     assert all(entry["status"] != "failed" for entry in partial["files"]), partial["files"]
     assert 0 < len(partial["files"]) < n
-    assert sorted(load_all_shards(out)) == sorted(e["id"] for e in partial["files"] if e["status"] == "ok")
+    songs = set()
+    for name in partial["shards"]:
+        with np.load(out / name, allow_pickle=False) as shard:
+            songs.update(shard["song_id"].tolist())
+    assert sorted(songs) == sorted(e["id"] for e in partial["files"] if e["status"] == "ok")
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
     ballast.unlink()
