@@ -552,16 +552,39 @@ def calibrate(model: ArrangerModel, corpus: Corpus, val_songs: np.ndarray) -> Ar
 def recalibrate(model_path: str | os.PathLike, converted_dir: str | os.PathLike) -> ArrangerModel:
     """Refit a trained model's sampling biases on its own validation songs and save it in place.
 
-    ``converted_dir`` must be the conversion the model was trained on (its split is
-    rebuilt from the model's training configuration).
+    ``converted_dir`` must hold the songs the model was trained on: the validation songs
+    the model file lists (``metadata["val_songs"]``), or for a model that lists none, the
+    split rebuilt from its training configuration.
     """
     model = ArrangerModel.load(model_path)
     corpus = _open_corpus(converted_dir, Path(model_path))
-    saved = model.metadata.get("config", {})
-    config = TrainConfig(**{name: saved[name] for name in ("seed", "test_size", "val_size") if name in saved})
-    model = calibrate(model, corpus, split_songs(corpus, config)["val"])
+    model = calibrate(model, corpus, _validation_songs(model, corpus, converted_dir))
     model.save(model_path)
     return model
+
+
+def _validation_songs(model: ArrangerModel, corpus: Corpus, converted_dir: str | os.PathLike) -> np.ndarray:
+    """Indices of the model's validation songs in ``corpus``: those it lists, else its split remade."""
+    listed = model.metadata.get("val_songs")
+    if listed is not None:
+        # A conversion that gained or lost songs since training remakes another split, with
+        # training or test songs in its validation part: the list is what stays true.
+        wanted = {str(song) for song in listed}
+        found = np.array([i for i, song in enumerate(corpus.song_ids) if str(song) in wanted], dtype=np.int64)
+        if len(found) == 0:
+            raise ParameterError(
+                f"{converted_dir}: none of the model's {len(wanted)} validation songs is in this folder; "
+                "pass the conversion the model was trained on"
+            )
+        return found
+    logger.warning(
+        "%s: the model does not list its validation songs; the split is remade from its seed, which is only the "
+        "model's own if this folder holds exactly the songs it was trained from",
+        converted_dir,
+    )
+    saved = model.metadata.get("config", {})
+    config = TrainConfig(**{name: saved[name] for name in ("seed", "test_size", "val_size") if name in saved})
+    return split_songs(corpus, config)["val"]
 
 
 def _open_corpus(converted_dir: str | os.PathLike, model_path: Path) -> MappedCorpus:
@@ -725,9 +748,10 @@ def train(
                     "command": command,
                     "config": asdict(config),
                     "songs": {name: int(len(index)) for name, index in parts.items()},
-                    # `chiptuner evaluate` takes exactly these songs as held out, even from a
+                    # `chiptuner evaluate` and `calibrate` take exactly these songs, even from a
                     # conversion that has since gained or lost songs (which remakes another split).
                     "test_songs": [str(corpus.song_ids[i]) for i in parts["test"]],
+                    "val_songs": [str(corpus.song_ids[i]) for i in parts["val"]],
                     "batch": batch_index,
                     "trained_steps": int(trained_steps),
                     "val_nll": val_nll,

@@ -331,6 +331,9 @@ def test_the_shipped_model_lists_its_held_out_songs(model):
     test_songs = model.metadata["test_songs"]
     assert len(test_songs) == model.metadata["songs"]["test"] == 861
     assert {corpus_label(s) for s in test_songs} == {"chip", "pop", "chorale"}
+    val_songs = model.metadata["val_songs"]
+    assert len(val_songs) == model.metadata["songs"]["val"] == 433
+    assert not set(val_songs) & set(test_songs)
 
 
 def test_corpus_labels():

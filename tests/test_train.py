@@ -130,6 +130,8 @@ def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, ca
     corpus = load_shards(tmp_path / "model.npz.data")
     test = train.split_songs(corpus, train.TrainConfig(**meta["config"]))["test"]
     assert meta["test_songs"] == [str(corpus.song_ids[i]) for i in test] and len(test) == meta["songs"]["test"]
+    val = train.split_songs(corpus, train.TrainConfig(**meta["config"]))["val"]
+    assert meta["val_songs"] == [str(corpus.song_ids[i]) for i in val]
     assert (tmp_path / "model.npz.data" / "report.json").is_file()
     assert any(key.startswith("markov_") for key in model.extras)
     fit = meta["steering_fit"]
@@ -156,6 +158,14 @@ def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path
     meta = ArrangerModel.load(out).metadata
     assert meta["clash_bias"] in train.STEERING_BIASES and meta["steering_fit"]["songs"] > 0
     assert meta["val_nll"] == model.metadata["val_nll"]  # the weights and their record are untouched
+    # The validation songs the model lists are the ones calibrated on, whatever the folder's split would say.
+    listed = sorted(model.metadata["test_songs"])[:2]
+    dataclasses.replace(model, metadata={**stripped, "val_songs": listed}).save(out)
+    assert cli.main(["calibrate", str(out), str(tmp_path / "data")]) == cli.EXIT_OK
+    assert ArrangerModel.load(out).metadata["steering_fit"]["songs"] == 2
+    dataclasses.replace(model, metadata={**stripped, "val_songs": ["not/in/the/folder.mid"]}).save(out)
+    assert cli.main(["calibrate", str(out), str(tmp_path / "data")]) == cli.EXIT_USAGE
+    assert "none of the model's 1 validation songs" in capsys.readouterr().err
     assert cli.main(["calibrate", str(tmp_path / "missing.npz"), str(tmp_path / "data")]) == cli.EXIT_USAGE
     assert "missing.npz" in capsys.readouterr().err
 
