@@ -13,7 +13,10 @@ offline alike: ``Arranger.run`` is a loop over the same kernel as ``Arranger.ste
 Lead policy (``follow_lead=True``, the default): the player's note is heard at once, so on
 every input onset pulse1 starts a note on that same step; in keys mode it is the played
 pitch folded into pulse1's range, in buttons mode the model picks the pitch. Between the
-player's onsets the model decides (ornaments, rests, holds).
+player's onsets the model decides (ornaments, rests, holds). In buttons mode the picked
+pitch follows the player's contour (``follow_contour=True``, the default): when the lane
+moves up (down) from the last onset's, the lead moves up (down) from the pitch it sounded
+there.
 """
 
 from __future__ import annotations
@@ -470,6 +473,13 @@ class Arranger:
         Seed of the sampling generator: equal seeds give equal arrangements.
     follow_lead : bool
         pulse1 starts a note on every input onset (see the module notes).
+    follow_contour : bool
+        Buttons mode: the pitch the model picks for pulse1 on an input onset lies strictly
+        above the last onset's lead pitch when the lane goes up, strictly below when it
+        goes down, sampled from the model's note distribution renormalised over those
+        pitches; where pulse1's range leaves none, its top or bottom pitch
+        (``_kernels.arranger.contour_tokens``). False samples the pitch as trained (for
+        measurement); keys mode never changes the player's pitch either way.
     rest_bias : sequence of 4 floats, optional
         Subtracted from each voice's rest logit when sampling (never when scoring). By
         default the model file's calibrated values (``metadata["rest_bias"]``, fitted on
@@ -502,6 +512,7 @@ class Arranger:
         temperature: float = 1.0,
         seed: int = 0,
         follow_lead: bool = True,
+        follow_contour: bool = True,
         rest_bias: typing.Sequence[float] | None = None,
         clash_bias: float | None = None,
         key_bias: float | None = None,
@@ -519,6 +530,7 @@ class Arranger:
         self._sampling = np.concatenate(([self.temperature], bias_arr, [self.clash_bias, self.key_bias]))
         self._sampling.flags.writeable = False
         self.follow_lead = bool(follow_lead)
+        self.follow_contour = bool(follow_contour)
         hidden = model.hidden
         self._h = np.zeros(hidden, dtype=np.float32)
         self._acc = np.zeros(model.in_table.shape[1], dtype=np.float32)
@@ -529,15 +541,16 @@ class Arranger:
         self._sounding = np.full(4, -1, dtype=np.int64)
         self._started = np.zeros(4, dtype=np.bool_)
         self._key_state = np.zeros(_k.KEY_STATE_SIZE, dtype=np.float64)
+        self._contour = np.zeros(_k.CONTOUR_STATE_SIZE, dtype=np.int64)
         self._rng = _seed_state(seed)
         # Everything a step changes, and copies for save_state/restore_state and preview_lead.
-        self._state = (self._h, self._tokens, self._sounding, self._started, self._key_state, self._rng)
+        self._state = (self._h, self._tokens, self._sounding, self._started, self._key_state, self._contour, self._rng)
         self._saved = tuple(np.copy(a) for a in self._state)
         self._before_preview = tuple(np.copy(a) for a in self._state)
         self.reset(seed)
 
     def save_state(self) -> None:
-        """Remember the current state (hidden state, tokens, key, random generator); no allocation."""
+        """Remember the current state (hidden state, tokens, key, contour, random generator); no allocation."""
         _copy_all(self._state, self._saved)
 
     def restore_state(self) -> None:
@@ -552,6 +565,7 @@ class Arranger:
         self._started[:] = False
         self._key_state[:] = 0.0
         self._key_state[_k.KEY_INDEX] = -1.0
+        self._contour[:] = -1
         if seed is not None:
             self._rng[:] = _seed_state(seed)
 
@@ -600,8 +614,9 @@ class Arranger:
         _k.play_step(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
-            self.follow_lead, self._sampling, self._rng, self._h, self._acc, self._gh, self._logits,
-            self._rows, self._tokens, self._sounding, self._started, self._key_state, int(lead_pitch),
+            self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._acc, self._gh,
+            self._logits, self._rows, self._tokens, self._sounding, self._started, self._key_state, self._contour,
+            int(lead_pitch),
         )  # fmt: skip
         return self._tokens
 
@@ -649,7 +664,8 @@ class Arranger:
         _k.run(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
             self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
-            self.follow_lead, self._sampling, self._rng, self._h, self._tokens, self._sounding, self._key_state, out,
+            self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._tokens, self._sounding,
+            self._key_state, self._contour, out,
         )  # fmt: skip
         if len(out):
             self._started[:] = out[-1] >= FIRST_NOTE

@@ -44,6 +44,11 @@ KEY_STATE_SIZE = 14
 KEY_ONSETS = 12
 KEY_INDEX = 13
 KEY_MIN_ONSETS = 8
+#: Layout of the contour state (int64 (CONTOUR_STATE_SIZE,)) that buttons mode keeps: the lane
+#: of the last input onset and pulse1's pitch sounding on its step, both -1 until the first.
+CONTOUR_STATE_SIZE = 2
+CONTOUR_LANE = 0
+CONTOUR_PITCH = 1
 
 _F32_1D = types.Array(types.float32, 1, "C")
 _F32_1D_RO = types.Array(types.float32, 1, "C", readonly=True)
@@ -55,7 +60,7 @@ _STEP_SIG = types.void(
     _F32_2D_RO, _F32_1D_RO, _F32_1D_RO, _F32_2D_RO, _F32_2D_RO, _F32_1D_RO, _I64_1D_RO,
     _I64_1D, _F32_1D, _F32_1D, _F32_1D, _F32_1D,
     types.Array(types.float64, 1, "C", readonly=True), types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
-    _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"),
+    _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"), types.int64, types.int64,
 )  # fmt: skip
 
 
@@ -95,7 +100,7 @@ def steering(pitch, lead_class, clash_factor, key, key_factor):
 @njit(cache=True, nogil=True)
 def sample_voice(
     logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch,
-    low=0, lead_class=-1, held_pitch=-1, clash_bias=0.0, key=-1, key_bias=0.0,
+    low=0, lead_class=-1, held_pitch=-1, clash_bias=0.0, key=-1, key_bias=0.0, first=FIRST_NOTE, stop=-1,
 ):  # fmt: skip
     """Draw one voice's token: rest, hold or a new note as trained, then the note at ``temperature``.
 
@@ -114,13 +119,19 @@ def sample_voice(
     ``held_pitch``); with ``key >= 0``, ``key_bias`` from every new note outside that
     key's scale (``keys.KEY_SCALES``). Steering moves weight between sounding choices
     only: the chance to rest stays as trained, so a steered voice does not fall silent.
+
+    ``first``/``stop`` limit the new note to tokens ``first`` to ``stop - 1`` (``stop`` -1:
+    to the voice's last), renormalised over them; given with ``onset_only``, so that only
+    which note is chosen changes (``contour_tokens``).
     """
     n = end - start
+    if stop < 0:
+        stop = n
     hold_allowed = previous != REST and not onset_only
     clash_factor = math.exp(-clash_bias)
     key_factor = math.exp(-key_bias)
-    top = logits[start + FIRST_NOTE]
-    for k in range(FIRST_NOTE, n):
+    top = logits[start + first]
+    for k in range(first, stop):
         if logits[start + k] > top:
             top = logits[start + k]
     if not onset_only:
@@ -129,7 +140,7 @@ def sample_voice(
             top = max(top, logits[start + HOLD])
     trained_mass = 0.0  # of the sounding choices, before steering
     note_mass = 0.0
-    for k in range(FIRST_NOTE, n):
+    for k in range(first, stop):
         weight = math.exp(logits[start + k] - top)
         trained_mass += weight
         weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
@@ -152,22 +163,22 @@ def sample_voice(
             return HOLD
     total = note_mass
     if temperature != 1.0:
-        top_note = logits[start + FIRST_NOTE] / temperature
-        for k in range(FIRST_NOTE, n):
+        top_note = logits[start + first] / temperature
+        for k in range(first, stop):
             top_note = max(top_note, logits[start + k] / temperature)
         total = 0.0
-        for k in range(FIRST_NOTE, n):
+        for k in range(first, stop):
             weight = math.exp(logits[start + k] / temperature - top_note)
             weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
             scratch[k] = weight
             total += weight
     draw = next_uniform(rng_state) * total
     running = 0.0
-    for k in range(FIRST_NOTE, n):
+    for k in range(first, stop):
         running += scratch[k]
         if running > draw:
             return k
-    return n - 1  # rounding left the draw past the last weight
+    return stop - 1  # rounding left the draw past the last weight
 
 
 @njit(cache=True, nogil=True)
@@ -246,6 +257,8 @@ def step(
     voice_low,
     sounding,
     key_state,
+    lead_first,
+    lead_stop,
 ):
     """Advance the network one step and sample the four voices' tokens.
 
@@ -282,6 +295,9 @@ def step(
         The pitch each voice sounds before this step (-1 silent): what a hold would keep.
     key_state : float64 (KEY_STATE_SIZE,)
         The melody's key so far (``track_key``); read here, updated by ``play_step``.
+    lead_first, lead_stop : int64
+        With ``LEAD_ONSET``, pulse1's new note is one of tokens ``lead_first`` to
+        ``lead_stop - 1`` (``contour_tokens``); ``FIRST_NOTE, -1`` leaves it free.
     """
     forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits)
     lead_class = -1
@@ -313,6 +329,8 @@ def step(
                 sampling[5],
                 int(key_state[KEY_INDEX]) if v < 3 else -1,
                 sampling[6],
+                lead_first if v == 0 else FIRST_NOTE,
+                lead_stop if v == 0 else -1,
             )
         if v == 0 and tokens[0] >= FIRST_NOTE:
             lead_class = (voice_low[0] + tokens[0] - FIRST_NOTE) % 12
@@ -373,10 +391,31 @@ def lead_token(buttons, melody, onset, low, high):
 
 
 @njit(cache=True, nogil=True)
+def contour_tokens(contour, lane, low, high):
+    """pulse1's new-note tokens ``first`` to ``stop - 1`` that follow the player's contour in buttons mode.
+
+    When ``lane`` differs from the last onset's (``contour``, see ``CONTOUR_STATE_SIZE``)
+    and a lead pitch sounded there, the new note lies strictly above that pitch for a
+    higher lane, strictly below for a lower one. Where the range leaves no such pitch (the
+    last lead at pulse1's top and the lane going up, or at its bottom going down) it is the
+    range's edge, the nearest pitch to an allowed one: that move breaks the contour.
+    Otherwise every pitch of ``low``-``high`` is allowed.
+    """
+    n_notes = high - low + 1
+    previous = contour[CONTOUR_PITCH]
+    if previous < 0 or lane == contour[CONTOUR_LANE]:
+        return FIRST_NOTE, FIRST_NOTE + n_notes
+    k = previous - low
+    if lane > contour[CONTOUR_LANE]:
+        return FIRST_NOTE + min(k + 1, n_notes - 1), FIRST_NOTE + n_notes
+    return FIRST_NOTE, FIRST_NOTE + max(k, 1)
+
+
+@njit(cache=True, nogil=True)
 def play_step(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
-    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, lead_pitch,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, follow_contour, sampling,
+    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour, lead_pitch,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
 
@@ -387,14 +426,19 @@ def play_step(
     are the pitched voices' ranges. ``key_state`` follows the melody's key (``track_key``).
     ``lead_pitch`` >= 0 makes pulse1 start that pitch (folded into its range) whatever the
     mode, as when a live engine has already sounded the player's note; -1 leaves the lead
-    to ``lead_token``.
+    to ``lead_token``. In buttons mode ``contour`` (int64 (CONTOUR_STATE_SIZE,)) keeps the
+    last input onset's lane and lead pitch; with ``follow_contour`` a lead the model picks
+    on an onset moves the way the lane moves (``contour_tokens``).
     """
     input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
     lead = LEAD_FREE
+    lead_first, lead_stop = FIRST_NOTE, -1
     if lead_pitch >= 0:
         lead = lead_token(False, lead_pitch, True, voice_low[0], voice_high[0])
     elif follow_lead:
         lead = lead_token(buttons, melody, onset, voice_low[0], voice_high[0])
+        if lead == LEAD_ONSET and follow_contour:
+            lead_first, lead_stop = contour_tokens(contour, melody, voice_low[0], voice_high[0])
     step(
         in_table,
         b_ih,
@@ -415,6 +459,8 @@ def play_step(
         voice_low,
         sounding,
         key_state,
+        lead_first,
+        lead_stop,
     )
     for v in range(4):
         token = tokens[v]
@@ -426,6 +472,11 @@ def play_step(
     # The key is the player's in keys mode; with buttons the model's pulse1 is the melody.
     if buttons:
         track_key(key_state, sounding[0], started[0])
+        # Every onset moves the reference, whoever chose the lead (the engine's lead_pitch
+        # too); rests between onsets do not, as the contour is read onset to onset.
+        if onset and melody >= 0:
+            contour[CONTOUR_LANE] = melody
+            contour[CONTOUR_PITCH] = sounding[0]
     else:
         track_key(key_state, melody, onset)
 
@@ -449,13 +500,14 @@ def track_key(key_state, lead_pitch, lead_started):
 @njit(cache=True, nogil=True)
 def run(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, sampling,
-    rng_state, h, tokens, sounding, key_state, tokens_out,
+    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, follow_contour, sampling,
+    rng_state, h, tokens, sounding, key_state, contour, tokens_out,
 ):  # fmt: skip
     """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
 
-    ``h``, ``tokens`` (4,), ``sounding`` (4,) and ``key_state`` are the state to start
-    from and are left at the last step's; ``tokens_out`` (T, 4) receives every step's tokens.
+    ``h``, ``tokens`` (4,), ``sounding`` (4,), ``key_state`` and ``contour`` are the state
+    to start from and are left at the last step's; ``tokens_out`` (T, 4) receives every
+    step's tokens.
     """
     acc = np.zeros(in_table.shape[1], dtype=np.float32)
     gh = np.zeros(3 * h.shape[0], dtype=np.float32)
@@ -465,8 +517,8 @@ def run(
     for t in range(melody.shape[0]):
         play_step(
             in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, sampling,
-            rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, -1,
+            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, follow_contour,
+            sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour, -1,
         )  # fmt: skip
         for v in range(4):
             tokens_out[t, v] = tokens[v]
