@@ -147,6 +147,28 @@ def test_buttons_learn_five_lanes_and_the_lead_pitch_is_the_one_the_step_plays(m
         assert out.sounding_at(0, t + STEP_SEC) == pitch
 
 
+@pytest.mark.parametrize("offset_sec", [-0.03, 0.02])
+def test_the_lead_echoed_for_buttons_moves_with_the_lanes(model, offset_sec):
+    """Early presses take the previewed lead, late ones replay the step in the grace window: both keep the contour."""
+    notes = [60, 62, 64, 65, 67]
+    lanes = [0, 1, 2, 3, 4, 3, 2, 1, 0, 2, 4, 1, 3, 0, 4, 2, 2, 1] * 2
+    onsets = list(range(4, 4 * len(lanes) + 4, 4))
+    timeline = Timeline(melody_messages([notes[lane] for lane in lanes], onsets, offset_sec))
+    out = Capture(timeline)
+    engine = Engine(Arranger(model, mode="buttons"), clock=timeline, inbox=timeline, outputs=[out],
+                    buttons=ButtonMap(notes))  # fmt: skip
+    report = engine.run(max_steps=4 * len(lanes) + 4)
+    assert report.grace_replays == (len(lanes) if offset_sec > 0 else 0)
+    lead = [pitch for _, pitch in out.notes(0)]
+    assert len(lead) == len(lanes)
+    for i in range(1, len(lanes)):
+        move, step = np.sign(lanes[i] - lanes[i - 1]), np.sign(lead[i] - lead[i - 1])
+        edge = (move > 0 and lead[i - 1] == 96) or (move < 0 and lead[i - 1] == 48)
+        assert move == 0 or step == move or edge, (i, lanes[i - 1 : i + 1], lead[i - 1 : i + 1])
+    for t, pitch in out.notes(0):  # and the step plays the pitch that was echoed
+        assert out.sounding_at(0, t + STEP_SEC) == pitch
+
+
 def test_fixed_buttons_refuse_bad_lists():
     with pytest.raises(ParameterError, match="five different"):
         ButtonMap([60, 60, 62, 64, 65])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import typing
+from importlib import resources
 from pathlib import Path
 
 import mido
@@ -11,8 +13,10 @@ import numpy as np
 import pytest
 
 from chiptuner._kernels import arranger as _k
+from chiptuner.arrange import melody_input
 from chiptuner.errors import ModelFileError, ParameterError
-from chiptuner.metrics import estimate_key, pool, song_statistics
+from chiptuner.metrics import contour_violations, estimate_key, pool, song_statistics
+from chiptuner.midi_io import read_midi
 from chiptuner.model import (
     FIRST_NOTE,
     HOLD,
@@ -37,6 +41,7 @@ from chiptuner.voices import DRUM_KEYS
 from tests.reference import arranger_logits_reference
 
 DATA = Path(__file__).resolve().parent / "data"
+MELODY = str(resources.files("chiptuner") / "examples" / "ode_to_joy_melody.mid")
 
 
 def random_model(hidden: int = 12, seed: int = 0, scale: float = 0.5) -> ArrangerModel:
@@ -263,6 +268,21 @@ def test_steering_moves_weight_off_clashes_and_out_of_key_notes_but_keeps_the_re
     pitches = 60 + c_major[c_major >= FIRST_NOTE] - FIRST_NOTE
     assert set(pitches % 12) == {0, 2, 4, 5, 7, 9, 11}
     assert abs(np.mean(c_major == REST) - rest_share) < 0.01
+
+
+def test_a_note_limited_to_some_tokens_is_drawn_from_them_renormalised_at_the_temperature():
+    logits = np.array([9.0, 0.5, 1.0, 2.0, 0.0, 1.5, 0.7], dtype=np.float32)  # rest, hold, 5 notes
+    rng = np.array([4242], dtype=np.uint64)
+    scratch = np.zeros(8, dtype=np.float32)
+    for temperature in (1.0, 0.5):
+        draws = np.array(
+            [_k.sample_voice(logits, 0, 7, FIRST_NOTE, True, temperature, 0.0, rng, scratch, 0, first=3, stop=6)
+             for _ in range(30000)]
+        )  # fmt: skip
+        weights = np.exp(logits[3:6].astype(np.float64) / temperature)
+        expected = np.zeros(7)
+        expected[3:6] = weights / weights.sum()
+        assert np.allclose(np.bincount(draws, minlength=7) / len(draws), expected, atol=0.012), temperature
 
 
 def test_key_tracking_follows_the_metrics_key_of_the_melody():
@@ -503,3 +523,97 @@ def test_a_given_lead_pitch_is_what_pulse1_starts_in_either_mode():
         again = Arranger(model, mode=mode, seed=2)
         again.step(melody, True, 0)
         assert preview == again.sounding[0]  # the preview is the pitch the step then plays
+
+
+def edge_forced_changes(lane, lane_onset, lead):
+    """Lane changes the lead cannot follow: it sounded pulse1's top (bottom) and the lane goes up (down)."""
+    steps = np.flatnonzero(lane_onset & (lane >= 0))
+    move = np.sign(np.diff(lane[steps]))
+    before = lead[steps[:-1]]
+    return int(np.sum(((move > 0) & (before == VOICE_HIGH[0])) | ((move < 0) & (before == VOICE_LOW[0]))))
+
+
+def lane_sequences():
+    """The example tune's lanes, and a few lane walks a player might tap, with rests between some."""
+    song = melody_input(read_midi(MELODY))
+    yield song["lane"], song["lane_onset"], song["step_in_bar"]
+    rng = np.random.default_rng(7)
+    walks = (
+        [0, 1, 2, 3, 4, 3, 2, 1] * 8,  # scales
+        [0, 4, 1, 4, 0, 3, 0, 4, 2, 2, 4, 0] * 5,  # leaps and repeats
+        [4, 4, 3, 4, 4, 3, 4, 4, 2] * 6,  # mostly at the top lane
+        list(rng.integers(0, 5, 80)),  # random taps
+    )
+    for walk in walks:
+        gaps = rng.choice([1, 2, 2, 4, 6], len(walk))
+        starts = np.concatenate(([0], np.cumsum(gaps)[:-1]))
+        lane = np.full(starts[-1] + 4, -1)
+        lane_onset = np.zeros(len(lane), dtype=bool)
+        for start, gap, value in zip(starts, gaps, walk, strict=True):
+            lane[start : start + max(1, gap - int(rng.integers(0, 2)))] = value  # some notes leave a rest
+            lane_onset[start] = True
+        yield lane, lane_onset, np.arange(len(lane)) % 16
+
+
+def test_buttons_lead_moves_with_the_lane_unless_the_range_edge_forbids():
+    model = load_model()
+    free_changes = free_violations = 0
+    for lane, lane_onset, position in lane_sequences():
+        for seed in (0, 1, 2):
+            tokens = Arranger(model, mode="buttons", seed=seed).run(lane, lane_onset, position)
+            lead = tokens_to_arrangement(tokens).pitch[:, 0]
+            changes, violations = contour_violations(lane, lane_onset, lead)
+            assert changes > 20 and violations == edge_forced_changes(lane, lane_onset, lead), seed
+            free = Arranger(model, mode="buttons", seed=seed, follow_contour=False).run(lane, lane_onset, position)
+            changes, violations = contour_violations(lane, lane_onset, tokens_to_arrangement(free).pitch[:, 0])
+            free_changes += changes
+            free_violations += violations
+    assert free_violations > 0.1 * free_changes  # the model alone does not follow: the rule is what makes it
+
+
+def test_the_contour_rule_takes_the_range_edge_when_nothing_lies_beyond():
+    model = random_model(seed=35)
+    for last, lane, expected in ((96, 3, 96), (48, 1, 48)):
+        arranger = Arranger(model, mode="buttons", seed=1)
+        arranger.step(2, True, 0, lead_pitch=last)  # as the engine passes the lead it sounded
+        arranger.step(lane, True, 1)
+        assert arranger.sounding[0] == expected
+    for seed in range(20):
+        arranger = Arranger(model, mode="buttons", seed=seed)
+        arranger.step(2, True, 0, lead_pitch=72)
+        arranger.step(-1, False, 1)  # a rest keeps the reference
+        arranger.step(1, True, 2)
+        assert 48 <= arranger.sounding[0] < 72, seed
+        arranger.step(1, True, 3)  # the same lane again: any pitch
+        again = arranger.sounding[0]
+        arranger.step(4, True, 4)  # up from the last onset's pitch, not from the first
+        assert arranger.sounding[0] > again or again == 96, seed
+
+
+#: sha256 of the int64 tokens of the example tune, arranged by the shipped model with seeds 0-2,
+#: taken with the code before the contour rule: keys mode, and buttons mode with the rule off.
+BEFORE_CONTOUR = {
+    "keys": (
+        "3a72f8b6450480ffe2ca993e4461c10363abcdc7655f07ec06d908cc38de6686",
+        "23fe5eeba8904f44a34a276d25a071e30e107b23c04680d0aaf5a082ddd5971b",
+        "c01e93606e4c51c4878005548d6c9a2b5c50cd0426e9a58ea6188892fdc7074b",
+    ),
+    "buttons": (
+        "ba680225aa27197109c4bf2366d06a57f191d6e10bf6437951d9d3135497cc0b",
+        "2926a7bcccc7eb2361ee51c86e1f2b4093feafbf346ad6d7c1ca26ac1a35803a",
+        "b3fd6c90b117d596e74c439b678490d369077eafa86e1f23b6ebac2f532130b7",
+    ),
+}
+
+
+def test_keys_mode_and_buttons_without_the_contour_rule_arrange_as_before():
+    model = load_model()
+    song = melody_input(read_midi(MELODY))
+    inputs = {"keys": (song["melody_pitch"], song["melody_onset"]), "buttons": (song["lane"], song["lane_onset"])}
+    for mode, (melody, onset) in inputs.items():
+        for seed, expected in enumerate(BEFORE_CONTOUR[mode]):
+            tokens = Arranger(model, mode=mode, seed=seed, follow_contour=False).run(melody, onset, song["step_in_bar"])
+            assert hashlib.sha256(tokens.astype(np.int64).tobytes()).hexdigest() == expected, (mode, seed)
+            if mode == "keys":  # the rule never touches the player's own pitches
+                again = Arranger(model, mode=mode, seed=seed).run(melody, onset, song["step_in_bar"])
+                assert np.array_equal(again, tokens)
