@@ -49,7 +49,7 @@ def strip_names(score: Score) -> Score:
     return Score(notes, score.tempo, score.time_signatures, score.ticks_per_beat)
 
 
-#: POP909 evaluation settings: (a) MELODY+PIANO merged (the skyline anchor of TARGETS.md),
+#: POP909 evaluation settings: (a) MELODY+PIANO merged (the skyline anchor of docs/targets.md),
 #: (b) all three tracks merged, (c) three tracks apart without names.
 SETTINGS = ("melody_piano", "all", "tracks")
 

@@ -1,4 +1,4 @@
-"""Baseline arrangers that the network must beat on held-out NLL (TARGETS.md).
+"""Baseline arrangers that the network must beat on held-out NLL (docs/targets.md).
 
 Three baselines, each scoring real arrangements by teacher forcing exactly as the model
 does (``log_prob``: natural-log probability of each real token given the real past, hold

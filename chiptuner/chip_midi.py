@@ -1,6 +1,6 @@
 """The output contract: four chip voices as MIDI (channels, names, duty, drum keys).
 
-TARGETS.md fixes what every arrangement writer produces: a format-1 file with a tempo
+docs/targets.md fixes what every arrangement writer produces: a format-1 file with a tempo
 track and one track per chip voice named ``pulse1``, ``pulse2``, ``triangle``, ``noise``
 on channels 0-3 (noise on 9 with ``gm_drums``), each voice monophonic, the noise voice's
 pitch a General MIDI drum key, and the pulses' duty cycle as CC 1.

@@ -8,7 +8,7 @@ future input step), with several seeds, with the model's steering on (as shipped
   longest silence after bar 2 (4 bars or more is a hole) and the bar of its first onset
   (``metrics.voice_presence``); the shares are reported and the worst songs listed;
 - **per corpus** (the test songs' source folder: the NES/Game Boy "chip" corpus first),
-  the TARGETS.md statistics of the model, the model unsteered, the real four-voice
+  the docs/targets.md statistics of the model, the model unsteered, the real four-voice
   reductions and three baselines (voice-wise unigram, first-order Markov, rule-based), the
   held-out NLL, and a classifier two-sample test (``c2st``) of each against the real songs;
 - **bare melodies** (files with nothing but a tune, the live use case): the rows that need
@@ -103,11 +103,11 @@ BARE = "bare melodies"
 _VOICES = ("pulse1", "pulse2", "triangle", "noise")
 #: The voices that must play (pulse1 follows the input by design).
 _ACCOMPANIMENT = slice(1, 4)
-#: The AUC at or under which generated windows count as indistinguishable (TARGETS.md).
+#: The AUC at or under which generated windows count as indistinguishable (docs/targets.md).
 C2ST_TARGET = 0.75
-#: Lane changes whose lead must follow, at most this share violated (TARGETS.md).
+#: Lane changes whose lead must follow, at most this share violated (docs/targets.md).
 CONTOUR_TARGET = 0.05
-#: Share of arrangements with a hole, at most (TARGETS.md).
+#: Share of arrangements with a hole, at most (docs/targets.md).
 HOLES_TARGET = 0.05
 
 

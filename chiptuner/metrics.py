@@ -1,4 +1,4 @@
-"""Musical-quality statistics of an arrangement (TARGETS.md, "Musical quality").
+"""Musical-quality statistics of an arrangement (docs/targets.md, "Musical quality").
 
 Each statistic is counted on one song by ``song_statistics``, the counts of many songs are
 pooled by ``pool``, and ``compare`` sets a generated corpus against the real one, one row
@@ -205,7 +205,7 @@ def causal_keys(pitch: np.ndarray, onset: np.ndarray, *, min_onsets: int = 8) ->
 
 @dataclass(frozen=True, eq=False)
 class SongStats:
-    """The counts of one song from which ``pool`` makes the TARGETS.md statistics.
+    """The counts of one song from which ``pool`` makes the docs/targets.md statistics.
 
     Attributes
     ----------
@@ -408,7 +408,7 @@ class Row:
     Attributes
     ----------
     metric : str
-        The TARGETS.md metric.
+        The docs/targets.md metric.
     voice : str
         The voice it concerns, "" for all.
     value, real : float
@@ -446,7 +446,7 @@ def compare(model: dict, real: dict) -> list[Row]:
     Returns
     -------
     list of Row
-        One row per target and voice, in TARGETS.md order: accompaniment silence (within 2
+        One row per target and voice, in docs/targets.md order: accompaniment silence (within 2
         points), voice density (pulse2, triangle, noise within 0.5x-2x; pulse1 reported),
         pitch variety (pulse2, triangle at least 80%; pulse1 reported), stuck notes (p98 at
         most real p98; the median reported), harmony and in-key (at least real minus 3
@@ -508,7 +508,7 @@ START_BARS = 2
 
 @dataclass(frozen=True, eq=False)
 class Presence:
-    """Whether and when each voice of one arrangement plays (TARGETS.md "voices that stay").
+    """Whether and when each voice of one arrangement plays (docs/targets.md "voices that stay").
 
     Attributes
     ----------

@@ -69,7 +69,7 @@ InputMode = Literal["keys", "buttons"]
 #: Version of the ``.npz`` layout; a file of another version is refused.
 FORMAT_VERSION = 1
 REST, HOLD, FIRST_NOTE = _k.REST, _k.HOLD, _k.FIRST_NOTE
-#: Lowest and highest pitch of pulse1, pulse2, triangle (TARGETS.md ranges).
+#: Lowest and highest pitch of pulse1, pulse2, triangle (docs/targets.md ranges).
 VOICE_LOW = np.array([VOICE_RANGES[name][0] for name in VOICE_NAMES[:3]], dtype=np.int64)
 VOICE_HIGH = np.array([VOICE_RANGES[name][1] for name in VOICE_NAMES[:3]], dtype=np.int64)
 _DRUM_KEYS = DRUM_KEYS.astype(np.int64)

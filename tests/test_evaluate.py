@@ -31,7 +31,7 @@ EXAMPLES = resources.files("chiptuner") / "examples"
 MELODY = str(EXAMPLES / "ode_to_joy_melody.mid")
 BAND = str(EXAMPLES / "ode_to_joy_band.mid")
 
-#: TARGETS.md "Musical quality": metric -> the voices it has a row for ("" = all voices at once).
+#: docs/targets.md "Musical quality": metric -> the voices it has a row for ("" = all voices at once).
 TARGET_ROWS = {
     "accompaniment silence": {""},
     "voice density": {"pulse1", "pulse2", "triangle", "noise"},
