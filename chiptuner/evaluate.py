@@ -545,13 +545,8 @@ def _presence_rows(model: dict, reference: dict | None, targeted: bool) -> list[
 
 
 def _bare_rows(model: dict, reference: dict) -> list[Row]:
-    """The rows that need no real arrangement: every other row of ``compare`` is dropped or re-targeted."""
-    kept = []
-    for row in compare(model, reference):
-        if row.metric == "accompaniment silence":
-            continue  # the chip corpus's silence is of other melodies: not comparable step for step
-        kept.append(row)
-    return kept
+    """``compare``'s rows less accompaniment silence, the one that needs the same melodies' real arrangement."""
+    return [row for row in compare(model, reference) if row.metric != "accompaniment silence"]
 
 
 def _rows(out: CorpusResult, source: str, reference: dict, mode: InputMode, *, targeted: bool) -> list[Row]:

@@ -41,7 +41,7 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    the notes of each onset were shuffled). The GRU sees the whole song, so it can tell
    the sung parts from intros, interludes and a counter-melody above the voice: on
    held-out POP909 songs it reads F1 0.900 with all three tracks merged and 0.975 with
-   MELODY+PIANO merged (README; one layer of 32 units read 0.83 and 0.95). It was
+   MELODY+PIANO merged (docs/measurements.md; one layer of 32 units read 0.83 and 0.95). It was
    fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
    (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
    the song.
