@@ -225,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--seed", type=_int_at_least(0), default=0, help="seed of the split and the training (default: 0)"
     )
+    train.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        metavar="SOURCE=STYLE",
+        help=(
+            "the style the songs of a source folder train as (repeatable); by default each folder is its own "
+            "style, named chip, pop or chorale for the corpora we know, else after the folder"
+        ),
+    )
+    train.add_argument(
+        "--sampled-inputs",
+        type=float,
+        default=0.25,
+        metavar="SHARE",
+        help="share of previous-token inputs replaced by the model's own samples (default: 0.25; 0 teacher-forced)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
     train.set_defaults(run=_run_train)
 
@@ -423,11 +440,21 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"training needs torch ({error}); install it with: pip install 'chiptuner[train]'"
         ) from None
-    data_dir = _training_data(args.sources, args.out)
+    styles = {}
+    for pair in args.style:
+        source, _, style = pair.partition("=")
+        if not source or not style or "/" in source:
+            raise ParameterError(
+                f"--style {pair!r}: give SOURCE=STYLE, SOURCE the folder name a song id starts with "
+                "(for example vgmusic_nes_gb=chip)"
+            )
+        styles[source] = style
     config = training.TrainConfig(
         hidden=args.hidden, batch=args.batch, window=args.window, lr=args.lr, max_minutes=args.minutes,
-        eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+        eval_every=args.eval_every, patience=args.patience, seed=args.seed, sampled_inputs=args.sampled_inputs,
     )  # fmt: skip
+    config.check()
+    data_dir = _training_data(args.sources, args.out)
     tty = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)
 
     def show(report: dict) -> None:
@@ -453,8 +480,9 @@ def _run_train(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     model = training.train(
-        data_dir, args.out, config=config, resume=args.resume, progress=show, command=" ".join(sys.argv)
-    )
+        data_dir, args.out, config=config, resume=args.resume, progress=show, command=" ".join(sys.argv),
+        styles=styles,
+    )  # fmt: skip
     meta = model.metadata
     print(
         f"wrote {args.out}: validation NLL {meta['val_nll']:.3f} after {meta['batch']} batches, "

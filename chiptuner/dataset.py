@@ -541,6 +541,34 @@ def split_by_song(
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
 
 
+#: Folder names of the corpora we know, and the label (and default style) each goes under.
+_CORPUS_LABELS = {
+    "vgmusic_nes_gb": "chip",
+    "pop909": "pop",
+    "bach_chorales": "chorale",
+    "nottingham": "folk",
+}
+
+
+def source_folder(song_id: str) -> str:
+    """The first folder of a song id: the source folder it was converted from ("" for none)."""
+    parts = str(song_id).replace("\\", "/").split("/")
+    return parts[0] if len(parts) >= 2 else ""
+
+
+def corpus_label(song_id: str) -> str:
+    """The corpus a song is reported under: its first folder, named ``chip`` etc. where we know it.
+
+    ``vgmusic_nes_gb/...`` is ``chip``, ``pop909/...`` ``pop``, ``bach_chorales/...``
+    ``chorale``, ``nottingham/...`` ``folk``; any other first folder is its own label, and
+    a song outside any folder is ``files``. It is also a song's default training style.
+    """
+    folder = source_folder(song_id)
+    if not folder:
+        return "files"
+    return _CORPUS_LABELS.get(folder.lower(), folder)
+
+
 def shift_tokens(tokens: np.ndarray, semitones: int) -> np.ndarray:
     """Transpose voice tokens (``model.voices_to_tokens``) by a number of semitones.
 

@@ -38,7 +38,7 @@ from chiptuner.arrange import melody_input
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
 from chiptuner.c2st import real_halves_auc, two_sample_auc, window_features
 from chiptuner.convert import REPORT_NAME, find_midi_files
-from chiptuner.dataset import load_shards, split_by_song
+from chiptuner.dataset import corpus_label, load_shards, split_by_song
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.metrics import (
     HOLE_BARS,
@@ -90,13 +90,6 @@ _SOURCE_NAMES = {
     "markov": "first-order Markov",
     "rules": "rule-based arranger",
 }
-#: Folder names of the corpora we know, and the label each is reported under.
-_CORPUS_LABELS = {
-    "vgmusic_nes_gb": "chip",
-    "pop909": "pop",
-    "bach_chorales": "chorale",
-    "nottingham": "folk",
-}
 CHIP = "chip"
 #: The label of the bare-melody table.
 BARE = "bare melodies"
@@ -109,19 +102,6 @@ C2ST_TARGET = 0.75
 CONTOUR_TARGET = 0.05
 #: Share of arrangements with a hole, at most (docs/targets.md).
 HOLES_TARGET = 0.05
-
-
-def corpus_label(song_id: str) -> str:
-    """The corpus a song is reported under: its first folder, named ``chip`` etc. where we know it.
-
-    ``vgmusic_nes_gb/...`` is ``chip``, ``pop909/...`` ``pop``, ``bach_chorales/...``
-    ``chorale``, ``nottingham/...`` ``folk``; any other first folder is its own label, and
-    a song outside any folder is ``files``.
-    """
-    parts = str(song_id).replace("\\", "/").split("/")
-    if len(parts) < 2:
-        return "files"
-    return _CORPUS_LABELS.get(parts[0].lower(), parts[0])
 
 
 def _corpus_order(labels: Sequence[str]) -> list[str]:

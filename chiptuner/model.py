@@ -56,7 +56,13 @@ __all__ = [
     "TOKEN_OFFSET",
     "INPUT_SIZES",
     "ROW_OFFSET",
+    "PAIR_OFFSET",
     "MAX_POSITION",
+    "MAX_STYLES",
+    "ENERGY_LEVELS",
+    "ACCOMPANIMENT",
+    "condition_rows",
+    "bar_voice_flags",
     "REST",
     "HOLD",
     "FIRST_NOTE",
@@ -67,7 +73,7 @@ logger = logging.getLogger(__name__)
 InputMode = Literal["keys", "buttons"]
 
 #: Version of the ``.npz`` layout; a file of another version is refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REST, HOLD, FIRST_NOTE = _k.REST, _k.HOLD, _k.FIRST_NOTE
 #: Lowest and highest pitch of pulse1, pulse2, triangle (docs/targets.md ranges).
 VOICE_LOW = np.array([VOICE_RANGES[name][0] for name in VOICE_NAMES[:3]], dtype=np.int64)
@@ -82,7 +88,14 @@ N_TOKENS = (
 TOKEN_OFFSET = np.concatenate(([0], np.cumsum(N_TOKENS))).astype(np.int64)
 #: Positions in the bar beyond this one share its input row (bars of over 2 x 4/4 are rare).
 MAX_POSITION = 31
-#: Rows per input block of the folded input table, in the kernel's order.
+#: Most styles one model can hold (rows of the style block; the model file names its own).
+MAX_STYLES = 8
+#: ``energy`` settings, from the sparsest band to the busiest (terciles of accompaniment onsets per bar).
+ENERGY_LEVELS = ("low", "mid", "high")
+#: The voices a player can turn off (``voices``); pulse1 carries the melody and always plays.
+ACCOMPANIMENT = VOICE_NAMES[1:]
+#: Rows per input block of the folded input table, in the kernel's order: the step's inputs,
+#: then the settings (style, energy, each accompaniment voice off/on).
 INPUT_SIZES = {
     "pitch": 129,  # rest, then MIDI 0-127
     "lane": 6,  # none, then lanes 0-4
@@ -90,9 +103,17 @@ INPUT_SIZES = {
     "mode": 2,  # keys, buttons
     "position": MAX_POSITION + 1,
     **{f"previous_{name}": n for name, n in zip(VOICE_NAMES, N_TOKENS, strict=True)},
+    "style": MAX_STYLES,
+    "energy": len(ENERGY_LEVELS),
+    **{f"{name}_on": 2 for name in ACCOMPANIMENT},
 }
 ROW_OFFSET = np.concatenate(([0], np.cumsum(list(INPUT_SIZES.values())))).astype(np.int64)
-_WEIGHTS = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out")
+#: Index in ``ROW_OFFSET`` of the first setting block (style).
+CONDITION_BLOCK = 9
+#: First ``pair_table`` row of pulse1, pulse2 and the triangle, then the row count: per voice
+#: one row per token, then one per note it can hold (``_kernels.arranger.pair_row``).
+PAIR_OFFSET = np.concatenate(([0], np.cumsum([2 * n - FIRST_NOTE for n in N_TOKENS[:3]]))).astype(np.int64)
+_WEIGHTS = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out", "pair_table")
 _DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.npz"
 #: Most array data a model file may hold, all arrays together (the shipped model holds
 #: about 1.6 MB). Sizes come from the .npy headers, so a small file that claims gigabytes
@@ -103,7 +124,7 @@ _EXPORT_HINT = "pass a .npz written by `chiptuner train`"
 _DAMAGED = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error,
             lzma.LZMAError)  # fmt: skip
 
-for _array in (VOICE_LOW, VOICE_HIGH, _DRUM_KEYS, TOKEN_OFFSET, ROW_OFFSET):
+for _array in (VOICE_LOW, VOICE_HIGH, _DRUM_KEYS, TOKEN_OFFSET, ROW_OFFSET, PAIR_OFFSET):
     _array.flags.writeable = False
 
 
@@ -142,6 +163,91 @@ def _check_steering(name: str, value: object, default: float) -> float:
     return float(chosen)
 
 
+def parse_voices(voices: str | typing.Iterable[str] | None) -> tuple[str, ...]:
+    """The accompaniment voices to play, from ``"pulse2,triangle,noise"`` or a list of names.
+
+    None means all three; ``"none"`` (or an empty list) only the lead. Raises
+    ``ParameterError`` naming the choices for any other name.
+    """
+    if voices is None:
+        return ACCOMPANIMENT
+    names = voices.split(",") if isinstance(voices, str) else list(voices)
+    names = [str(name).strip() for name in names if str(name).strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in ACCOMPANIMENT]
+    if unknown:
+        raise ParameterError(
+            f"voices {', '.join(map(repr, unknown))}: choose any of {', '.join(ACCOMPANIMENT)} "
+            "(comma-separated), or none for the lead alone"
+        )
+    return tuple(name for name in ACCOMPANIMENT if name in names)
+
+
+def style_index(model: ArrangerModel, style: str) -> int:
+    """The row of ``style`` among the model's styles; ``ParameterError`` naming them for another."""
+    if style not in model.styles:
+        raise ParameterError(f"style {style!r}: this model plays {', '.join(model.styles)}")
+    return model.styles.index(style)
+
+
+def energy_index(energy: str) -> int:
+    """The row of an ``ENERGY_LEVELS`` name; ``ParameterError`` naming them for another."""
+    if energy not in ENERGY_LEVELS:
+        raise ParameterError(f"energy {energy!r}: choose {', '.join(ENERGY_LEVELS)}")
+    return ENERGY_LEVELS.index(energy)
+
+
+def condition_rows(style: np.ndarray | int, energy: np.ndarray | int, voice_on: np.ndarray) -> np.ndarray:
+    """The ``in_table`` rows of the settings, per step: style, energy, then each accompaniment voice off/on.
+
+    Parameters
+    ----------
+    style, energy : int or np.ndarray [shape=(...)]
+        Row within the style block and the energy block.
+    voice_on : np.ndarray [shape=(..., 3), dtype=bool]
+        Whether pulse2, the triangle and the noise voice play.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., N_CONDITIONS), dtype=int64]
+    """
+    on = np.asarray(voice_on, dtype=np.int64)
+    shape = on.shape[:-1]
+    out = np.empty((*shape, _k.N_CONDITIONS), dtype=np.int64)
+    block = CONDITION_BLOCK
+    out[..., 0] = ROW_OFFSET[block] + np.broadcast_to(style, shape)
+    out[..., 1] = ROW_OFFSET[block + 1] + np.broadcast_to(energy, shape)
+    out[..., 2:] = ROW_OFFSET[block + 2 : block + 5] + on
+    return out
+
+
+def bar_voice_flags(tokens: np.ndarray, position: np.ndarray, song_start: np.ndarray | None = None) -> np.ndarray:
+    """Whether pulse2, the triangle and the noise voice sound anywhere in each step's bar.
+
+    The per-bar voice settings a model is trained with: a bar where the arrangement leaves a
+    voice silent trains with that voice off. Bars start where ``position`` is 0 and where
+    ``song_start`` is set (the first step of each song when many are concatenated).
+
+    Returns
+    -------
+    np.ndarray [shape=(T, 3), dtype=bool]
+    """
+    tokens = np.asarray(tokens)
+    starts = np.asarray(position) == 0
+    if song_start is not None:
+        starts = starts | np.asarray(song_start, dtype=bool)
+    if len(starts):
+        starts = starts.copy()
+        starts[0] = True
+    bar = np.cumsum(starts) - 1
+    out = np.empty((len(tokens), 3), dtype=bool)
+    for v in range(3):
+        sounding = np.bincount(bar, weights=tokens[:, v + 1] != REST, minlength=int(bar[-1]) + 1 if len(bar) else 0)
+        out[:, v] = sounding[bar] > 0
+    return out
+
+
 def _copy_all(sources: tuple[np.ndarray, ...], targets: tuple[np.ndarray, ...]) -> None:
     for source, target in zip(sources, targets, strict=True):
         np.copyto(target, source)
@@ -174,8 +280,12 @@ class ArrangerModel:
     w_out_t : np.ndarray [shape=(H, V), dtype=float32]
         Output weights of the four heads, transposed; V = ``TOKEN_OFFSET[-1]``.
     b_out : np.ndarray [shape=(V,), dtype=float32]
+    pair_table : np.ndarray [shape=(P, V), dtype=float32]
+        What each voice's token of a step adds to the logits of the voices drawn after it
+        (``PAIR_OFFSET`` rows; ``_kernels.arranger.pair_row``).
     metadata : dict
-        How the model was trained (data, split, time, validation figures).
+        How the model was trained (data, split, time, validation figures), and ``styles``:
+        the style names, in the order of their rows.
     extras : dict of str to np.ndarray
         Other arrays stored with the model (the baselines fitted on the same training split).
     """
@@ -186,6 +296,7 @@ class ArrangerModel:
     w_hh_t: np.ndarray
     w_out_t: np.ndarray
     b_out: np.ndarray
+    pair_table: np.ndarray
     metadata: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
 
@@ -206,6 +317,11 @@ class ArrangerModel:
     def hidden(self) -> int:
         """Size of the GRU state."""
         return int(self.w_hh_t.shape[0])
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The style names this model was trained with (``--style``), in the order of their rows."""
+        return tuple(self.metadata.get("styles", ("chip",)))
 
     @property
     def n_parameters(self) -> int:
@@ -250,7 +366,9 @@ class ArrangerModel:
         version = int(arrays["format_version"])
         if version != FORMAT_VERSION:
             raise ModelFileError(
-                f"{path}: model format {version}, this chiptuner reads format {FORMAT_VERSION}; train the model again"
+                f"{path}: model format {version}, this chiptuner reads format {FORMAT_VERSION} (models that take "
+                "--style, --energy and --voices); train a current one with `chiptuner train`, or leave --model out "
+                "for the shipped one"
             )
         if not (
             np.array_equal(arrays["row_offset"], ROW_OFFSET) and np.array_equal(arrays["tok_offset"], TOKEN_OFFSET)
@@ -276,6 +394,7 @@ def _weight_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
         "w_hh_t": (hidden, 3 * hidden),
         "w_out_t": (hidden, n_out),
         "b_out": (n_out,),
+        "pair_table": (int(PAIR_OFFSET[-1]), n_out),
     }
 
 
@@ -413,6 +532,15 @@ _METADATA_FIELDS = {
     "clash_bias": (lambda v: _is_number(v) and 0 <= v <= 20, "a number from 0 to 20"),
     "key_bias": (lambda v: _is_number(v) and 0 <= v <= 20, "a number from 0 to 20"),
     "config": (lambda v: isinstance(v, dict), "a JSON object"),
+    "styles": (
+        lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_STYLES and len(set(v)) == len(v)
+        and all(isinstance(x, str) and x for x in v),
+        f"a list of 1 to {MAX_STYLES} distinct style names",
+    ),
+    "energy_edges": (
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1],
+        "two rising numbers (accompaniment onsets per bar)",
+    ),
     "config.seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
     "config.test_size": (_is_fraction, "a fraction between 0 and 1"),
     "config.val_size": (_is_fraction, "a fraction between 0 and 1"),
@@ -497,6 +625,17 @@ class Arranger:
         8th note on; in buttons mode the melody is pulse1's). Default
         ``metadata["key_bias"]``, 0 where it has none. Neither bias changes how often a
         voice rests, nor any score.
+    style : str, optional
+        Which band to be: one of ``model.styles`` (``chip``, ``pop``, ``chorale`` for the
+        shipped model); default ``chip`` where the model has it, else its first style.
+    energy : {"low", "mid", "high"}
+        How busy the accompaniment is (terciles of the chip corpus's accompaniment onsets
+        per bar, learned in training).
+    voices : str or sequence of str, optional
+        The accompaniment voices that play (``"pulse2,triangle,noise"``, any subset, or
+        ``"none"``); default all. A voice left out rests on every step, inside the kernel,
+        and the model knows it is out (its setting row), so the others play as a band
+        without it. ``set_settings`` changes all three between steps.
 
     Notes
     -----
@@ -516,6 +655,9 @@ class Arranger:
         rest_bias: typing.Sequence[float] | None = None,
         clash_bias: float | None = None,
         key_bias: float | None = None,
+        style: str | None = None,
+        energy: str = "mid",
+        voices: str | typing.Iterable[str] | None = None,
     ) -> None:
         self.model = model
         self.buttons = _check_mode(mode)
@@ -543,11 +685,33 @@ class Arranger:
         self._key_state = np.zeros(_k.KEY_STATE_SIZE, dtype=np.float64)
         self._contour = np.zeros(_k.CONTOUR_STATE_SIZE, dtype=np.int64)
         self._rng = _seed_state(seed)
+        self._condition = np.zeros(model.in_table.shape[1], dtype=np.float32)
+        self._voice_on = np.ones(4, dtype=np.bool_)
+        self.style, self.energy, self.voices = "", "", ACCOMPANIMENT
+        default_style = "chip" if "chip" in model.styles else model.styles[0]
+        self.set_settings(style=style or default_style, energy=energy, voices=voices)
         # Everything a step changes, and copies for save_state/restore_state and preview_lead.
         self._state = (self._h, self._tokens, self._sounding, self._started, self._key_state, self._contour, self._rng)
         self._saved = tuple(np.copy(a) for a in self._state)
         self._before_preview = tuple(np.copy(a) for a in self._state)
         self.reset(seed)
+
+    def set_settings(
+        self, *, style: str | None = None, energy: str | None = None, voices: str | typing.Iterable[str] | None = None
+    ) -> None:
+        """Change the style, energy or voices (None keeps the current one), from the next step on.
+
+        The state carries over, so a live take goes on with the new band. Raises
+        ``ParameterError`` (naming the choices) and changes nothing for a bad value.
+        """
+        new_style = self.style if style is None else style
+        new_energy = self.energy if energy is None else energy
+        new_voices = self.voices if voices is None else parse_voices(voices)
+        on = np.array([name in new_voices for name in ACCOMPANIMENT])
+        rows = condition_rows(style_index(self.model, new_style), energy_index(new_energy), on)
+        self._condition[:] = self.model.in_table[rows].sum(axis=0, dtype=np.float32)
+        self._voice_on[1:] = on
+        self.style, self.energy, self.voices = new_style, new_energy, new_voices
 
     def save_state(self) -> None:
         """Remember the current state (hidden state, tokens, key, contour, random generator); no allocation."""
@@ -613,7 +777,7 @@ class Arranger:
         m = self.model
         _k.play_step(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-            self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._acc, self._gh,
             self._logits, self._rows, self._tokens, self._sounding, self._started, self._key_state, self._contour,
             int(lead_pitch),
@@ -663,7 +827,7 @@ class Arranger:
         m = self.model
         _k.run(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-            self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._tokens, self._sounding,
             self._key_state, self._contour, out,
         )  # fmt: skip
@@ -680,8 +844,15 @@ def teacher_forced_log_prob(
     tokens: np.ndarray,
     *,
     mode: InputMode = "keys",
+    style: str | None = None,
+    energy: str = "mid",
 ) -> np.ndarray:
     """Log p of each real token given the real past (teacher forcing), per step and voice.
+
+    Each voice is scored given the real tokens of the voices drawn before it on the same
+    step (``SAMPLING_ORDER``), so a row sums to the step's joint log-probability. The
+    voices' settings are the real arrangement's, bar by bar (``bar_voice_flags``), as in
+    training; ``style`` (default as ``Arranger``'s) and ``energy`` are the given ones.
 
     Parameters
     ----------
@@ -705,11 +876,13 @@ def teacher_forced_log_prob(
         raise ParameterError("tokens hold values outside each voice's vocabulary; make them with voices_to_tokens")
     out = np.zeros((len(melody_arr), 4), dtype=np.float64)
     m = model
+    position_arr = np.ascontiguousarray(position, dtype=np.int64)
+    chosen = style if style is not None else ("chip" if "chip" in m.styles else m.styles[0])
+    settings = condition_rows(style_index(m, chosen), energy_index(energy), bar_voice_flags(target, position_arr))
     _k.teacher_forced_log_prob(
         m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-        buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_),
-        np.ascontiguousarray(position, dtype=np.int64),
-        target, np.zeros(m.hidden, dtype=np.float32), out,
+        m.pair_table, PAIR_OFFSET, VOICE_LOW, buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_),
+        position_arr, settings, target, np.zeros(m.hidden, dtype=np.float32), out,
     )  # fmt: skip
     return out
 

@@ -47,15 +47,29 @@ import torch
 from torch import nn
 
 from chiptuner import __version__
-from chiptuner._kernels.arranger import N_ROWS
+from chiptuner._kernels.arranger import N_CONDITIONS, N_ROWS, SAMPLING_ORDER
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
-from chiptuner.dataset import SHIFTS, Corpus, MappedCorpus, open_cache, shift_tokens, split_by_song, transpose
+from chiptuner.dataset import (
+    SHIFTS,
+    Corpus,
+    MappedCorpus,
+    corpus_label,
+    open_cache,
+    shift_tokens,
+    source_folder,
+    split_by_song,
+    transpose,
+)
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
 from chiptuner.model import (
+    ENERGY_LEVELS,
     FIRST_NOTE,
     HOLD,
     MAX_POSITION,
+    MAX_STYLES,
+    N_TOKENS,
+    PAIR_OFFSET,
     REST,
     ROW_OFFSET,
     TOKEN_OFFSET,
@@ -63,6 +77,8 @@ from chiptuner.model import (
     VOICE_LOW,
     Arranger,
     ArrangerModel,
+    bar_voice_flags,
+    condition_rows,
     tokens_to_arrangement,
     voices_to_tokens,
 )
@@ -112,6 +128,12 @@ class TrainConfig:
         round halves the learning rate.
     test_size, val_size : float
         Fractions of song groups held out for the final test and for early stopping.
+    sampled_inputs : float
+        Free-running training (scheduled sampling): at most this share of the previous-token
+        inputs are the model's own samples instead of the real ones, so that it learns to go
+        on from its own mistakes; 0 trains teacher-forced only.
+    sampled_ramp : int
+        Batches over which that share rises from 0 to ``sampled_inputs``.
     seed : int
     """
 
@@ -126,6 +148,8 @@ class TrainConfig:
     max_batches: int = 0
     test_size: float = 0.1
     val_size: float = 0.05
+    sampled_inputs: float = 0.25
+    sampled_ramp: int = 2000
     seed: int = 0
 
     def check(self) -> None:
@@ -134,6 +158,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ParameterError(f"{name} is {value!r}; it must be a whole number above 0")
+        if not 0 <= self.sampled_inputs < 1 or not isinstance(self.sampled_ramp, int) or self.sampled_ramp < 1:
+            raise ParameterError(
+                f"sampled_inputs {self.sampled_inputs} must be a fraction from 0 to under 1 and sampled_ramp "
+                f"{self.sampled_ramp} a whole number above 0"
+            )
         if not self.lr > 0 or not self.max_minutes > 0:
             raise ParameterError(f"lr {self.lr} and max_minutes {self.max_minutes} must be above 0")
         if not (0 < self.test_size < 1 and 0 < self.val_size < 1 and self.test_size + self.val_size < 1):
@@ -162,6 +191,41 @@ def _pitch_class_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return row_class, row_octave, token_class
 
 
+def _pair_maps() -> tuple[np.ndarray, np.ndarray, int]:
+    """Which ``pair_table`` entries exist, and which share an interval weight.
+
+    Returns ``mask`` (P, V): 1 where the row's voice is drawn before the column's voice
+    (``SAMPLING_ORDER``); ``interval`` (P, V): for a pitched row (a new or held note) and a
+    later pitched voice's note token, the index of their (voice pair, interval mod 12)
+    weight, -1 elsewhere; and the number of such weights.
+    """
+    n_pair, n_out = int(PAIR_OFFSET[-1]), int(TOKEN_OFFSET[-1])
+    mask = np.zeros((n_pair, n_out), dtype=np.float32)
+    interval = np.full((n_pair, n_out), -1, dtype=np.int64)
+    order = list(SAMPLING_ORDER)
+    pairs = [(u, v) for u in range(3) for v in range(3) if order.index(u) < order.index(v)]
+    for u in range(3):
+        n_u = N_TOKENS[u]
+        block = slice(int(PAIR_OFFSET[u]), int(PAIR_OFFSET[u + 1]))
+        # Row pitches: new notes (rows FIRST_NOTE..n_u-1), then held notes (rows n_u..).
+        row_pitch = np.full(2 * n_u - FIRST_NOTE, -1)
+        notes = np.arange(n_u - FIRST_NOTE)
+        row_pitch[FIRST_NOTE + notes] = VOICE_LOW[u] + notes
+        row_pitch[n_u + notes] = VOICE_LOW[u] + notes
+        for v in range(4):
+            if order.index(v) <= order.index(u):
+                continue
+            columns = slice(int(TOKEN_OFFSET[v]), int(TOKEN_OFFSET[v + 1]))
+            mask[block, columns] = 1.0
+            if v < 3:
+                column_pitch = np.full(N_TOKENS[v], -1)
+                column_pitch[FIRST_NOTE:] = VOICE_LOW[v] + np.arange(N_TOKENS[v] - FIRST_NOTE)
+                index = 12 * pairs.index((u, v)) + (column_pitch[None, :] - row_pitch[:, None]) % 12
+                valid = (row_pitch[:, None] >= 0) & (column_pitch[None, :] >= 0)
+                interval[block, columns] = np.where(valid, index, -1)
+    return mask, interval, 12 * len(pairs)
+
+
 class ArrangerNet(nn.Module):
     """The arranger network in torch (batch form of ``_kernels.arranger.step``).
 
@@ -174,6 +238,12 @@ class ArrangerNet(nn.Module):
     other pitches, and every note token's output weights add a per-voice pitch-class part.
     These shared parts are sums, so ``effective_weights`` folds them away and the exported
     model has the plain layout.
+
+    Within a step the voices are drawn in ``SAMPLING_ORDER``, and each voice's token adds a
+    row of ``pair_table`` to the later voices' logits (a full table plus a weight per voice
+    pair and interval, shared by every pitch; folded the same way). Training passes the
+    real tokens of the step as those rows (``pair_rows``), so the log-probabilities of a
+    step's four voices sum to its joint log-probability.
     """
 
     def __init__(self, hidden: int = 192, embed: int = 96) -> None:
@@ -187,13 +257,18 @@ class ArrangerNet(nn.Module):
         self.head_class = nn.Linear(hidden, 36)
         self.direct = nn.Linear(embed, n_out, bias=False)
         self.direct_class = nn.Linear(embed, 36, bias=False)
+        pair_mask, pair_interval, n_intervals = _pair_maps()
+        self.pair = nn.Parameter(torch.zeros(int(PAIR_OFFSET[-1]), n_out))
+        self.pair_interval = nn.Parameter(torch.zeros(n_intervals))
+        self.register_buffer("pair_mask", torch.from_numpy(pair_mask), persistent=False)
+        self.register_buffer("pair_interval_index", torch.from_numpy(pair_interval), persistent=False)
         row_class, row_octave, token_class = _pitch_class_maps()
         self.register_buffer("row_class", torch.from_numpy(row_class), persistent=False)
         self.register_buffer("row_octave", torch.from_numpy(row_octave), persistent=False)
         self.register_buffer("token_class", torch.from_numpy(token_class), persistent=False)
 
     def effective_weights(self) -> dict[str, torch.Tensor]:
-        """Input table (R, E), head weight (V, H) and bias (V,), direct weight (V, E), shared parts added."""
+        """Input table (R, E), head weight (V, H) and bias (V,), direct weight (V, E), pair table (P, V), shared parts added."""
         has_class = (self.row_class >= 0).unsqueeze(-1)
         table = self.embedding + has_class * (
             self.class_embedding[self.row_class.clamp(min=0)] + self.octave_embedding[self.row_octave.clamp(min=0)]
@@ -205,17 +280,30 @@ class ArrangerNet(nn.Module):
             "head_weight": self.head.weight + is_note * self.head_class.weight[index],
             "head_bias": self.head.bias + is_note[:, 0] * self.head_class.bias[index],
             "direct_weight": self.direct.weight + is_note * self.direct_class.weight[index],
+            "pair_table": self.pair_mask
+            * (self.pair + (self.pair_interval_index >= 0) * self.pair_interval[self.pair_interval_index.clamp(min=0)]),
         }
 
-    def forward(self, rows: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, L, V) and the last state, from input rows (B, L, N_ROWS)."""
+    def forward(
+        self, rows: torch.Tensor, pair_rows: torch.Tensor | None = None, h0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L, V) and the last state, from input rows (B, L, N_ROWS + N_CONDITIONS).
+
+        With ``pair_rows`` (B, L, 3): the ``pair_table`` rows of the step's pulse1, pulse2
+        and triangle tokens, each voice's logits given the voices drawn before it; without,
+        the logits before any voice is drawn.
+        """
         w = self.effective_weights()
         batch, length, n_rows = rows.shape
         x = nn.functional.embedding_bag(rows.reshape(batch * length, n_rows), w["table"], mode="sum")
         x = x.reshape(batch, length, -1)
         out, h = self.gru(x, h0)
         logits = nn.functional.linear(out, w["head_weight"], w["head_bias"])
-        return logits + nn.functional.linear(x, w["direct_weight"]), h
+        logits = logits + nn.functional.linear(x, w["direct_weight"])
+        if pair_rows is not None:
+            flat = pair_rows.reshape(batch * length, 3)
+            logits = logits + nn.functional.embedding_bag(flat, w["pair_table"], mode="sum").reshape(logits.shape)
+        return logits, h
 
 
 def export(net: ArrangerNet, *, metadata: dict | None = None, extras: dict | None = None) -> ArrangerModel:
@@ -231,6 +319,7 @@ def export(net: ArrangerNet, *, metadata: dict | None = None, extras: dict | Non
             w_hh_t=net.gru.weight_hh_l0.T.float().cpu().numpy(),
             w_out_t=w["head_weight"].T.float().cpu().numpy(),
             b_out=w["head_bias"].float().cpu().numpy(),
+            pair_table=w["pair_table"].float().cpu().numpy(),
             metadata=dict(metadata or {}),
             extras=dict(extras or {}),
         )
@@ -270,38 +359,123 @@ def split_songs(corpus: Corpus, config: TrainConfig) -> dict[str, np.ndarray]:
     return {"train": rest[train_in_rest], "val": rest[val_in_rest], "test": test}
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """Per step of the whole corpus, what training windows read besides the corpus's own arrays.
+
+    ``tokens`` (N, 4) the real tokens; ``held`` (N, 4) the note token each voice sounds
+    after the step (a hold is read as its note; the ``pair_table`` row of a hold);
+    ``voice_on`` (N, 3) whether pulse2, triangle and noise sound in the step's bar;
+    ``song_style`` (songs,) each song's style row.
+    """
+
+    tokens: np.ndarray
+    held: np.ndarray
+    voice_on: np.ndarray
+    song_style: np.ndarray
+
+
+def _held_tokens(tokens: np.ndarray) -> np.ndarray:
+    """The note token each voice sounds after each step: a hold takes the token of the note it holds."""
+    held = np.array(tokens, dtype=np.int64)
+    steps = np.arange(len(held))
+    for v in range(4):
+        last_decision = np.maximum.accumulate(np.where(held[:, v] != HOLD, steps, 0))
+        held[:, v] = held[last_decision, v]
+    return held
+
+
+def _targets(corpus: Corpus, song_style: np.ndarray) -> _Targets:
+    tokens = np.asarray(corpus.tokens)
+    song_start = np.zeros(corpus.n_steps, dtype=bool)
+    song_start[corpus.offsets[:-1][corpus.offsets[:-1] < corpus.n_steps]] = True
+    flags = bar_voice_flags(tokens, corpus.steps["step_in_bar"], song_start)
+    return _Targets(tokens, _held_tokens(tokens).astype(np.int16), flags, song_style)
+
+
+def song_styles(song_ids: np.ndarray, styles: dict[str, str] | None = None) -> tuple[list[str], np.ndarray]:
+    """The style names and each song's style row: ``styles`` maps a source folder to a style.
+
+    A folder not in ``styles`` takes its corpus label (``dataset.corpus_label``: ``chip``
+    for ``vgmusic_nes_gb``, ``pop``, ``chorale``, else the folder's own name).
+    """
+    styles = dict(styles or {})
+    per_song = [styles.get(source_folder(song), corpus_label(song)) for song in song_ids]
+    names = sorted(set(per_song), key=lambda name: (name != "chip", name))
+    if len(names) > MAX_STYLES:
+        raise ParameterError(
+            f"{len(names)} styles ({', '.join(names)}); a model holds at most {MAX_STYLES}: map sources to fewer "
+            "with --style SOURCE=STYLE"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[name] for name in per_song], dtype=np.int64)
+
+
+def window_energy(target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Accompaniment onsets per 16-step bar of each window (B, L, 4) over its valid steps."""
+    onsets = ((target[..., 1:] >= FIRST_NOTE).sum(-1) * valid).sum(-1)
+    return onsets / np.maximum(valid.sum(-1) / 16.0, 1e-9)
+
+
 class _Windows:
     """Random training windows: song choice by length, random start, shift and input mode."""
 
-    def __init__(self, corpus: Corpus, tokens: np.ndarray, songs: np.ndarray, window: int, seed: int) -> None:
+    def __init__(
+        self, corpus: Corpus, targets: _Targets, songs: np.ndarray, window: int, seed: int, energy_edges: np.ndarray
+    ) -> None:
         self.corpus = corpus
-        self.tokens = tokens
+        self.targets = targets
         self.songs = songs
         self.window = window
+        self.energy_edges = energy_edges
         self.rng = np.random.default_rng(seed)
         lengths = np.diff(corpus.offsets)[songs].astype(np.float64)
         self.p = lengths / lengths.sum()
 
-    def batch(self, size: int) -> dict[str, np.ndarray]:
+    def index(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Songs (B,), global step indices (B, L) and validity (B, L) of random windows."""
         songs = self.rng.choice(self.songs, size=size, p=self.p)
         start = self.corpus.offsets[songs]
         length = np.diff(self.corpus.offsets)[songs]
         offset = (self.rng.random(size) * np.maximum(length - self.window + 1, 1)).astype(np.int64)
         index = (start + offset)[:, None] + np.arange(self.window)[None, :]
         valid = index < (start + length)[:, None]
-        index = np.where(valid, index, start[:, None])
+        return songs, np.where(valid, index, start[:, None]), valid
+
+    def batch(self, size: int) -> dict[str, np.ndarray]:
+        songs, index, valid = self.index(size)
         shift = self.rng.choice(SHIFTS, size=size)
         buttons = self.rng.random(size) < 0.5
-        return _batch_inputs(self.corpus, self.tokens, index, valid, shift, buttons)
+        return _batch_inputs(self.corpus, self.targets, songs, index, valid, shift, buttons, self.energy_edges)
+
+
+def energy_edges(windows: _Windows, songs: np.ndarray, n_windows: int = 4096) -> np.ndarray:
+    """The terciles of accompaniment onsets per bar over random training windows of ``songs``."""
+    sampler = _Windows(windows.corpus, windows.targets, songs, windows.window, 12345, np.zeros(2))
+    _, index, valid = sampler.index(n_windows)
+    rate = window_energy(windows.targets.tokens[index], valid)
+    return np.quantile(rate, [1 / 3, 2 / 3])
 
 
 def _batch_inputs(
-    corpus: Corpus, tokens: np.ndarray, index: np.ndarray, valid: np.ndarray, shift: np.ndarray, buttons: np.ndarray
+    corpus: Corpus,
+    targets: _Targets,
+    songs: np.ndarray,
+    index: np.ndarray,
+    valid: np.ndarray,
+    shift: np.ndarray,
+    buttons: np.ndarray,
+    edges: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """The integer inputs, targets and mask of windows given by global step indices (B, L)."""
+    """The integer inputs, targets and mask of windows given by global step indices (B, L).
+
+    The settings are the real arrangement's: the song's style, the window's energy
+    (``window_energy`` against ``edges``) and each bar's voices (``bar_voice_flags``).
+    """
     steps = corpus.steps
-    target = tokens[index].astype(np.int64)
-    previous = tokens[np.maximum(index - 1, 0)].astype(np.int64)
+    target = targets.tokens[index].astype(np.int64)
+    held = targets.held[index].astype(np.int64)
+    previous = targets.tokens[np.maximum(index - 1, 0)].astype(np.int64)
     # The step before a song's first step is silence, whatever the previous song played.
     previous[np.isin(index, corpus.offsets[:-1])] = REST
     pitch = steps["melody_pitch"][index].astype(np.int64)
@@ -309,6 +483,7 @@ def _batch_inputs(
         rows = shift == s
         if s:
             target[rows] = shift_tokens(target[rows], s)
+            held[rows] = shift_tokens(held[rows], s)
             previous[rows] = shift_tokens(previous[rows], s)
             pitch[rows] = transpose({"melody_pitch": pitch[rows]}, s)["melody_pitch"]
     lane = steps["lane"][index].astype(np.int64)
@@ -322,7 +497,25 @@ def _batch_inputs(
         previous,
         mode,
     )
-    return {"rows": rows, "previous": previous, "target": target, "mask": valid.astype(np.float32)}
+    energy = np.searchsorted(edges, window_energy(target, valid), side="right")
+    settings = condition_rows(targets.song_style[songs][:, None], energy[:, None], targets.voice_on[index])
+    return {
+        "rows": np.concatenate((rows, settings), axis=-1),
+        "pair_rows": pair_rows(target[..., :3], held[..., :3]),
+        "previous": previous,
+        "target": target,
+        "mask": valid.astype(np.float32),
+    }
+
+
+def pair_rows(target: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The ``pair_table`` rows (..., 3) of pulse1, pulse2 and triangle tokens (``_kernels.arranger.pair_row``).
+
+    ``held`` is the note token each voice sounds after the step (``_held_tokens``): a hold
+    is heard as that note.
+    """
+    n = np.array(N_TOKENS[:3])
+    return np.where(target == HOLD, PAIR_OFFSET[:3] + n + held - FIRST_NOTE, PAIR_OFFSET[:3] + target).astype(np.int64)
 
 
 def step_rows(
@@ -368,15 +561,16 @@ def _to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, t
 
 
 def _fixed_windows(
-    corpus: Corpus, tokens: np.ndarray, songs: np.ndarray, window: int, limit: int, buttons: bool
+    corpus: Corpus, targets: _Targets, songs: np.ndarray, window: int, limit: int, buttons: bool, edges: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Consecutive windows from the start of each song (at most ``limit``), for validation."""
-    starts, valid_len = [], []
+    starts, valid_len, window_songs = [], [], []
     for song in songs.tolist():
         begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
         for s in range(begin, end, window):
             starts.append(s)
             valid_len.append(min(window, end - s))
+            window_songs.append(song)
             if len(starts) >= limit:
                 break
         if len(starts) >= limit:
@@ -386,17 +580,47 @@ def _fixed_windows(
     valid = np.arange(window)[None, :] < np.array(valid_len)[:, None]
     index = np.where(valid, index, start[:, None])
     n = len(start)
-    return _batch_inputs(corpus, tokens, index, valid, np.zeros(n, dtype=np.int64), np.full(n, buttons))
+    return _batch_inputs(
+        corpus, targets, np.array(window_songs), index, valid, np.zeros(n, dtype=np.int64), np.full(n, buttons), edges
+    )
+
+
+def _with_own_samples(net: ArrangerNet, batch: dict[str, torch.Tensor], share: float) -> torch.Tensor:
+    """The batch's input rows with ``share`` of the previous-token inputs replaced by the model's own samples.
+
+    Scheduled sampling in one parallel pass: the model, teacher-forced, draws every step's
+    tokens (each voice given the real tokens drawn before it), and a random ``share`` of
+    (step, voice) inputs then read the drawn token of the step before instead of the real
+    one. The targets stay real: the model learns to go back to the song from its own
+    slips, which free-running play otherwise never shows it.
+    """
+    with torch.no_grad():
+        logits, _ = net(batch["rows"], batch["pair_rows"])
+        drawn = []
+        for v in range(4):
+            voice = logits[..., int(TOKEN_OFFSET[v]) : int(TOKEN_OFFSET[v + 1])].clone()
+            voice[..., HOLD] = voice[..., HOLD].masked_fill(batch["previous"][..., v] == REST, float("-inf"))
+            flat = torch.softmax(voice.reshape(-1, voice.shape[-1]), dim=-1)
+            drawn.append(torch.multinomial(flat, 1).reshape(voice.shape[:-1]))
+        drawn = torch.stack(drawn, dim=-1)
+        rows = batch["rows"].clone()
+        replace = torch.rand(drawn[:, :-1].shape, device=drawn.device) < share
+        offsets = torch.from_numpy(np.array(ROW_OFFSET[5:9])).to(rows.device)
+        rows[:, 1:, 4:8] = torch.where(replace, offsets + drawn[:, :-1], rows[:, 1:, 4:8])
+    return rows
 
 
 def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> float:
-    """Mean NLL per step and voice over the valid steps of fixed windows (state carried per window)."""
+    """Mean NLL per step and voice over the valid steps of fixed windows (state carried per window).
+
+    Each voice is scored given the voices drawn before it, so 4x this is the joint NLL per step.
+    """
     total, count = 0.0, 0.0
     with torch.no_grad():
         n = batch["target"].shape[0]
         for i in range(0, n, chunk):
             part = {key: value[i : i + chunk] for key, value in batch.items()}
-            logits, _ = net(part["rows"])
+            logits, _ = net(part["rows"], part["pair_rows"])
             log_prob = masked_log_prob(logits, part["previous"], part["target"])
             mask = part["mask"].unsqueeze(-1)
             total += float(-(log_prob * mask).sum())
@@ -407,9 +631,18 @@ def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> 
 def _song_starts(corpus: Corpus, songs: np.ndarray, max_steps: int) -> list[dict[str, np.ndarray]]:
     """Copies of the first ``max_steps`` steps of each song's per-step arrays (never views of a map)."""
     return [
-        {key: np.array(value[:max_steps]) for key, value in corpus.song(int(i)).items() if np.ndim(value)}
+        {
+            **{key: np.array(value[:max_steps]) for key, value in corpus.song(int(i)).items() if np.ndim(value)},
+            "song_id": str(corpus.song_ids[int(i)]),
+        }
         for i in songs
     ]
+
+
+def style_of(model: ArrangerModel, song_id: str) -> str | None:
+    """The style a song was trained as (its source folder's), or None where the model lacks it."""
+    name = model.metadata.get("style_sources", {}).get(source_folder(song_id), corpus_label(song_id))
+    return name if name in model.styles else None
 
 
 def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias=None, clash_bias=None, key_bias=None) -> dict:
@@ -420,7 +653,10 @@ def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias=None, clas
     stats = []
     for i, song in enumerate(songs):
         melody, onset = song["melody_pitch"], song["melody_onset"]
-        arranger = Arranger(model, seed=i, rest_bias=rest_bias, clash_bias=clash_bias, key_bias=key_bias)
+        arranger = Arranger(
+            model, seed=i, rest_bias=rest_bias, clash_bias=clash_bias, key_bias=key_bias,
+            style=style_of(model, song["song_id"]),
+        )  # fmt: skip
         tokens = arranger.run(melody, onset, song["step_in_bar"])
         arranged = tokens_to_arrangement(tokens)
         stats.append(song_statistics(melody, onset, arranged.pitch, arranged.onset))
@@ -629,6 +865,7 @@ def train(
     resume: bool = False,
     progress: ProgressCallback | None = None,
     command: str = "",
+    styles: dict[str, str] | None = None,
 ) -> ArrangerModel:
     """Train an arranger on converted shards and export the best model to ``out_path``.
 
@@ -647,6 +884,9 @@ def train(
         rounds val_nll, best_val_nll and the free-run collapse figures).
     command : str
         The command line, recorded in the model's metadata.
+    styles : dict of str to str, optional
+        The style of each source folder (the first folder of a song id); a folder not
+        named takes its corpus label (``song_styles``). The model lists the styles.
 
     Returns
     -------
@@ -668,14 +908,21 @@ def train(
         raise ParameterError(
             f"{converted_dir}: {len(corpus)} songs are too few to split into train and validation; convert more files"
         )
-    tokens = corpus.tokens
+    style_names, song_style = song_styles(corpus.song_ids, styles)
+    targets = _targets(corpus, song_style)
     logger.info(
-        "%d songs: %d train, %d validation, %d test (split by song); %s",
-        len(corpus), len(parts["train"]), len(parts["val"]), len(parts["test"]), device,
+        "%d songs: %d train, %d validation, %d test (split by song); styles %s; %s",
+        len(corpus), len(parts["train"]), len(parts["val"]), len(parts["test"]), ", ".join(style_names), device,
     )  # fmt: skip
-    windows = _Windows(corpus, tokens, parts["train"], config.window, config.seed)
-    val_keys = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=False), device)
-    val_buttons = _to_torch(_fixed_windows(corpus, tokens, parts["val"], 256, 384, buttons=True), device)
+    windows = _Windows(corpus, targets, parts["train"], config.window, config.seed, np.zeros(2))
+    # Energy terciles of the chip corpus where there is one (the band a player asks "low" or
+    # "high" of), else of all training songs.
+    chip_train = parts["train"][song_style[parts["train"]] == 0] if style_names[0] == "chip" else parts["train"]
+    edges = energy_edges(windows, chip_train if len(chip_train) else parts["train"])
+    windows = _Windows(corpus, targets, parts["train"], config.window, config.seed, edges)
+    logger.info("energy edges (accompaniment onsets per bar): %.2f, %.2f", *edges)
+    val_keys = _to_torch(_fixed_windows(corpus, targets, parts["val"], 256, 384, False, edges), device)
+    val_buttons = _to_torch(_fixed_windows(corpus, targets, parts["val"], 256, 384, True, edges), device)
     free_run_songs = _song_starts(corpus, parts["val"][:: max(len(parts["val"]) // 24, 1)][:24], 512)
     free_run_real = _pool_real(free_run_songs)
 
@@ -712,7 +959,10 @@ def train(
         net.train()
         batch = _to_torch(windows.batch(config.batch), device)
         corpus.release()
-        logits, _ = net(batch["rows"])
+        share = config.sampled_inputs * min(1.0, batch_index / config.sampled_ramp)
+        if share > 0:
+            batch["rows"] = _with_own_samples(net, batch, share)
+        logits, _ = net(batch["rows"], batch["pair_rows"])
         log_prob = masked_log_prob(logits, batch["previous"], batch["target"])
         mask = batch["mask"].unsqueeze(-1)
         loss = -(log_prob * mask).sum() / (mask.sum() * 4)
@@ -737,7 +987,7 @@ def train(
             val_nll = _nll(net, val_keys)
             report["val_nll"] = val_nll
             report["val_nll_buttons"] = _nll(net, val_buttons)
-            candidate = export(net)
+            candidate = export(net, metadata={"styles": style_names, "style_sources": dict(styles or {})})
             report["free_run"] = {"model": _pool_free_run(candidate, free_run_songs), "real": free_run_real}
             if val_nll < best - 1e-4:
                 best, bad_rounds = val_nll, 0
@@ -747,6 +997,9 @@ def train(
                     "trained_on": str(converted_dir),
                     "command": command,
                     "config": asdict(config),
+                    "styles": style_names,
+                    "style_sources": dict(styles or {}),
+                    "energy_edges": [float(edge) for edge in edges],
                     "songs": {name: int(len(index)) for name, index in parts.items()},
                     # `chiptuner evaluate` and `calibrate` take exactly these songs, even from a
                     # conversion that has since gained or lost songs (which remakes another split).
@@ -755,6 +1008,7 @@ def train(
                     "batch": batch_index,
                     "trained_steps": int(trained_steps),
                     "val_nll": val_nll,
+                    "val_joint_nll": 4 * val_nll,
                     "val_nll_buttons": report["val_nll_buttons"],
                     "train_seconds": round(spent_sec + elapsed, 1),
                     "device": str(device),

@@ -1,10 +1,18 @@
 """The arranger network's step: input rows, GRU cell, four voice heads, sampling.
 
 Every input of a step is categorical (melody pitch or button lane, onset flag, input
-mode, position in the bar, and the four voices' previous tokens), so the embedding, the
-GRU's input matrix and the heads' direct input path are folded at export into one table:
-row ``r`` holds ``[W_ih @ e_r, W_direct @ e_r]``. A step sums ``N_ROWS`` gathered rows,
-then does the two matrix-vector products that remain (recurrent and output).
+mode, position in the bar, the four voices' previous tokens, and the player's settings:
+style, energy and which accompaniment voices play), so the embedding, the GRU's input
+matrix and the heads' direct input path are folded at export into one table: row ``r``
+holds ``[W_ih @ e_r, W_direct @ e_r]``. A step sums ``N_ROWS`` gathered rows onto the
+``condition`` vector (the settings' rows, summed once when they change), then does the
+two matrix-vector products that remain (recurrent and output).
+
+The voices are drawn in ``SAMPLING_ORDER`` (lead, bass, harmony, drums), and each drawn
+voice adds a row of ``pair_table`` to the logits of the voices drawn after it: the row of
+the token it plays now (a rest, a new note, or the note it holds), so the bass hears the
+lead's note and the harmony both, within the step. A voice the player turned off
+(``voice_on``) is forced to rest, and its rest is what the later voices hear.
 
 The weights are stored transposed (``w_hh_t`` is (H, 3H), ``w_out_t`` is (H, V)) so that
 each product is a sum of scaled rows: the inner loop runs over independent outputs and
@@ -27,6 +35,10 @@ from chiptuner._kernels.keys import KEY_SCALES, best_key
 
 #: Rows gathered per step: melody (pitch or lane), onset, mode, position, 4 previous tokens.
 N_ROWS = 8
+#: Setting rows summed into the ``condition`` vector: style, energy, pulse2/triangle/noise on.
+N_CONDITIONS = 5
+#: The order the voices are drawn in within a step: lead, bass (triangle), harmony (pulse2), drums.
+SAMPLING_ORDER = (0, 2, 1, 3)
 REST = 0
 HOLD = 1
 FIRST_NOTE = 2
@@ -58,7 +70,8 @@ _I64_1D_RO = types.Array(types.int64, 1, "C", readonly=True)
 # Weights are read-only (a loaded model is frozen); writable arrays convert to these types.
 _STEP_SIG = types.void(
     _F32_2D_RO, _F32_1D_RO, _F32_1D_RO, _F32_2D_RO, _F32_2D_RO, _F32_1D_RO, _I64_1D_RO,
-    _I64_1D, _F32_1D, _F32_1D, _F32_1D, _F32_1D,
+    _I64_1D, _F32_1D_RO, _F32_2D_RO, _I64_1D_RO, types.Array(types.bool_, 1, "C", readonly=True),
+    _F32_1D, _F32_1D, _F32_1D, _F32_1D,
     types.Array(types.float64, 1, "C", readonly=True), types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
     _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"), types.int64, types.int64,
 )  # fmt: skip
@@ -200,16 +213,17 @@ def voice_log_prob(logits, start, end, previous, target):
 
 # error_model="numpy": the gate loop vectorises (see ``activation``).
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits):
-    """The network's step without sampling: sum the input rows, GRU cell (``h`` in place), logits.
+def forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, condition, h, acc, gh, logits):
+    """The network's step without sampling: sum the input rows onto ``condition``, GRU cell (``h`` in place), logits.
 
     The cell's sigmoid and tanh are ``activation``'s (float32-accurate, vectorisable).
+    ``logits`` are the heads before any voice is drawn (``pair_table`` adds the rest).
     """
     n_hidden = h.shape[0]
     n_gates = 3 * n_hidden
     width = acc.shape[0]
     for i in range(width):
-        acc[i] = 0.0
+        acc[i] = condition[i]
     for k in range(rows.shape[0]):
         row = in_table[rows[k]]
         for i in range(width):
@@ -236,6 +250,35 @@ def forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logi
             logits[i] += w[i] * hj
 
 
+@njit(cache=True, nogil=True)
+def pair_row(pair_offset, tok_offset, voice, token, held_pitch, low):
+    """The ``pair_table`` row of ``voice`` playing ``token`` this step (-1 for the noise voice).
+
+    A voice's block holds one row per token (rest, an unused hold row, each new note),
+    then one per note it can hold: a hold is heard as the note held (``held_pitch``).
+    """
+    if voice >= 3:
+        return -1
+    n = tok_offset[voice + 1] - tok_offset[voice]
+    if token == HOLD:
+        if held_pitch < 0:  # a hold after silence is never drawn; read as the rest it is
+            return pair_offset[voice] + REST
+        return pair_offset[voice] + n + held_pitch - low
+    return pair_offset[voice] + token
+
+
+@njit(cache=True, nogil=True)
+def add_pair_row(pair_table, row, tok_offset, after, logits):
+    """Add ``pair_table[row]`` to the logits of the voices drawn after position ``after`` of the order."""
+    if row < 0:
+        return
+    weights = pair_table[row]
+    for later in range(after + 1, 4):
+        v = SAMPLING_ORDER[later]
+        for i in range(tok_offset[v], tok_offset[v + 1]):
+            logits[i] += weights[i]
+
+
 @njit(_STEP_SIG, cache=True, nogil=True)
 def step(
     in_table,
@@ -246,6 +289,10 @@ def step(
     b_out,
     tok_offset,
     rows,
+    condition,
+    pair_table,
+    pair_offset,
+    voice_on,
     h,
     acc,
     gh,
@@ -260,7 +307,7 @@ def step(
     lead_first,
     lead_stop,
 ):
-    """Advance the network one step and sample the four voices' tokens.
+    """Advance the network one step and sample the four voices' tokens, in ``SAMPLING_ORDER``.
 
     Parameters
     ----------
@@ -274,12 +321,21 @@ def step(
     tok_offset : int64 (5,)
     rows : int64 (N_ROWS,)
         Rows of ``in_table`` for this step's inputs (see ``input_rows``).
+    condition : float32 (3H + V,)
+        The sum of the settings' rows of ``in_table`` (style, energy, voices on).
+    pair_table : float32 (P, V)
+        Per voice and token played this step, what it adds to the later voices' logits.
+    pair_offset : int64 (3,)
+        First ``pair_table`` row of pulse1, pulse2 and the triangle (``pair_row``).
+    voice_on : bool (4,)
+        A voice that is off rests on every step.
     h : float32 (H,)
         Hidden state, updated in place.
     acc : float32 (3H + V,), gh : float32 (3H,)
         Scratch.
     logits : float32 (V,)
-        Output: the step's logits before masking and temperature.
+        Output: the step's logits before masking and temperature, each voice's with the
+        rows of the voices drawn before it added.
     sampling : float64 (N_SAMPLING,)
         The temperature (> 0), each voice's rest bias, the clash bias that steers pulse2
         and the triangle away from dissonances when pulse1 starts a note, and the key bias
@@ -299,12 +355,15 @@ def step(
         With ``LEAD_ONSET``, pulse1's new note is one of tokens ``lead_first`` to
         ``lead_stop - 1`` (``contour_tokens``); ``FIRST_NOTE, -1`` leaves it free.
     """
-    forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits)
+    forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, condition, h, acc, gh, logits)
     lead_class = -1
-    for v in range(4):
+    for position in range(4):
+        v = SAMPLING_ORDER[position]
         forced = -1
         onset_only = False
-        if v == 0:
+        if not voice_on[v]:
+            forced = REST
+        elif v == 0:
             if lead >= FIRST_NOTE:
                 forced = lead
             elif lead == LEAD_ONSET:
@@ -334,6 +393,10 @@ def step(
             )
         if v == 0 and tokens[0] >= FIRST_NOTE:
             lead_class = (voice_low[0] + tokens[0] - FIRST_NOTE) % 12
+        if position < 3:
+            low = voice_low[v] if v < 3 else 0
+            add_pair_row(pair_table, pair_row(pair_offset, tok_offset, v, tokens[v], sounding[v], low), tok_offset,
+                         position, logits)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -413,9 +476,10 @@ def contour_tokens(contour, lane, low, high):
 
 @njit(cache=True, nogil=True)
 def play_step(
-    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, follow_contour, sampling,
-    rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour, lead_pitch,
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
+    pair_offset, voice_on, buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead,
+    follow_contour, sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour,
+    lead_pitch,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
 
@@ -428,7 +492,8 @@ def play_step(
     mode, as when a live engine has already sounded the player's note; -1 leaves the lead
     to ``lead_token``. In buttons mode ``contour`` (int64 (CONTOUR_STATE_SIZE,)) keeps the
     last input onset's lane and lead pitch; with ``follow_contour`` a lead the model picks
-    on an onset moves the way the lane moves (``contour_tokens``).
+    on an onset moves the way the lane moves (``contour_tokens``). ``condition``,
+    ``pair_table``, ``pair_offset`` and ``voice_on`` are ``step``'s.
     """
     input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
     lead = LEAD_FREE
@@ -448,6 +513,10 @@ def play_step(
         b_out,
         tok_offset,
         rows,
+        condition,
+        pair_table,
+        pair_offset,
+        voice_on,
         h,
         acc,
         gh,
@@ -499,9 +568,9 @@ def track_key(key_state, lead_pitch, lead_started):
 
 @njit(cache=True, nogil=True)
 def run(
-    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead, follow_contour, sampling,
-    rng_state, h, tokens, sounding, key_state, contour, tokens_out,
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
+    pair_offset, voice_on, buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead,
+    follow_contour, sampling, rng_state, h, tokens, sounding, key_state, contour, tokens_out,
 ):  # fmt: skip
     """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
 
@@ -516,9 +585,10 @@ def run(
     started = np.zeros(4, dtype=np.bool_)
     for t in range(melody.shape[0]):
         play_step(
-            in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-            buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys, follow_lead, follow_contour,
-            sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour, -1,
+            in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
+            pair_offset, voice_on, buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys,
+            follow_lead, follow_contour, sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
+            key_state, contour, -1,
         )  # fmt: skip
         for v in range(4):
             tokens_out[t, v] = tokens[v]
@@ -526,24 +596,41 @@ def run(
 
 @njit(cache=True, nogil=True)
 def teacher_forced_log_prob(
-    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position,
-    buttons, melody, onset, position, target, h, log_prob_out,
+    in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, pair_table, pair_offset,
+    voice_low, buttons, melody, onset, position, condition_rows, target, h, log_prob_out,
 ):  # fmt: skip
-    """Log p of every real token (T, 4) given the real previous tokens (teacher forcing).
+    """Log p of every real token (T, 4) given the real past and the voices drawn before it (teacher forcing).
 
-    The step is the same cell as ``step``; sampling is replaced by scoring ``target``.
+    The step is the same cell as ``step``; sampling is replaced by scoring ``target`` in
+    ``SAMPLING_ORDER``, each voice given the real tokens of the voices drawn before it this
+    step, so the four log-probabilities of a step sum to its joint log-probability.
+    ``condition_rows`` (T, N_CONDITIONS) are each step's setting rows of ``in_table``.
     """
     n_hidden = h.shape[0]
     acc = np.zeros(in_table.shape[1], dtype=np.float32)
     gh = np.zeros(3 * n_hidden, dtype=np.float32)
     logits = np.zeros(b_out.shape[0], dtype=np.float32)
-    rows = np.zeros(N_ROWS, dtype=np.int64)
+    no_condition = np.zeros(in_table.shape[1], dtype=np.float32)
+    rows = np.zeros(N_ROWS + N_CONDITIONS, dtype=np.int64)
     previous = np.zeros(4, dtype=np.int64)
+    held = np.full(3, -1, dtype=np.int64)
     for t in range(melody.shape[0]):
         input_rows(row_offset, buttons, melody[t], onset[t], position[t], max_position, previous, rows)
-        forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, h, acc, gh, logits)
-        for v in range(4):
+        for c in range(N_CONDITIONS):
+            rows[N_ROWS + c] = condition_rows[t, c]
+        forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, no_condition, h, acc, gh, logits)
+        for position_in_order in range(4):
+            v = SAMPLING_ORDER[position_in_order]
             log_prob_out[t, v] = voice_log_prob(logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v])
+            if v < 3:
+                row = pair_row(pair_offset, tok_offset, v, target[t, v], held[v], voice_low[v])
+                if position_in_order < 3:
+                    add_pair_row(pair_table, row, tok_offset, position_in_order, logits)
+                if target[t, v] == REST:
+                    held[v] = -1
+                elif target[t, v] >= FIRST_NOTE:
+                    held[v] = voice_low[v] + target[t, v] - FIRST_NOTE
+        for v in range(4):
             previous[v] = target[t, v]
 
 
