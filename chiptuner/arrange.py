@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,9 @@ def arrange_score(
     seed: int = 0,
     temperature: float = 1.0,
     max_onsets: MaxOnsets = "beat",
+    style: str | None = None,
+    energy: str = "mid",
+    voices: str | Iterable[str] | None = None,
 ) -> ArrangeResult:
     """Arrange the melody of a score for the four chip voices.
 
@@ -106,14 +110,21 @@ def arrange_score(
     temperature : float
     max_onsets : {"beat", "half_beat"}
         How far the melody is simplified before the model hears it.
+    style, energy, voices
+        The band's settings, as for ``Arranger``: one of ``model.styles`` (None: the
+        model's default), ``"low"``/``"mid"``/``"high"``, and the accompaniment voices that
+        play (``"pulse2,triangle,noise"``, a subset, ``"none"``; None: all). A bad one
+        raises ``ParameterError`` naming the choices.
 
     Returns
     -------
     ArrangeResult
     """
     model = model if model is not None else load_model()
+    arranger = Arranger(
+        model, mode=mode, temperature=temperature, seed=seed, style=style, energy=energy, voices=voices
+    )  # settings checked before the melody is made
     arrays = melody_input(score, max_onsets=max_onsets)
-    arranger = Arranger(model, mode=mode, temperature=temperature, seed=seed)
     if mode == "buttons":
         tokens = arranger.run(arrays["lane"], arrays["lane_onset"], arrays["step_in_bar"])
     else:
@@ -132,10 +143,15 @@ def arrange_file(
     temperature: float = 1.0,
     max_onsets: MaxOnsets = "beat",
     gm_drums: bool = False,
+    style: str | None = None,
+    energy: str = "mid",
+    voices: str | Iterable[str] | None = None,
 ) -> ArrangeResult:
     """Read a MIDI file, arrange its melody, and write the four voices to ``out_path``.
 
-    The output keeps the input's ticks per beat, tempo map and time signatures.
+    The output keeps the input's ticks per beat, tempo map and time signatures; ``style``,
+    ``energy`` and ``voices`` are as for ``arrange_score`` (a voice left out is written as
+    an empty track).
 
     Raises
     ------
@@ -143,7 +159,10 @@ def arrange_file(
         The input is unreadable or holds no melody.
     """
     score = read_midi(source)
-    result = arrange_score(score, model=model, mode=mode, seed=seed, temperature=temperature, max_onsets=max_onsets)
+    result = arrange_score(
+        score, model=model, mode=mode, seed=seed, temperature=temperature, max_onsets=max_onsets, style=style,
+        energy=energy, voices=voices,
+    )  # fmt: skip
     write_arrangement(
         result.arrangement,
         out_path,

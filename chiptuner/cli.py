@@ -26,7 +26,17 @@ from chiptuner import __version__
 from chiptuner.convert import REPORT_NAME, convert_corpus
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
-from chiptuner.model import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE, InputMode, load_model
+from chiptuner.model import (
+    ACCOMPANIMENT,
+    ENERGY_LEVELS,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    TEMPERATURE_RANGE,
+    InputMode,
+    load_model,
+    parse_voices,
+    style_index,
+)
 
 __all__ = ["main", "build_parser", "ProgressBar"]
 
@@ -288,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     arrange.add_argument(
         "--max-onsets", choices=typing.get_args(MaxOnsets), default="beat", help="melody simplification (default: beat)"
     )
+    arrange.add_argument(
+        "--style",
+        default=None,
+        metavar="NAME",
+        help="the band's style, one of the model's (default: chip where it has it, else its first)",
+    )
+    arrange.add_argument(
+        "--energy", choices=ENERGY_LEVELS, default="mid", help="how busy the accompaniment is (default: mid)"
+    )
+    arrange.add_argument(
+        "--voices",
+        default=None,
+        metavar="LIST",
+        help=f"accompaniment voices that play: any of {','.join(ACCOMPANIMENT)} (comma-separated), "
+        "or none for the lead alone (default: all)",
+    )
     arrange.set_defaults(run=_run_arrange)
 
     render = commands.add_parser(
@@ -510,9 +536,13 @@ def _run_arrange(args: argparse.Namespace) -> int:
     from chiptuner.arrange import arrange_file  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
 
     model = load_model(args.model)
+    # The settings are checked against the model before the melody is read (a ParameterError: one line, exit 2).
+    voices = parse_voices(args.voices)
+    if args.style is not None:
+        style_index(model, args.style)
     result = arrange_file(
         args.source, args.out, model=model, mode=args.input, seed=args.seed, temperature=args.temperature,
-        max_onsets=args.max_onsets, gm_drums=args.gm_drums,
+        max_onsets=args.max_onsets, gm_drums=args.gm_drums, style=args.style, energy=args.energy, voices=voices,
     )  # fmt: skip
     counts = result.arrangement.onset.sum(axis=0).tolist()
     print(

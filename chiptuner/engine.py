@@ -44,7 +44,7 @@ import numpy as np
 
 from chiptuner.chip_midi import DUTY_CC, VOICE_PROGRAMS, VOICE_VELOCITY, voice_channels
 from chiptuner.errors import ParameterError
-from chiptuner.model import Arranger
+from chiptuner.model import Arranger, energy_index, parse_voices, style_index
 from chiptuner.rhythm import estimate_tempo
 from chiptuner.types import VOICE_NAMES
 
@@ -564,6 +564,9 @@ class Engine:
         self._step_latency = np.zeros(latency_capacity, dtype=np.float64)
         self._failed_outputs: set[int] = set()
         self._stop = threading.Event()
+        # Arranger settings waiting for the next step (``set_settings``), taken under the lock.
+        self._settings_lock = threading.Lock()
+        self._new_settings: dict[str, object] | None = None
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -587,6 +590,35 @@ class Engine:
     def stop(self) -> None:
         """Ask a running ``run`` to end after the current message or step (thread-safe)."""
         self._stop.set()
+
+    def set_settings(
+        self, *, style: str | None = None, energy: str | None = None, voices: str | Sequence[str] | None = None
+    ) -> None:
+        """Change the arranger's style, energy or voices (None keeps one) from the next step on (thread-safe).
+
+        The values are checked here, on the caller's thread (``ParameterError`` naming the
+        choices; nothing changes); the engine's thread hands them to ``Arranger.set_settings``
+        at the start of its next step, never inside one, so a step and its grace replay play
+        with the same settings. The arranger's state carries over (the take goes on). Only
+        the step that takes a change does any allocating (the arranger sums its settings' rows).
+        """
+        fields: dict[str, object] = {}
+        if style is not None:
+            style_index(self.arranger.model, style)
+            fields["style"] = style
+        if energy is not None:
+            energy_index(energy)
+            fields["energy"] = energy
+        if voices is not None:
+            fields["voices"] = parse_voices(voices)
+        with self._settings_lock:
+            self._new_settings = {**(self._new_settings or {}), **fields}
+
+    def _take_settings(self) -> None:
+        with self._settings_lock:
+            fields, self._new_settings = self._new_settings, None
+        if fields:
+            self.arranger.set_settings(**fields)
 
     def run(self, *, max_steps: int | None = None, until_sec: float | None = None) -> EngineReport:
         """Play until ``stop()``, ``max_steps`` steps, the clock passing ``until_sec``, or Ctrl-C.
@@ -704,6 +736,8 @@ class Engine:
         self.max_late = max(self.max_late, late)
         position = self._position()
         self._tick_metronome(position, now)
+        if self._new_settings is not None:  # between steps: the one before played with the old ones
+            self._take_settings()
         if self.step_index >= self.count_in_steps:
             onset = self._pending_onset
             melody = self._melody_now()

@@ -39,6 +39,8 @@ def _seconds_since_start() -> float:
 
 #: The demo's melody, shipped inside the package.
 DEMO_MELODY = "examples/ode_to_joy_melody.mid"
+#: ``chiptuner.model.ENERGY_LEVELS``, for ``--energy`` (the model module loads numba: too heavy for ``--help``).
+ENERGY_LEVELS = ("low", "mid", "high")
 
 
 def _bpm(text: str) -> float:
@@ -157,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=_temperature, default=1.0, help="pitch temperature, 0.05-10 (default: 1.0)"
     )
     playing.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
+    playing.add_argument(
+        "--style", default=None, metavar="NAME", help="the band's style, one of the model's (default: chip)"
+    )
+    playing.add_argument(
+        "--energy", choices=ENERGY_LEVELS, default="mid", help="how busy the accompaniment is (default: mid)"
+    )
+    playing.add_argument(
+        "--voices", default=None, metavar="LIST",
+        help="accompaniment voices that play: any of pulse2,triangle,noise (comma-separated), or none (default: all)",
+    )  # fmt: skip
     playing.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
     output = parser.add_argument_group("sound and recording")
     output.add_argument("--record", default=".", metavar="DIR", help="folder for session.mid/.wav (default: .)")
@@ -236,7 +248,10 @@ def _run(args: argparse.Namespace) -> int:
     from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
 
     model = load_model(args.model)
-    arranger = Arranger(model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed)
+    arranger = Arranger(
+        model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
+        style=args.style, energy=args.energy, voices=args.voices,
+    )  # fmt: skip
     warmup(model)  # compile or load every kernel before any port opens
     sound = not args.no_sound
     if sound:

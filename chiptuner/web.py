@@ -20,15 +20,18 @@ Page -> server (each at most ``MAX_MESSAGE_BYTES``):
   pulse1 note it starts, for the page's latency figure; in 5-button mode the page sends
   the lane notes ``LANE_NOTES``);
 - ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": 0.05-10,
-  "metronome": bool, "seed": int >= 0}`` (any subset): the engine restarts with them;
+  "metronome": bool, "seed": int >= 0, "style": one of the hello's "styles", "energy":
+  "low"|"mid"|"high", "voices": [any of "pulse2", "triangle", "noise"]}`` (any subset): with
+  only style, energy and voices the running arranger takes them at its next step and the
+  take plays on (a voice left out rests in the model); otherwise the engine restarts with them;
 - ``{"type": "record", "on": bool}``: on starts a new take (a fresh recording), off stops
   recording (the take stays downloadable);
 - ``{"type": "ping", "id": int}``.
 
 Server -> page:
 
-- ``hello`` on connect: settings, recording, voices, lane notes, the synth's duty cycles
-  and drum table, limits;
+- ``hello`` on connect: settings, recording, voices, the model's styles, the energy levels,
+  lane notes, the synth's duty cycles and drum table, limits;
 - ``notes``: ``{"type": "notes", "events": [{"voice": "pulse1"|"pulse2"|"triangle"|"noise"|
   "click", "pitch": int, "on": bool, "step": int, "time_sec": float, "key_id": int}]}``
   (``key_id`` only on a pulse1 note-on started by a page note with an ``id``; a duty change
@@ -82,13 +85,18 @@ from chiptuner.chip_midi import VOICE_VELOCITY
 from chiptuner.engine import METRONOME_CHANNEL, ButtonMap, Engine, EngineReport, FixedTempo, Recorder
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.model import (
+    ACCOMPANIMENT,
+    ENERGY_LEVELS,
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
     TEMPERATURE_RANGE,
     Arranger,
     ArrangerModel,
     InputMode,
+    energy_index,
     load_model,
+    parse_voices,
+    style_index,
     warmup,
 )
 from chiptuner.session import session_audio, session_midi, write_session
@@ -179,13 +187,22 @@ class MessageError(ParameterError):
 
 @dataclass(frozen=True)
 class Settings:
-    """What the page can change; each change restarts the engine with them."""
+    """What the page can change.
+
+    A change of ``LIVE_SETTINGS`` alone reaches the running arranger between two steps;
+    any other restarts the engine with them all. ``style`` None is the model's default
+    (``EngineRunner`` names it); whether a style is the model's is checked by the arranger,
+    the rest here.
+    """
 
     bpm: float = 120.0
     mode: InputMode = "keys"
     temperature: float = 1.0
     metronome: bool = False
     seed: int = 0
+    style: str | None = None
+    energy: str = "mid"
+    voices: tuple[str, ...] = ACCOMPANIMENT
 
     def changed(self, fields: dict[str, Any]) -> Settings:
         """These settings with ``fields`` changed, each checked; MessageError names a bad one."""
@@ -205,12 +222,25 @@ class Settings:
                 values[name] = _flag(name, value)
             elif name == "seed":
                 values[name] = _integer(name, value, 0, 2**31 - 1)
+            elif name == "style":
+                if not isinstance(value, str) or not value:
+                    raise MessageError("bad_value", f"style is {value!r}; give the name of one of the model's styles")
+                values[name] = value
+            elif name == "energy":
+                _choice(energy_index, value)
+                values[name] = value
+            elif name == "voices":
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise MessageError("bad_value", f"voices is {value!r}; give a list of {list(ACCOMPANIMENT)}")
+                values[name] = _choice(parse_voices, value)
             else:
                 raise MessageError("bad_value", f"unknown setting {name!r}; settings are {_SETTING_NAMES}")
         return replace(self, **values)
 
 
-_SETTING_NAMES = ["bpm", "mode", "temperature", "metronome", "seed"]
+_SETTING_NAMES = ["bpm", "mode", "temperature", "metronome", "seed", "style", "energy", "voices"]
+#: Settings the running arranger takes between two steps (``Engine.set_settings``), without a restart.
+LIVE_SETTINGS = frozenset({"style", "energy", "voices"})
 #: Fields of each message type (besides "type"), and which are required.
 _FIELDS = {
     "note": ({"pitch", "on"}, {"velocity", "id"}),
@@ -234,6 +264,14 @@ def _integer(name: str, value: object, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise MessageError("bad_value", f"{name} is {value!r}; give a whole number from {low} to {high}")
     return value
+
+
+def _choice(check: Callable[[Any], Any], value: object) -> Any:
+    """``check(value)`` (a ``chiptuner.model`` check whose ParameterError names the choices) as a bad_value."""
+    try:
+        return check(value)
+    except ParameterError as error:
+        raise MessageError("bad_value", str(error)) from None
 
 
 def _flag(name: str, value: object) -> bool:
@@ -440,6 +478,7 @@ class EngineRunner:
     model : ArrangerModel
         Loaded once; each (re)start makes a fresh ``Arranger`` from it.
     settings : Settings
+        Kept as ``settings``, a ``style`` of None named (the model's default).
     outputs : sequence
         The engine's outputs (a ``PageOutput``; its ``engine`` is kept pointing at the
         running engine).
@@ -474,7 +513,8 @@ class EngineRunner:
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._make(settings)  # bad settings fail here, before anything runs
+        arranger = self._make(settings).arranger  # bad settings fail here, before anything runs
+        self.settings = replace(settings, style=arranger.style, voices=arranger.voices)
 
     @property
     def recorder(self) -> Recorder:
@@ -482,7 +522,10 @@ class EngineRunner:
         return self._take[1]
 
     def _arranger(self, settings: Settings) -> Arranger:
-        return Arranger(self.model, mode=settings.mode, temperature=settings.temperature, seed=settings.seed)
+        return Arranger(
+            self.model, mode=settings.mode, temperature=settings.temperature, seed=settings.seed,
+            style=settings.style, energy=settings.energy, voices=settings.voices,
+        )  # fmt: skip
 
     def _make(self, settings: Settings) -> Engine:
         engine = Engine(
@@ -548,6 +591,19 @@ class EngineRunner:
                 self.recording = record
             if was_running:
                 self._start()
+
+    def apply(self, settings: Settings) -> None:
+        """Give the running take's arranger new ``LIVE_SETTINGS`` (style, energy, voices): no restart, no new take.
+
+        The engine takes them at its next step (``Engine.set_settings``); a value the
+        arranger refuses raises ``ParameterError`` and changes nothing.
+        """
+        with self._lock:
+            if self._engine is not None:
+                self._engine.set_settings(style=settings.style, energy=settings.energy, voices=settings.voices)
+            else:
+                self._arranger(settings)  # checks them for the next start
+            self.settings = settings
 
     def _file_key(self, kind: str) -> tuple[tuple[int, int, float], Recorder]:
         number, recorder = self._take
@@ -754,6 +810,8 @@ class WebServer:
             "settings": asdict(self.runner.settings),
             "recording": self.runner.recording,
             "voices": list(VOICE_NAMES),
+            "styles": list(self.runner.model.styles),
+            "energy_levels": list(ENERGY_LEVELS),
             "velocity": VOICE_VELOCITY,
             "lane_notes": list(LANE_NOTES),
             "duty_cycles": list(DUTY_CYCLES),
@@ -804,7 +862,10 @@ class WebServer:
                 fields = {k: v for k, v in message.items() if k != "type"}
                 try:
                     settings = self.runner.settings.changed(fields)
-                    await asyncio.to_thread(self.runner.restart, settings)
+                    if fields.keys() <= LIVE_SETTINGS:  # the take plays on; the arranger takes them between steps
+                        await asyncio.to_thread(self.runner.apply, settings)
+                    else:
+                        await asyncio.to_thread(self.runner.restart, settings)
                 except ParameterError as error:  # a value the arranger refuses: the engine plays on as it was
                     return _error_reply(MessageError("bad_value", str(error)))
                 logger.info("settings: %s", ", ".join(f"{k} {v}" for k, v in asdict(settings).items()))
@@ -854,9 +915,10 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
 
     ``args`` are ``chiptuner.live``'s options (``--web`` and those that apply to it):
     the engine's settings (``--bpm``, ``--buttons``, ``--temperature``, ``--seed``,
-    ``--metronome``, ``--grace``, ``--model``), the recording (``--record``,
-    ``--no-record``, ``--no-sound`` for no session.wav), ``--seconds``, and ``--host``,
-    ``--port``, ``--no-browser``. Exit code 130 after Ctrl-C or SIGTERM, 0 after ``--seconds``.
+    ``--style``, ``--energy``, ``--voices``, ``--metronome``, ``--grace``, ``--model``), the
+    recording (``--record``, ``--no-record``, ``--no-sound`` for no session.wav),
+    ``--seconds``, and ``--host``, ``--port``, ``--no-browser``. Exit code 130 after Ctrl-C
+    or SIGTERM, 0 after ``--seconds``.
     """
     clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]
     if clashing:
@@ -867,7 +929,8 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
     _need_websockets()
     settings = Settings(
         bpm=args.bpm, mode="buttons" if args.buttons else "keys", temperature=args.temperature,
-        metronome=args.metronome, seed=args.seed,
+        metronome=args.metronome, seed=args.seed, style=args.style, energy=args.energy,
+        voices=parse_voices(args.voices),
     )  # fmt: skip
     if not _is_loopback(args.host):
         logger.warning(
@@ -875,6 +938,8 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
             "leave --host out to stay on 127.0.0.1", args.host or "every interface",
         )  # fmt: skip
     model = load_model(args.model)
+    if settings.style is not None:
+        style_index(model, settings.style)  # refused before the kernels warm up
     warmup(model)  # compile or load every kernel before the server opens
     synth_warmup()  # the downloads render the session
     loop = asyncio.new_event_loop()

@@ -65,6 +65,43 @@ def test_arrange_options_reach_the_file(tmp_path, capsys):
     assert {m.channel for m in noise if m.type == "note_on"} == {9}
 
 
+def _track_notes(path) -> dict[str, int]:
+    """Note-ons per named track of a written arrangement."""
+    return {
+        track.name: sum(m.type == "note_on" and m.velocity > 0 for m in track) for track in mido.MidiFile(path).tracks
+    }
+
+
+def test_arrange_plays_only_the_voices_asked_for(tmp_path, capsys):
+    every, lead_and_pulse2 = tmp_path / "every.mid", tmp_path / "pulse2.mid"
+    assert main(["-q", "arrange", BAND, "-o", str(every), "--seed", "3"]) == 0
+    capsys.readouterr()
+    assert main(["-q", "arrange", BAND, "-o", str(lead_and_pulse2), "--seed", "3", "--voices", "pulse2"]) == 0
+    assert one_line(capsys.readouterr().out).endswith("triangle 0, noise 0")
+    notes = _track_notes(lead_and_pulse2)
+    assert notes["triangle"] == 0 and notes["noise"] == 0
+    assert notes["pulse1"] > 0 and notes["pulse2"] > 0
+    assert _track_notes(every)["triangle"] > 0 and _track_notes(every)["noise"] > 0  # the same song plays them all
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--voices", "none"], ["--voices", " triangle , noise"], ["--style", "chorale"], ["--energy", "high"]],
+    ids=["lead-alone", "spaced-list", "style", "energy"],
+)
+def test_arrange_settings_reach_the_model(tmp_path, capsys, options):
+    base, changed = tmp_path / "base.mid", tmp_path / "changed.mid"
+    assert main(["-q", "arrange", BAND, "-o", str(base)]) == 0
+    assert main(["-q", "arrange", BAND, "-o", str(changed), *options]) == 0
+    capsys.readouterr()
+    assert base.read_bytes() != changed.read_bytes()
+    notes = _track_notes(changed)
+    if options == ["--voices", "none"]:
+        assert notes["pulse1"] > 0 and notes["pulse2"] == notes["triangle"] == notes["noise"] == 0
+    if options[0] == "--voices" and options[1] != "none":
+        assert notes["pulse2"] == 0
+
+
 def test_python_m_chiptuner_arrange(tmp_path):
     out = tmp_path / "out.mid"
     result = subprocess.run(
@@ -123,10 +160,18 @@ def text_file(tmp_path):
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--input", "piano"], "--input"),
         (lambda tmp: ["arrange", MELODY], "-o/--out"),
         (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "no_dir" / "out.mid")], "no_dir"),
+        # The settings: each refusal names the choices (the style's are the model's own).
+        (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--style", "polka"], "chip, chorale, pop"),
+        (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--energy", "max"], "high"),
+        (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--voices", "pulse2,bass"], "pulse2, triangle"),
+        (lambda tmp: ["arrange", MELODY, "-o", str(tmp / "out.mid"), "--voices", "pulse1"], "none for the lead"),
+        # The settings are checked before the melody is read: a bad one is named, not the file.
+        (lambda tmp: ["arrange", str(tmp / "missing.mid"), "-o", str(tmp / "out.mid"), "--style", "polka"], "polka"),
     ],
     ids=[
         "missing-file", "not-midi", "missing-model", "garbage-model", "truncated-model", "npz-not-a-model",
         "temperature-0", "temperature-negative", "temperature-tiny", "bad-input-mode", "no-out", "out-folder-missing",
+        "bad-style", "bad-energy", "bad-voice", "lead-is-no-accompaniment", "style-before-file",
     ],
 )  # fmt: skip
 def test_arrange_errors_are_one_line_and_exit_2(tmp_path, capsys, make_args, message):

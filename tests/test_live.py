@@ -13,7 +13,9 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner import live
+from chiptuner import live, model
+from chiptuner.engine import Engine, FixedTempo, Timeline
+from chiptuner.errors import ParameterError
 from tests.spectra import spectrum
 
 
@@ -138,6 +140,86 @@ def test_a_temperature_outside_the_range_is_refused_by_the_parser(value, capsys)
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err  # one line, no usage block
     assert "--temperature" in err and "from 0.05 to 10" in err
+
+
+def test_the_energy_choices_are_the_models():
+    assert live.ENERGY_LEVELS == model.ENERGY_LEVELS
+
+
+@pytest.mark.parametrize("option", ["--style", "--voices"])
+@pytest.mark.parametrize("web", [False, True], ids=["terminal", "web"])
+def test_a_bad_style_or_voice_is_one_line_naming_the_choices_and_exit_2(tmp_path, capsys, option, web):
+    choices = ", ".join(model.load_model().styles if option == "--style" else model.ACCOMPANIMENT)
+    where = ["--web", "--no-browser", "--port", "0"] if web else ["--demo", "--fast", "--out", str(tmp_path)]
+    code = live.main([*where, "--no-sound", "--no-record", option, "bass"])
+    err = capsys.readouterr().err
+    assert code == live.EXIT_USAGE
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("chiptuner live: ") and "'bass'" in err and choices in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_energy_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        live.build_parser().parse_args(["--energy", "max"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert "--energy" in err and all(level in err for level in model.ENERGY_LEVELS)
+
+
+def test_the_demo_plays_only_the_voices_asked_for(tmp_path, capsys):
+    code = live.main(
+        ["--demo", "--fast", "--no-sound", "--out", str(tmp_path), "--voices", "pulse2", "--energy", "high"]
+    )
+    assert code == 0, capsys.readouterr().err
+    notes = _voice_notes(mido.MidiFile(tmp_path / "session.mid"))
+    assert len(notes["pulse1"]) > 10 and len(notes["pulse2"]) > 10
+    assert "triangle" not in notes and "noise" not in notes
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, ...]] = []
+
+    def send(self, message: tuple[int, ...]) -> None:
+        self.messages.append(message)
+
+
+def _accompaniment_note_ons(messages, channels) -> int:
+    return sum(m[0] & 0xF0 == 0x90 and m[2] > 0 and m[0] & 0x0F in channels[1:] for m in messages)
+
+
+def test_engine_settings_reach_the_arranger_at_its_next_step():
+    arranger = model.Arranger(model.load_model(), seed=5)
+    notes = []
+    for i in range(64):  # a note every half second, for 32 s
+        pitch = (60, 64, 67, 72, 67, 64)[i % 6]
+        notes += [(0.5 * i, (0x90, pitch, 100)), (0.5 * i + 0.4, (0x80, pitch, 0))]
+    timeline = Timeline(notes)
+    sent = _Sent()
+    engine = Engine(arranger, clock=timeline, inbox=timeline, outputs=[sent], tempo=FixedTempo(120))
+    engine.run(max_steps=64)
+    assert _accompaniment_note_ons(sent.messages, engine.channels) > 0  # the band played
+    engine.set_settings(style="pop", energy="low", voices="none")
+    for bad in ({"style": "polka"}, {"energy": "max"}, {"voices": "pulse2,bass"}):
+        with pytest.raises(ParameterError):
+            engine.set_settings(**bad)  # refused on the caller's thread; the good ones stay queued
+    # Nothing changes until the engine's next step: never in the middle of one.
+    assert (arranger.style, arranger.energy, arranger.voices) == ("chip", "mid", model.ACCOMPANIMENT)
+    engine.set_settings(energy="high")  # a later change of one setting keeps the others queued
+    sent.messages.clear()
+    engine.run(max_steps=64)
+    assert engine.arranger is arranger
+    assert (arranger.style, arranger.energy, arranger.voices) == ("pop", "high", ())
+    assert _accompaniment_note_ons(sent.messages, engine.channels) == 0  # the lead alone
+    assert sum(m[0] == 0x90 and m[2] > 0 for m in sent.messages) > 10
+    engine.set_settings(voices=["triangle", "noise"])  # on again: the take plays on with them
+    sent.messages.clear()
+    engine.run(max_steps=128)
+    assert arranger.voices == ("triangle", "noise") and arranger.style == "pop"
+    assert _accompaniment_note_ons(sent.messages, engine.channels) > 0
+    assert not [m for m in sent.messages if m[0] == 0x91 and m[2] > 0]  # pulse2 stays off
 
 
 def test_help_is_quick():

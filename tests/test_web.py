@@ -56,6 +56,9 @@ VALID = [
     ('{"type": "settings", "bpm": 90.5, "mode": "buttons"}', {"type": "settings", "bpm": 90.5, "mode": "buttons"}),
     ('{"type": "settings", "temperature": 0.2, "metronome": true, "seed": 3}',
      {"type": "settings", "temperature": 0.2, "metronome": True, "seed": 3}),
+    ('{"type": "settings", "style": "pop", "energy": "high", "voices": ["noise", "pulse2"]}',
+     {"type": "settings", "style": "pop", "energy": "high", "voices": ["noise", "pulse2"]}),
+    ('{"type": "settings", "voices": []}', {"type": "settings", "voices": []}),
     ('{"type": "record", "on": false}', {"type": "record", "on": False}),
     ('{"type": "ping"}', {"type": "ping", "id": 0}),
 ]  # fmt: skip
@@ -101,6 +104,15 @@ BAD = [
     ('{"type": "settings", "metronome": "yes"}', "bad_value"),
     ('{"type": "settings", "seed": -1}', "bad_value"),
     ('{"type": "settings", "volume": 3}', "bad_value"),
+    ('{"type": "settings", "energy": "max"}', "bad_value"),
+    ('{"type": "settings", "energy": 2}', "bad_value"),
+    ('{"type": "settings", "voices": ["bass"]}', "bad_value"),
+    ('{"type": "settings", "voices": ["pulse1"]}', "bad_value"),  # the lead is the player's
+    ('{"type": "settings", "voices": "pulse2,noise"}', "bad_value"),  # a list, not a string
+    ('{"type": "settings", "voices": [2]}', "bad_value"),
+    ('{"type": "settings", "voices": {"pulse2": true}}', "bad_value"),
+    ('{"type": "settings", "style": 1}', "bad_value"),
+    ('{"type": "settings", "style": ""}', "bad_value"),
     ('{"type": "record"}', "bad_value"),
     ('{"type": "ping", "id": 1.5}', "bad_value"),
 ]
@@ -118,6 +130,15 @@ def test_a_temperature_under_the_floor_names_the_range():
     with pytest.raises(web.MessageError, match="from 0.05 to 10"):
         web.Settings().changed({"temperature": 1e-320})
     assert web.Settings().changed({"temperature": 0.05}).temperature == 0.05
+
+
+def test_voices_are_kept_in_the_models_order_and_bad_settings_name_the_choices():
+    assert web.Settings().changed({"voices": ["noise", "pulse2", "noise"]}).voices == ("pulse2", "noise")
+    assert web.Settings().changed({"voices": []}).voices == ()
+    with pytest.raises(web.MessageError, match="pulse2, triangle, noise"):
+        web.Settings().changed({"voices": ["bass"]})
+    with pytest.raises(web.MessageError, match="low, mid, high"):
+        web.Settings().changed({"energy": "max"})
 
 
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
@@ -506,7 +527,11 @@ def test_downloads_beyond_the_bound_get_503_and_settings_are_not_held_up(renders
 
 def test_settings_and_takes_reach_every_page(server):
     with _connect(server) as (first, hello), _connect(server) as (second, _):
-        assert hello["settings"] == {"bpm": 120.0, "mode": "keys", "temperature": 1.0, "metronome": False, "seed": 0}
+        assert hello["settings"] == {
+            "bpm": 120.0, "mode": "keys", "temperature": 1.0, "metronome": False, "seed": 0, "style": "chip",
+            "energy": "mid", "voices": ["pulse2", "triangle", "noise"],
+        }  # fmt: skip
+        assert hello["styles"] == list(load_model().styles) and hello["energy_levels"] == ["low", "mid", "high"]
         first.send(json.dumps({"type": "settings", "bpm": 150, "metronome": True}))
         for ws in (first, second):
             assert _recv_until(ws, "settings")["settings"]["bpm"] == 150.0
@@ -531,6 +556,66 @@ def test_settings_and_takes_reach_every_page(server):
         first.send(json.dumps({"type": "record", "on": True}))
         first.send(json.dumps({"type": "settings", "bpm": 120, "metronome": False}))
         assert _recv_until(first, "settings")["settings"]["bpm"] == 120.0
+
+
+def _wait_for(condition, timeout_sec: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_sec
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_style_energy_and_voices_reach_the_running_take_without_a_restart():
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    with _server_here() as here:
+        runner = here.runner
+        runner.start()
+        try:
+            engine, recorder = runner._engine, runner.recorder
+            arranger = engine.arranger
+            with connect(f"ws://{here.host}/ws", origin=f"http://{here.host}", open_timeout=10) as ws:
+                assert json.loads(ws.recv(timeout=10))["settings"]["style"] == "chip"
+                ws.send(json.dumps({"type": "settings", "style": "pop", "energy": "high", "voices": ["pulse2"]}))
+                told = _recv_until(ws, "settings")["settings"]
+                assert (told["style"], told["energy"], told["voices"], told["bpm"]) == ("pop", "high", ["pulse2"], 120)
+                # The arranger takes them at the engine's next step (125 ms at 120 BPM) and plays on.
+                _wait_for(lambda: arranger.voices == ("pulse2",))
+                applied_sec = time.perf_counter()
+                assert (arranger.style, arranger.energy) == ("pop", "high")
+                for pitch in (60, 64, 67, 72, 67, 64, 60, 62):
+                    ws.send(json.dumps({"type": "note", "pitch": pitch, "on": True}))
+                    time.sleep(0.12)
+                    ws.send(json.dumps({"type": "note", "pitch": pitch, "on": False}))
+                # One take, one engine run: no restart, no new recording.
+                assert runner._engine is engine and runner.recorder is recorder and runner.reports == []
+                times, tracks, data = recorder.events()
+                played = (times > applied_sec) & (data[:, 0] & 0xF0 == 0x90) & (data[:, 2] > 0)
+                assert played[tracks == 0].sum() > 0 and played[tracks == 1].sum() > 0  # the input and the lead go on
+                assert played[(tracks == 3) | (tracks == 4)].sum() == 0  # the triangle and the drums rest
+                # A bad value is refused, naming the choices, and changes nothing.
+                styles = ", ".join(runner.model.styles)
+                for bad, named in (
+                    ({"style": "polka"}, styles), ({"energy": "max"}, "low, mid, high"),
+                    ({"voices": ["bass"]}, "pulse2, triangle, noise"), ({"style": "polka", "seed": 2}, styles),
+                ):  # fmt: skip
+                    ws.send(json.dumps({"type": "settings", **bad}))
+                    error = _recv_until(ws, "error")
+                    assert error["code"] == "bad_value" and named in error["message"], (bad, error)
+                assert (runner.settings.style, runner.settings.seed) == ("pop", 0)
+                assert runner._engine is engine and runner.reports == []
+                # Another setting restarts the engine: its new arranger keeps them.
+                ws.send(json.dumps({"type": "settings", "seed": 3}))
+                assert _recv_until(ws, "settings")["settings"]["voices"] == ["pulse2"]
+                fresh = runner._engine.arranger
+                assert fresh is not arranger and (fresh.style, fresh.energy, fresh.voices) == (
+                    "pop",
+                    "high",
+                    ("pulse2",),
+                )
+                assert runner.recorder is recorder  # the same take
+        finally:
+            runner.stop()
 
 
 # ----------------------------------------------------------------------------- the command
@@ -698,13 +783,39 @@ def test_five_buttons_mode_plays_lanes(page):
     page.wait_for_function("() => chiptunerStats.settings.mode === 'keys'")
 
 
-def test_muting_a_voice_silences_its_bus_only(page):
-    page.uncheck("#voice-noise")
-    page.uncheck("#voice-triangle")
-    assert page.evaluate("['pulse1', 'pulse2', 'triangle', 'noise'].map(chiptunerStats.busGain)") == [1, 1, 0, 0]
-    page.check("#voice-noise")
-    page.check("#voice-triangle")
-    assert page.evaluate("['triangle', 'noise'].map(chiptunerStats.busGain)") == [1, 1]
+def test_voices_style_and_energy_are_the_models_settings(page):
+    styles = page.eval_on_selector_all("#style option", "options => options.map((o) => o.value)")
+    assert styles == list(load_model().styles) and page.input_value("#style") == "chip"
+    assert page.eval_on_selector_all("#energy option", "options => options.map((o) => o.value)") == [
+        "low", "mid", "high"
+    ]  # fmt: skip
+    try:
+        page.uncheck("#voice-noise")
+        page.uncheck("#voice-triangle")
+        page.wait_for_function("() => chiptunerStats.settings.voices.join() === 'pulse2'")
+        page.select_option("#style", styles[-1])
+        page.select_option("#energy", "high")
+        page.wait_for_function(f"() => chiptunerStats.settings.style === '{styles[-1]}'")
+        page.wait_for_function("() => chiptunerStats.settings.energy === 'high'")
+        time.sleep(0.3)  # the engine's next step takes them
+        before = stats(page)["notes"]
+        for key in ("a", "d", "g", "k", "g", "d", "a", "s"):
+            press(page, key, 0.15)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        after = stats(page)["notes"]
+        assert after["pulse1"] - before["pulse1"] >= 8
+        assert (after["triangle"], after["noise"]) == (before["triangle"], before["noise"])  # they rest in the model
+        assert page.is_checked("#voice-pulse2") and not page.is_checked("#voice-noise")
+    finally:
+        page.check("#voice-noise")
+        page.check("#voice-triangle")
+        page.select_option("#style", "chip")
+        page.select_option("#energy", "mid")
+        page.wait_for_function(
+            "() => chiptunerStats.settings.voices.length === 3 && chiptunerStats.settings.style === 'chip'"
+            " && chiptunerStats.settings.energy === 'mid'"
+        )
 
 
 FAKE_MIDI = """

@@ -5,6 +5,7 @@
 
 (() => {
   const VOICES = ["pulse1", "pulse2", "triangle", "noise"];
+  const ACCOMPANIMENT = VOICES.slice(1); // the voices a player turns on and off (pulse1 is theirs)
   // Piano on the computer keyboard, by physical key (event.code), so every layout plays alike.
   const WHITE_CODES = ["KeyA", "KeyS", "KeyD", "KeyF", "KeyG", "KeyH", "KeyJ", "KeyK", "KeyL", "Semicolon", "Quote"];
   const WHITE_STEPS = [0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17];
@@ -36,7 +37,6 @@
     midiInputs: 0,
     maxLevel: 0,
     level: () => (synth ? synth.level() : 0),
-    busGain: (voice) => (synth ? synth.bus[voice].gain.value : null),
     audioState: () => audioContext.state,
     latencyPercentileMs: (q) => percentile(stats.latenciesMs, q),
     send: (message) => send(message),
@@ -54,7 +54,6 @@
 
   const audioContext = new AudioContext({ latencyHint: "interactive" });
   let synth = null;
-  const muted = { pulse2: false, triangle: false, noise: false };
 
   function velocityVolume(velocity) {
     // The synth's 4-bit level of a MIDI velocity (chiptuner/_kernels/synth.py velocity_volume).
@@ -150,7 +149,6 @@
         this.bus[voice] = context.createGain();
         this.bus[voice].connect(this.master);
       }
-      for (const voice of Object.keys(muted)) this.mute(voice, muted[voice]);
       this.velocity = hello.velocity;
       this.duty = { pulse1: 0.5, pulse2: 0.25 };
       this.pulses = new Map(hello.duty_cycles.map((d) => [d, pulseWave(context, d, 400)]));
@@ -160,10 +158,6 @@
         this.drums.set(Number(key), drumBuffer(context, rateHz, shortMode > 0, decaySec, gain));
       }
       this.sounding = {};
-    }
-
-    mute(voice, on) {
-      this.bus[voice].gain.value = on ? 0 : 1;
     }
 
     level() {
@@ -332,6 +326,8 @@
       case "hello":
         stats.hello = message;
         if (!synth) synth = new ChipSynth(audioContext, message);
+        showChoices("style", message.styles);
+        showChoices("energy", message.energy_levels);
         showSettings(message.settings);
         showRecording(message.recording);
         break;
@@ -537,7 +533,22 @@
     $("temperature").value = settings.temperature;
     $("temperature-out").textContent = Number(settings.temperature).toFixed(2);
     $("metronome").checked = settings.metronome;
+    $("style").value = settings.style;
+    $("energy").value = settings.energy;
+    for (const voice of ACCOMPANIMENT) $(`voice-${voice}`).checked = settings.voices.includes(voice);
     setMode(settings.mode);
+  }
+
+  // The options of a select: the model's styles, the energy levels (from the server's hello).
+  function showChoices(id, names) {
+    $(id).replaceChildren(
+      ...names.map((name) => {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = name;
+        return option;
+      }),
+    );
   }
 
   function setMode(next) {
@@ -566,6 +577,12 @@
   settingControl("bpm", "bpm", (c) => Number(c.value));
   settingControl("temperature", "temperature", (c) => Number(c.value));
   settingControl("metronome", "metronome", (c) => c.checked);
+  settingControl("style", "style", (c) => c.value);
+  settingControl("energy", "energy", (c) => c.value);
+  // A voice turned off rests in the model (the band plays on without it), from the next step.
+  for (const voice of ACCOMPANIMENT) {
+    settingControl(`voice-${voice}`, "voices", () => ACCOMPANIMENT.filter((v) => $(`voice-${v}`).checked));
+  }
   settingControl("mode", "mode", (c) => {
     setMode(c.value);
     return c.value;
@@ -574,15 +591,6 @@
   $("temperature").addEventListener("input", () => {
     $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
   });
-  for (const voice of Object.keys(muted)) {
-    const box = $(`voice-${voice}`);
-    box.addEventListener("change", () => {
-      muted[voice] = !box.checked;
-      if (synth) synth.mute(voice, muted[voice]);
-      rollPost({ type: "mute", voice, on: muted[voice] });
-      box.blur();
-    });
-  }
   $("record").addEventListener("click", () => {
     send({ type: "record", on: !stats.recording });
     $("record").blur();

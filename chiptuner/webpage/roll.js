@@ -8,7 +8,6 @@
 // Messages (times are absolute milliseconds, performance.timeOrigin + performance.now()):
 //   {type: "init", canvas, width, height}    {type: "resize", width, height}
 //   {type: "events", items: [{kind: "on"|"off"|"end", voice, pitch, at} | {kind: "beat", step, at, bpm}]}
-//   {type: "mute", voice, on}
 "use strict";
 
 function chiptunerRoll(canvas) {
@@ -25,7 +24,6 @@ function chiptunerRoll(canvas) {
   let notes = [];
   const open = {}; // voice -> the note it sounds (melody: pitch -> note)
   const melody = new Map();
-  const muted = {};
   let beat = null;
 
   function start(voice, pitch, at) {
@@ -62,8 +60,6 @@ function chiptunerRoll(canvas) {
     if (message.type === "resize") {
       canvas.width = Math.max(300, Math.floor(message.width));
       canvas.height = Math.max(200, Math.floor(message.height));
-    } else if (message.type === "mute") {
-      muted[message.voice] = message.on;
     } else if (message.type === "events") {
       for (const item of message.items) {
         const at = item.at - origin;
@@ -114,17 +110,14 @@ function chiptunerRoll(canvas) {
       draw.fillStyle = COLOURS[note.voice];
       if (note.voice === "noise") {
         const row = Math.max(0, DRUM_ROWS.indexOf(note.pitch));
-        draw.globalAlpha = muted.noise ? 0.3 : 1;
         draw.fillRect(x0, height - drumHeight + row * drumRow + 1, x1 - x0, drumRow - 2);
       } else if (note.voice === "melody") {
         draw.strokeStyle = COLOURS.melody;
         draw.lineWidth = 2;
         draw.strokeRect(x0, pitchY(note.pitch) - 2, x1 - x0, rowHeight + 4);
       } else {
-        draw.globalAlpha = muted[note.voice] ? 0.3 : 1;
         draw.fillRect(x0, pitchY(note.pitch), x1 - x0, Math.max(2, rowHeight - 1));
       }
-      draw.globalAlpha = 1;
     }
     notes = kept;
     draw.fillStyle = "rgba(255, 255, 255, 0.35)";
