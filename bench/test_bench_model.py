@@ -9,7 +9,22 @@ import pytest
 from bench.conftest import budget
 from chiptuner._kernels import arranger as _k
 from chiptuner.arrange import arrange_score
-from chiptuner.model import TOKEN_OFFSET, Arranger, load_model, warmup
+from chiptuner.model import (
+    CONDITION_BLOCK,
+    FIRST_NOTE,
+    HOLD,
+    MAX_POSITION,
+    N_TOKENS,
+    PAIR_OFFSET,
+    REST,
+    ROW_OFFSET,
+    TOKEN_OFFSET,
+    Arranger,
+    condition_rows,
+    energy_index,
+    load_model,
+    warmup,
+)
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
 
 torch = pytest.importorskip("torch")
@@ -49,27 +64,41 @@ def test_bench_step_numba(benchmark, model):
 
 
 class TorchEagerStep:
-    """The same step in torch eager: folded rows, GRU gates, heads, masked sampling per voice."""
+    """The same step in torch eager on the same weights: the settings' condition vector plus the folded
+    rows, GRU gates, heads, then the voices drawn in ``SAMPLING_ORDER`` with hold masked after a rest,
+    each drawn voice adding its ``pair_table`` row (a hold heard as the note held) to the later voices'
+    logits, a voice that is off resting."""
 
-    def __init__(self, model):
+    def __init__(self, model, voice_on=(True, True, True, True)):
         self.in_table = torch.from_numpy(np.array(model.in_table))
         self.b_ih, self.b_hh = torch.from_numpy(np.array(model.b_ih)), torch.from_numpy(np.array(model.b_hh))
         self.w_hh = torch.from_numpy(np.array(model.w_hh_t).T.copy())
         self.w_out = torch.from_numpy(np.array(model.w_out_t).T.copy())
         self.b_out = torch.from_numpy(np.array(model.b_out))
+        self.pair_table = torch.from_numpy(np.array(model.pair_table))
+        style = model.styles.index("chip") if "chip" in model.styles else 0
+        settings = condition_rows(style, energy_index("mid"), np.array(voice_on[1:]))
+        self.condition = self.in_table[torch.from_numpy(settings)].sum(0)  # once, as Arranger.set_settings
+        self.voice_on = voice_on
         self.hidden = model.hidden
         self.h = torch.zeros(self.hidden)
         self.rows = np.zeros(_k.N_ROWS, dtype=np.int64)
         self.tokens = np.zeros(4, dtype=np.int64)
+        self.held = np.zeros(3, dtype=np.int64)  # the note token each pitched voice sounds
         self.generator = torch.Generator().manual_seed(0)
-        from chiptuner.model import MAX_POSITION, ROW_OFFSET  # noqa: PLC0415
-
-        self.row_offset, self.max_position = ROW_OFFSET, MAX_POSITION
+        self.slices = [slice(int(TOKEN_OFFSET[v]), int(TOKEN_OFFSET[v + 1])) for v in range(4)]
+        # Per position in the order, which logits the voice drawn there reaches: the later voices'.
+        self.later = []
+        for position in range(3):
+            mask = torch.zeros(int(TOKEN_OFFSET[-1]))
+            for v in _k.SAMPLING_ORDER[position + 1 :]:
+                mask[self.slices[v]] = 1.0
+            self.later.append(mask)
 
     @torch.no_grad()
     def step(self, pitch, onset, position):
-        _k.input_rows(self.row_offset, False, pitch, onset, position, self.max_position, self.tokens, self.rows)
-        x = self.in_table[torch.from_numpy(self.rows)].sum(0)
+        _k.input_rows(ROW_OFFSET, False, pitch, onset, position, MAX_POSITION, self.tokens, self.rows)
+        x = self.condition + self.in_table[torch.from_numpy(self.rows)].sum(0)
         n = self.hidden
         gi = x[: 3 * n] + self.b_ih
         gh = torch.addmv(self.b_hh, self.w_hh, self.h)
@@ -78,11 +107,22 @@ class TorchEagerStep:
         new = torch.tanh(gi[2 * n :] + r * gh[2 * n :])
         self.h = (1 - z) * new + z * self.h
         logits = torch.addmv(self.b_out, self.w_out, self.h) + x[3 * n :]
-        for v in range(4):
-            voice = logits[int(TOKEN_OFFSET[v]) : int(TOKEN_OFFSET[v + 1])].clone()
-            if self.tokens[v] == 0:
-                voice[1] = -float("inf")
-            self.tokens[v] = int(torch.multinomial(torch.softmax(voice, 0), 1, generator=self.generator))
+        for order_position, v in enumerate(_k.SAMPLING_ORDER):
+            if not self.voice_on[v]:
+                token = REST
+            else:
+                voice = logits[self.slices[v]].clone()
+                if self.tokens[v] == REST:
+                    voice[HOLD] = -float("inf")
+                token = int(torch.multinomial(torch.softmax(voice, 0), 1, generator=self.generator))
+            self.tokens[v] = token
+            if order_position < 3:
+                if token == HOLD:
+                    row = PAIR_OFFSET[v] + N_TOKENS[v] + self.held[v] - FIRST_NOTE
+                else:
+                    row = PAIR_OFFSET[v] + token
+                    self.held[v] = token
+                logits = logits + self.pair_table[row] * self.later[order_position]
         return self.tokens
 
 
@@ -173,7 +213,6 @@ def test_bench_arrange_three_minutes(benchmark, model):
 
 @pytest.mark.benchmark(group="batch")
 def test_bench_training_throughput(benchmark):
-    from chiptuner.model import N_TOKENS, ROW_OFFSET  # noqa: PLC0415
     from chiptuner.train import ArrangerNet, masked_log_prob  # noqa: PLC0415 (torch-only module)
 
     torch.set_num_threads(2)
@@ -182,12 +221,17 @@ def test_bench_training_throughput(benchmark):
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     batch, window = 64, 128
-    rows = torch.from_numpy(rng.integers(0, int(ROW_OFFSET[-1]), (batch, window, _k.N_ROWS)))
+    # As training feeds it: the step's rows, the settings' rows, and the pair rows of three voices.
+    steps = rng.integers(0, int(ROW_OFFSET[CONDITION_BLOCK]), (batch, window, _k.N_ROWS))
+    settings = condition_rows(rng.integers(0, 3, (batch, 1)), rng.integers(0, 3, (batch, 1)),
+                              rng.random((batch, window, 3)) < 0.8)  # fmt: skip
+    rows = torch.from_numpy(np.concatenate((steps, settings), axis=-1))
+    pair_rows = torch.from_numpy(rng.integers(PAIR_OFFSET[:3], PAIR_OFFSET[1:], (batch, window, 3)))
     target = torch.from_numpy(np.stack([rng.integers(2, n, (batch, window)) for n in N_TOKENS], axis=-1))
     previous = torch.full_like(target, 2)
 
     def one_batch():
-        logits, _ = net(rows)
+        logits, _ = net(rows, pair_rows)
         loss = -masked_log_prob(logits, previous, target).mean()
         optimizer.zero_grad()
         loss.backward()

@@ -550,28 +550,84 @@ def piano_roll_reference(start_step, end_step, pitch, n_steps):
     return roll, onset
 
 
-def arranger_logits_reference(model, rows_per_step):
+def arranger_pair_offsets(n_tokens) -> np.ndarray:
+    """First ``pair_table`` row of pulse1, pulse2 and the triangle, then the row count.
+
+    Each pitched voice's block: one row per token (rest, an unused hold row, each new
+    note), then one per note it can hold.
+    """
+    sizes = [n + (n - 2) for n in n_tokens[:3]]
+    return np.array([0, *np.cumsum(sizes).tolist()], dtype=np.int64)
+
+
+def arranger_logits_reference(model, rows_per_step, condition_rows=None, tokens=None, *, sampling_order=(0, 2, 1, 3)):
     """Logits of every step by plain float64 algebra on the folded weights (GRU in torch's gate order).
 
     ``rows_per_step`` is a list of row-index lists, one per step; the state starts at zero.
+    ``condition_rows`` (T, n) are each step's setting rows (style, energy, voices on): the
+    step sums them with its own rows. With ``tokens`` (T, 4), each voice's logits are the
+    ones it is drawn (or scored) from: the voices drawn before it in ``sampling_order``
+    add the ``pair_table`` row of the token they play on that step (a hold is heard as the
+    note held, a hold after silence as a rest). Without ``tokens``, the logits before any
+    voice is drawn.
     """
+    from chiptuner.model import N_TOKENS, TOKEN_OFFSET  # noqa: PLC0415 (the layout, not the kernels)
+
     in_table = model.in_table.astype(np.float64)
     w_hh = model.w_hh_t.astype(np.float64).T
     w_out = model.w_out_t.astype(np.float64).T
     b_ih, b_hh, b_out = (x.astype(np.float64) for x in (model.b_ih, model.b_hh, model.b_out))
+    pair_table = model.pair_table.astype(np.float64) if tokens is not None else None
+    pair_offset = arranger_pair_offsets(N_TOKENS)
     hidden = model.hidden
     h = np.zeros(hidden)
+    held_note = [None, None, None]  # the new-note token each pitched voice holds
     out = []
-    for rows in rows_per_step:
-        x = in_table[list(rows)].sum(axis=0)
+    for t, rows in enumerate(rows_per_step):
+        every_row = list(rows) + ([] if condition_rows is None else list(condition_rows[t]))
+        x = in_table[every_row].sum(axis=0)
         gi, direct = x[: 3 * hidden] + b_ih, x[3 * hidden :]
         gh = w_hh @ h + b_hh
         r = 1.0 / (1.0 + np.exp(-(gi[:hidden] + gh[:hidden])))
         z = 1.0 / (1.0 + np.exp(-(gi[hidden : 2 * hidden] + gh[hidden : 2 * hidden])))
         n = np.tanh(gi[2 * hidden :] + r * gh[2 * hidden :])
         h = (1.0 - z) * n + z * h
-        out.append(w_out @ h + b_out + direct)
+        logits = w_out @ h + b_out + direct
+        if tokens is not None:
+            drawn = []
+            for v in sampling_order:
+                for u in drawn:
+                    token = int(tokens[t][u])
+                    if token == 1:  # hold: the row of the note held, as a rest after silence
+                        row = 0 if held_note[u] is None else N_TOKENS[u] + held_note[u] - 2
+                    else:
+                        row = token
+                    start, end = TOKEN_OFFSET[v], TOKEN_OFFSET[v + 1]
+                    logits[start:end] += pair_table[pair_offset[u] + row, start:end]
+                if v < 3:
+                    drawn.append(v)
+            for u in range(3):
+                token = int(tokens[t][u])
+                if token == 0:
+                    held_note[u] = None
+                elif token >= 2:
+                    held_note[u] = token
+        out.append(logits)
     return np.array(out)
+
+
+def arranger_log_prob_reference(logits, previous, target) -> np.ndarray:
+    """Log p of ``target`` (T, 4) under each voice's softmax of ``logits`` (T, V), hold masked after a rest."""
+    from chiptuner.model import TOKEN_OFFSET  # noqa: PLC0415
+
+    out = np.zeros(np.shape(target), dtype=np.float64)
+    for t in range(len(target)):
+        for v in range(4):
+            voice = np.array(logits[t][TOKEN_OFFSET[v] : TOKEN_OFFSET[v + 1]], dtype=np.float64)
+            if previous[t][v] == 0:
+                voice[1] = -np.inf
+            out[t, v] = voice[target[t][v]] - np.logaddexp.reduce(voice)
+    return out
 
 
 def _melody_local_top(start_step, end_step, pitch, s, p):

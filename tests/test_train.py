@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
 
 from chiptuner import cli
 from chiptuner._kernels import arranger as _k
-from chiptuner.dataset import load_shards, open_cache
+from chiptuner.dataset import load_shards, open_cache, shift_tokens, transpose
 from chiptuner.midi_io import write_midi
-from chiptuner.model import MAX_POSITION, ROW_OFFSET, ArrangerModel, teacher_forced_log_prob
+from chiptuner.model import (
+    CONDITION_BLOCK,
+    ENERGY_LEVELS,
+    FIRST_NOTE,
+    HOLD,
+    MAX_POSITION,
+    MAX_STYLES,
+    N_TOKENS,
+    PAIR_OFFSET,
+    REST,
+    ROW_OFFSET,
+    TOKEN_OFFSET,
+    VOICE_LOW,
+    ArrangerModel,
+    bar_voice_flags,
+    condition_rows,
+    teacher_forced_log_prob,
+)
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
 
 torch = pytest.importorskip("torch", reason="training tests need torch: pip install 'chiptuner[train]'")
@@ -35,30 +53,211 @@ def test_step_rows_equal_the_kernel_rows():
         assert rows[t].tolist() == one.tolist()
 
 
+STYLES = ["chip", "pop", "chorale"]
+
+
+def random_net(seed: int, hidden: int = 24, embed: int = 12):
+    """An ArrangerNet with every parameter moved off its init (the pair tables start at zero), in float64.
+
+    Its weights are exactly what the float32 export holds.
+    """
+    torch.manual_seed(seed)
+    net = train.ArrangerNet(hidden=hidden, embed=embed).double()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.4)
+    return net.float().double()
+
+
+def random_tokens(rng: np.random.Generator, n_steps: int) -> np.ndarray:
+    """Valid tokens (never a hold after a rest), with many holds."""
+    tokens = np.zeros((n_steps, 4), dtype=np.int64)
+    for v in range(4):
+        for t in range(n_steps):
+            choice = rng.random()
+            if choice < 0.25:
+                tokens[t, v] = REST
+            elif choice < 0.6 and t and tokens[t - 1, v] != REST:
+                tokens[t, v] = HOLD
+            else:
+                tokens[t, v] = rng.integers(FIRST_NOTE, N_TOKENS[v])
+    return tokens
+
+
+def torch_log_prob(net, rows, pair_rows, previous, target) -> np.ndarray:
+    as_torch = [
+        None if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in (rows, pair_rows, previous, target)
+    ]
+    with torch.no_grad():
+        logits, _ = net(as_torch[0], as_torch[1])
+        return train.masked_log_prob(logits, as_torch[2], as_torch[3]).numpy()
+
+
 @pytest.mark.parametrize("buttons", [False, True])
 def test_export_gives_the_torch_log_probabilities(buttons):
-    torch.manual_seed(1)
-    net = train.ArrangerNet(hidden=24, embed=12)
+    net = random_net(1)
     rng = np.random.default_rng(2)
     n = 80
     pitch = np.where(rng.random(n) < 0.2, -1, rng.integers(30, 100, n))
     lane = np.where(pitch >= 0, rng.integers(0, 5, n), -1)
     onset = rng.random(n) < 0.4
     position = np.arange(n) % 16
-    tokens = np.stack([rng.integers(2, k, n) for k in (51, 51, 39, 7)], axis=1)
-    tokens[rng.random((n, 4)) < 0.3] = 0
+    tokens = random_tokens(rng, n)
     previous = np.vstack((np.zeros((1, 4), dtype=np.int64), tokens[:-1]))
     rows = train.step_rows(pitch, onset, lane, onset, position, previous, np.full(n, buttons))
-    with torch.no_grad():
-        logits, _ = net.double()(torch.from_numpy(rows)[None])
-        expected = train.masked_log_prob(logits, torch.from_numpy(previous)[None], torch.from_numpy(tokens)[None])[
-            0
-        ].numpy()
-    model = train.export(net.float())
+    settings = condition_rows(2, 0, bar_voice_flags(tokens, position))
+    rows = np.concatenate((rows, settings), axis=-1)
+    pair_rows = train.pair_rows(tokens[:, :3], train._held_tokens(tokens)[:, :3])
+    expected = torch_log_prob(net, rows[None], pair_rows[None], previous[None], tokens[None])[0]
+    model = train.export(net.float(), metadata={"styles": STYLES})
     got = teacher_forced_log_prob(
-        model, lane if buttons else pitch, onset, position, tokens, mode="buttons" if buttons else "keys"
-    )
+        model, lane if buttons else pitch, onset, position, tokens, mode="buttons" if buttons else "keys",
+        style="chorale", energy="low",
+    )  # fmt: skip
     assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-5
+    # The condition rows and the pair rows both count: without either torch scores otherwise.
+    assert np.abs(torch_log_prob(net, rows[None, :, : _k.N_ROWS], pair_rows[None], previous[None], tokens[None])[0]
+                  - expected).max() > 1e-3  # fmt: skip
+    assert np.abs(torch_log_prob(net, rows[None], None, previous[None], tokens[None])[0] - expected).max() > 1e-3
+
+
+def test_held_tokens_and_pair_rows_by_hand():
+    tokens = np.array(
+        [
+            [9, 0, 4, 2],
+            [1, 0, 1, 1],
+            [1, 6, 1, 0],
+            [0, 1, 3, 3],
+            [12, 1, 0, 1],
+            [1, 0, 5, 1],
+        ]
+    )
+    held = train._held_tokens(tokens)
+    assert held.tolist() == [
+        [9, 0, 4, 2],
+        [9, 0, 4, 2],
+        [9, 6, 4, 0],
+        [0, 6, 3, 3],
+        [12, 6, 0, 3],
+        [12, 0, 5, 3],
+    ]
+    # A voice's rows: one per token (0 rest, 1 unused, 2.. new notes), then one per note held.
+    assert PAIR_OFFSET.tolist() == [0, 100, 200, 276]
+    rows = train.pair_rows(tokens[:, :3], held[:, :3])
+    assert rows.tolist() == [
+        [9, 100, 204],
+        [51 + 7, 100, 200 + 39 + 2],
+        [51 + 7, 106, 200 + 39 + 2],
+        [0, 100 + 51 + 4, 203],
+        [12, 100 + 51 + 4, 200],
+        [51 + 10, 100, 205],
+    ]
+    # The kernel's row of each: a hold is heard as the pitch held.
+    for t in range(len(tokens)):
+        for v in range(3):
+            sounding = VOICE_LOW[v] + held[t, v] - FIRST_NOTE if held[t, v] >= FIRST_NOTE else -1
+            kernel = _k.pair_row(PAIR_OFFSET, TOKEN_OFFSET, v, tokens[t, v], sounding, VOICE_LOW[v])
+            assert kernel == rows[t, v], (t, v)
+
+
+def test_the_pair_table_only_reaches_voices_drawn_later_in_torch_too():
+    net = random_net(5, hidden=12, embed=8)
+    rng = np.random.default_rng(6)
+    n = 64
+    tokens = random_tokens(rng, n)
+    previous = np.vstack((np.zeros((1, 4), dtype=np.int64), tokens[:-1]))
+    pitch = rng.integers(40, 90, n)
+    rows = train.step_rows(pitch, rng.random(n) < 0.5, pitch % 5, rng.random(n) < 0.5, np.arange(n) % 16, previous,
+                           np.zeros(n, dtype=bool))  # fmt: skip
+    rows = np.concatenate((rows, condition_rows(1, 2, bar_voice_flags(tokens, np.arange(n) % 16))), axis=-1)
+    pair_rows = train.pair_rows(tokens[:, :3], train._held_tokens(tokens)[:, :3])
+    args = (rows[None], pair_rows[None], previous[None], tokens[None])
+    base = torch_log_prob(net, *args)[0]
+    for order_position, voice in enumerate(_k.SAMPLING_ORDER[:3]):
+        block = slice(int(PAIR_OFFSET[voice]), int(PAIR_OFFSET[voice + 1]))
+        saved = net.pair.detach().clone()
+        with torch.no_grad():
+            net.pair[block] += torch.randn_like(net.pair[block]) * 3
+        got = torch_log_prob(net, *args)[0]
+        with torch.no_grad():
+            net.pair.copy_(saved)
+        earlier = list(_k.SAMPLING_ORDER[: order_position + 1])
+        later = list(_k.SAMPLING_ORDER[order_position + 1 :])
+        assert np.array_equal(got[:, earlier], base[:, earlier]), voice
+        assert (np.abs(got[:, later] - base[:, later]).max(axis=0) > 0.1).all(), voice
+    # The exported table holds nothing for a voice drawn before the row's own.
+    table = train.export(net.float()).pair_table
+    for order_position, voice in enumerate(_k.SAMPLING_ORDER[:3]):
+        rows_of_voice = table[PAIR_OFFSET[voice] : PAIR_OFFSET[voice + 1]]
+        for v in _k.SAMPLING_ORDER[: order_position + 1]:
+            assert not rows_of_voice[:, TOKEN_OFFSET[v] : TOKEN_OFFSET[v + 1]].any(), (voice, v)
+        for v in _k.SAMPLING_ORDER[order_position + 1 :]:
+            assert rows_of_voice[:, TOKEN_OFFSET[v] : TOKEN_OFFSET[v + 1]].any(), (voice, v)
+
+
+def test_styles_energy_and_own_samples_of_the_batches():
+    names, index = train.song_styles(np.array(["pop909/a.mid", "vgmusic_nes_gb/b.mid", "mine/c.mid", "d.mid"]))
+    assert names == ["chip", "files", "mine", "pop"] and index.tolist() == [3, 0, 2, 1]
+    names, index = train.song_styles(np.array(["pop909/a.mid", "mine/c.mid"]), {"mine": "chip"})
+    assert names == ["chip", "pop"] and index.tolist() == [1, 0]
+    with pytest.raises(Exception, match="--style"):
+        train.song_styles(np.array([f"folder{i}/x.mid" for i in range(MAX_STYLES + 1)]))
+    # Accompaniment onsets per 16 steps over the valid steps only.
+    target = np.zeros((2, 32, 4), dtype=np.int64)
+    target[0, [0, 4, 8], 1] = FIRST_NOTE + 3  # 3 pulse2 onsets ...
+    target[0, [1, 9], 3] = FIRST_NOTE  # ... 2 drum hits ...
+    target[0, 2, 2] = HOLD  # ... a hold is no onset, nor is the lead
+    target[0, :, 0] = FIRST_NOTE + 1
+    target[1, [0, 20], 2] = FIRST_NOTE
+    valid = np.ones((2, 32), dtype=bool)
+    valid[1, 16:] = False
+    assert train.window_energy(target, valid).tolist() == [2.5, 1.0]
+
+
+def test_own_samples_replace_only_previous_token_inputs(monkeypatch):
+    net = random_net(7, hidden=12, embed=8)
+    rng = np.random.default_rng(8)
+    n = 48
+    tokens = random_tokens(rng, n)
+    previous = np.vstack((np.zeros((1, 4), dtype=np.int64), tokens[:-1]))
+    pitch = rng.integers(40, 90, n)
+    rows = train.step_rows(pitch, rng.random(n) < 0.5, pitch % 5, rng.random(n) < 0.5, np.arange(n) % 16, previous,
+                           np.zeros(n, dtype=bool))  # fmt: skip
+    rows = np.concatenate((rows, condition_rows(0, 1, bar_voice_flags(tokens, np.arange(n) % 16))), axis=-1)
+    batch = {
+        "rows": torch.from_numpy(np.stack([rows] * 4)),
+        "pair_rows": torch.from_numpy(
+            np.stack([train.pair_rows(tokens[:, :3], train._held_tokens(tokens)[:, :3])] * 4)
+        ),
+        "previous": torch.from_numpy(np.stack([previous] * 4)),
+    }
+    assert torch.equal(train._with_own_samples(net, batch, 0.0), batch["rows"])
+    torch.manual_seed(9)
+    mixed = train._with_own_samples(net, batch, 0.9).numpy()
+    real = batch["rows"].numpy()
+    assert np.array_equal(mixed[:, 0], real[:, 0])  # the first step's past is the song's
+    keep = np.ones(mixed.shape[-1], dtype=bool)
+    keep[4:8] = False
+    assert np.array_equal(mixed[..., keep], real[..., keep])  # melody, position and settings stay
+    changed = mixed[:, 1:, 4:8] != real[:, 1:, 4:8]
+    assert 0.3 < changed.mean() < 0.9
+    for v in range(4):
+        column = mixed[..., 4 + v]
+        assert ((column >= ROW_OFFSET[5 + v]) & (column < ROW_OFFSET[6 + v])).all(), v
+    # A replaced input of step t + 1 is the token drawn at step t (each voice given the real ones
+    # drawn before it, hold impossible after a real rest): with draws made certain, its likeliest.
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "multinomial", lambda p, n, **_: p.argmax(-1, keepdim=True))
+        mixed = train._with_own_samples(net, batch, 0.9).numpy()
+    with torch.no_grad():
+        logits, _ = net(batch["rows"], batch["pair_rows"])
+    replaced = mixed[:, 1:, 4:8] != real[:, 1:, 4:8]
+    assert replaced.mean() > 0.3
+    for v in range(4):
+        voice = logits[..., int(TOKEN_OFFSET[v]) : int(TOKEN_OFFSET[v + 1])].numpy().copy()
+        voice[..., HOLD] = np.where(batch["previous"][..., v].numpy() == REST, -np.inf, voice[..., HOLD])
+        drawn = ROW_OFFSET[5 + v] + voice.argmax(-1)[:, :-1]
+        assert np.array_equal(mixed[:, 1:, 4 + v][replaced[..., v]], drawn[replaced[..., v]]), v
 
 
 def _song(shift: int, bars: int = 8) -> Score:
@@ -100,6 +299,64 @@ def midi_folder(tmp_path_factory):
     for i in range(40):
         write_midi(_song(i % 12 - 5, bars=8 + i % 5), folder / f"song{i:02d}.mid")
     return folder
+
+
+@pytest.fixture(scope="module")
+def converted(midi_folder, tmp_path_factory):
+    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("converted")
+    convert_corpus([midi_folder], folder, workers=1)
+    return folder
+
+
+@pytest.mark.parametrize("buttons", [False, True])
+def test_numba_scores_real_training_windows_as_torch_does(converted, buttons):
+    """Windows as training makes them (settings rows, pair rows, shifts), scored by torch and by numba.
+
+    Each window is a whole song from its first step, so numba's teacher forcing (from silence,
+    the settings made by ``teacher_forced_log_prob``) sees what the window sees.
+    """
+    corpus = open_cache(converted)
+    song_style = np.arange(len(corpus)) % len(STYLES)
+    targets = train._targets(corpus, song_style)
+    songs = np.arange(0, len(corpus), 3)[:8]
+    window = 256
+    lengths = np.diff(corpus.offsets)[songs]
+    assert (lengths <= window).all() and (lengths > 100).all()
+    index = corpus.offsets[songs][:, None] + np.arange(window)[None, :]
+    valid = np.arange(window)[None, :] < lengths[:, None]
+    index = np.where(valid, index, corpus.offsets[songs][:, None])
+    shift = np.array([0, 3, -5, 6, 0, -2, 1, 0])
+    rates = train.window_energy(targets.tokens[index].astype(np.int64), valid)
+    net = random_net(11, hidden=16, embed=8)
+    model = train.export(net.float(), metadata={"styles": STYLES})
+    low, high = rates.min(), rates.max()
+    for level, edges in enumerate(([high + 1, high + 2], [low - 1, high + 1], [low - 2, low - 1])):
+        edges = np.array(edges)
+        batch = train._batch_inputs(corpus, targets, songs, index, valid, shift, np.full(len(songs), buttons), edges)
+        expected = torch_log_prob(net, batch["rows"], batch["pair_rows"], batch["previous"], batch["target"])
+        settings = batch["rows"][:, 0, _k.N_ROWS :]
+        assert (batch["rows"][:, :, _k.N_ROWS : _k.N_ROWS + 2] == settings[:, None, :2]).all()  # one per window
+        held_rows = batch["pair_rows"] >= PAIR_OFFSET[:3] + np.array(N_TOKENS[:3])
+        assert held_rows[valid][:, [0, 2]].any(axis=0).all()  # the lead's and the bass's holds are heard
+        for i, song in enumerate(songs.tolist()):
+            n = int(lengths[i])
+            steps = corpus.song(song)
+            tokens = shift_tokens(targets.tokens[corpus.offsets[song] : corpus.offsets[song + 1]], int(shift[i]))
+            np.testing.assert_array_equal(tokens, batch["target"][i, :n])
+            pitch = transpose({"melody_pitch": np.array(steps["melody_pitch"])}, int(shift[i]))["melody_pitch"]
+            melody, onset = (steps["lane"], steps["lane_onset"]) if buttons else (pitch, steps["melody_onset"])
+            style = STYLES[int(settings[i, 0] - ROW_OFFSET[CONDITION_BLOCK])]
+            energy = ENERGY_LEVELS[int(settings[i, 1] - ROW_OFFSET[CONDITION_BLOCK + 1])]
+            assert style == STYLES[song_style[song]] and energy == ENERGY_LEVELS[level]
+            got = teacher_forced_log_prob(
+                model, melody, onset, steps["step_in_bar"], tokens, mode="buttons" if buttons else "keys",
+                style=style, energy=energy,
+            )  # fmt: skip
+            reference = expected[i, :n]
+            assert np.abs(got - reference).max() / np.abs(reference).max() < 1e-5, (level, song)
+    corpus.release()
 
 
 def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, capsys):
@@ -178,21 +435,26 @@ def test_the_cache_gives_the_batches_of_the_shards_in_memory(midi_folder, tmp_pa
     tokens = train.song_tokens(in_memory)
     np.testing.assert_array_equal(mapped.tokens, tokens)
     parts = train.split_songs(mapped, train.TrainConfig())
-    windows = [
-        train._Windows(corpus, t, parts["train"], 32, seed=3)
-        for corpus, t in ((in_memory, tokens), (mapped, mapped.tokens))
-    ]
+    song_style = np.arange(len(mapped)) % 2
+    with_tokens = types.SimpleNamespace(
+        tokens=tokens, n_steps=in_memory.n_steps, offsets=in_memory.offsets, steps=in_memory.steps
+    )
+    targets = [train._targets(with_tokens, song_style), train._targets(mapped, song_style)]
+    edges = np.array([4.0, 9.0])
+    corpora = (in_memory, mapped)
+    windows = [train._Windows(c, t, parts["train"], 32, 3, edges) for c, t in zip(corpora, targets, strict=True)]
     for _ in range(5):
         a, b = (w.batch(8) for w in windows)
         mapped.release()
+        assert set(a) == {"rows", "pair_rows", "previous", "target", "mask"}
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     a, b = (
-        train._fixed_windows(c, t, parts["val"], 64, 20, buttons=True)
-        for c, t in ((in_memory, tokens), (mapped, mapped.tokens))
+        train._fixed_windows(c, t, parts["val"], 64, 20, True, edges) for c, t in zip(corpora, targets, strict=True)
     )
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert a["rows"].shape[-1] == _k.N_ROWS + _k.N_CONDITIONS and a["pair_rows"].shape[-1] == 3
 
 
 def test_train_caches_beside_the_model_when_the_conversion_is_read_only(midi_folder, tmp_path, monkeypatch):
