@@ -569,6 +569,16 @@ def corpus_label(song_id: str) -> str:
     return _CORPUS_LABELS.get(folder.lower(), folder)
 
 
+def style_of(model, song_id: str) -> str | None:
+    """The style a song of a corpus was trained as (its source folder's), None where the model has no such style.
+
+    ``model`` is an ``ArrangerModel``: its ``style_sources`` (``chiptuner train --style``)
+    name a folder's style, else the folder's corpus label does.
+    """
+    name = model.metadata.get("style_sources", {}).get(source_folder(song_id), corpus_label(song_id))
+    return name if name in model.styles else None
+
+
 def shift_tokens(tokens: np.ndarray, semitones: int) -> np.ndarray:
     """Transpose voice tokens (``model.voices_to_tokens``) by a number of semitones.
 

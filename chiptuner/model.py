@@ -363,13 +363,7 @@ class ArrangerModel:
         if not path.is_file():
             raise ModelFileError(f"{path}: no such model file; train one with `chiptuner train` or leave --model out")
         arrays = _read_arrays(path)
-        version = int(arrays["format_version"])
-        if version != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{path}: model format {version}, this chiptuner reads format {FORMAT_VERSION} (models that take "
-                "--style, --energy and --voices); train a current one with `chiptuner train`, or leave --model out "
-                "for the shipped one"
-            )
+        # The format version was checked in _read_arrays, before the layout.
         if not (
             np.array_equal(arrays["row_offset"], ROW_OFFSET) and np.array_equal(arrays["tok_offset"], TOKEN_OFFSET)
         ):
@@ -449,6 +443,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: not a chiptuner model file (not a .npz archive); {_EXPORT_HINT}") from None
     with archive:
         headers = _array_headers(path, archive)
+        _check_version(path, archive, headers)
         _check_headers(path, headers)
         arrays = {}
         for name, (info, _, _) in headers.items():
@@ -460,6 +455,26 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: array {name} is damaged or cut short ({_brief(error)}); copy or export it again"
                 ) from None
     return arrays
+
+
+def _check_version(path: Path, archive: zipfile.ZipFile, headers: dict) -> None:
+    """Refuse a file of another format by its version, before its arrays are held to this format's layout."""
+    if "format_version" not in headers:
+        return
+    info, shape, dtype = headers["format_version"]
+    if shape != () or dtype.kind not in "iu":
+        return  # _check_headers names the field
+    try:
+        with archive.open(info) as member:
+            version = int(np.lib.format.read_array(member, allow_pickle=False))
+    except _DAMAGED:
+        return  # read again, and named, with the other arrays
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format {version}, this chiptuner reads format {FORMAT_VERSION} (models that take "
+            "--style, --energy and --voices); train a current one with `chiptuner train`, or leave --model out "
+            "for the shipped one"
+        )
 
 
 def _array_headers(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple, np.dtype]]:
@@ -689,7 +704,7 @@ class Arranger:
         self._voice_on = np.ones(4, dtype=np.bool_)
         self.style, self.energy, self.voices = "", "", ACCOMPANIMENT
         default_style = "chip" if "chip" in model.styles else model.styles[0]
-        self.set_settings(style=style or default_style, energy=energy, voices=voices)
+        self.set_settings(style=default_style if style is None else style, energy=energy, voices=voices)
         # Everything a step changes, and copies for save_state/restore_state and preview_lead.
         self._state = (self._h, self._tokens, self._sounding, self._started, self._key_state, self._contour, self._rng)
         self._saved = tuple(np.copy(a) for a in self._state)
@@ -777,7 +792,8 @@ class Arranger:
         m = self.model
         _k.play_step(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, int(melody), bool(onset), int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, int(melody), bool(onset),
+            int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._acc, self._gh,
             self._logits, self._rows, self._tokens, self._sounding, self._started, self._key_state, self._contour,
             int(lead_pitch),
@@ -827,7 +843,8 @@ class Arranger:
         m = self.model
         _k.run(
             m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
-            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, melody_arr, onset_arr, position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
+            self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, melody_arr, onset_arr,
+            position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._tokens, self._sounding,
             self._key_state, self._contour, out,
         )  # fmt: skip

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from chiptuner import __version__
-from chiptuner._kernels.arranger import N_CONDITIONS, N_ROWS, SAMPLING_ORDER
+from chiptuner._kernels.arranger import N_ROWS, SAMPLING_ORDER
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
 from chiptuner.dataset import (
     SHIFTS,
@@ -58,12 +58,12 @@ from chiptuner.dataset import (
     shift_tokens,
     source_folder,
     split_by_song,
+    style_of,
     transpose,
 )
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
 from chiptuner.model import (
-    ENERGY_LEVELS,
     FIRST_NOTE,
     HOLD,
     MAX_POSITION,
@@ -268,7 +268,10 @@ class ArrangerNet(nn.Module):
         self.register_buffer("token_class", torch.from_numpy(token_class), persistent=False)
 
     def effective_weights(self) -> dict[str, torch.Tensor]:
-        """Input table (R, E), head weight (V, H) and bias (V,), direct weight (V, E), pair table (P, V), shared parts added."""
+        """Input table (R, E), head weight (V, H) and bias (V,), direct weight (V, E) and pair table (P, V).
+
+        The shared parts are added in: what the export folds into the plain layout.
+        """
         has_class = (self.row_class >= 0).unsqueeze(-1)
         table = self.embedding + has_class * (
             self.class_embedding[self.row_class.clamp(min=0)] + self.octave_embedding[self.row_octave.clamp(min=0)]
@@ -385,7 +388,7 @@ def _held_tokens(tokens: np.ndarray) -> np.ndarray:
     return held
 
 
-def _targets(corpus: Corpus, song_style: np.ndarray) -> _Targets:
+def _targets(corpus: MappedCorpus, song_style: np.ndarray) -> _Targets:
     tokens = np.asarray(corpus.tokens)
     song_start = np.zeros(corpus.n_steps, dtype=bool)
     song_start[corpus.offsets[:-1][corpus.offsets[:-1] < corpus.n_steps]] = True
@@ -637,12 +640,6 @@ def _song_starts(corpus: Corpus, songs: np.ndarray, max_steps: int) -> list[dict
         }
         for i in songs
     ]
-
-
-def style_of(model: ArrangerModel, song_id: str) -> str | None:
-    """The style a song was trained as (its source folder's), or None where the model lacks it."""
-    name = model.metadata.get("style_sources", {}).get(source_folder(song_id), corpus_label(song_id))
-    return name if name in model.styles else None
 
 
 def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias=None, clash_bias=None, key_bias=None) -> dict:

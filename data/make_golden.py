@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST
-from chiptuner.train import ArrangerNet, export, masked_log_prob, step_rows
+from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST, bar_voice_flags, condition_rows
+from chiptuner.train import ArrangerNet, _held_tokens, export, masked_log_prob, pair_rows, step_rows
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -42,6 +42,8 @@ def main() -> None:
     rng = np.random.default_rng(7)
     net = ArrangerNet(hidden=16, embed=8).double()
     with torch.no_grad():  # larger weights than the default init, so every nonlinearity is exercised
+        net.pair.normal_()  # the pair tables start at zero
+        net.pair_interval.normal_()
         for parameter in net.parameters():
             parameter.mul_(3.0)
     net = net.float().double()  # weights exactly as the float32 export holds them; torch computes in float64
@@ -53,10 +55,14 @@ def main() -> None:
     tokens = random_tokens(rng, n_steps)
     previous = np.vstack((np.zeros((1, 4), dtype=np.int64), tokens[:-1]))
     out = {"pitch": pitch, "pitch_onset": pitch_onset, "lane": lane, "position": position, "tokens": tokens}
+    # The settings teacher_forced_log_prob gives by default: style chip, energy mid, the real bars' voices.
+    settings = condition_rows(0, 1, bar_voice_flags(tokens, position))
+    pairs = torch.from_numpy(pair_rows(tokens[:, :3], _held_tokens(tokens)[:, :3]))[None]
     for name, buttons in (("keys", False), ("buttons", True)):
         rows = step_rows(pitch, pitch_onset, lane, pitch_onset, position, previous, np.full(n_steps, buttons))
+        rows = np.concatenate((rows, settings), axis=-1)
         with torch.no_grad():
-            logits, _ = net(torch.from_numpy(rows)[None])
+            logits, _ = net(torch.from_numpy(rows)[None], pairs)
             log_prob = masked_log_prob(logits, torch.from_numpy(previous)[None], torch.from_numpy(tokens)[None])
         out[f"log_prob_{name}"] = log_prob[0].numpy()
         out[f"logits_{name}"] = logits[0].numpy()

@@ -587,12 +587,6 @@ def test_bad_mode_and_seed_are_refused():
 # ----------------------------------------------------------------------------- golden parity with torch
 
 
-@pytest.mark.xfail(
-    raises=ModelFileError,
-    strict=True,
-    reason="tests/data/golden_*.npz are format 1: regenerate them with data/make_golden.py once it passes the "
-    "settings rows and pair_rows (test_train.py checks the same parity with torch meanwhile)",
-)
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
 def test_numba_matches_the_torch_goldens(mode):
     """Golden files exported from torch by data/make_golden.py: no torch needed here."""
@@ -667,11 +661,6 @@ def test_a_format_1_model_is_refused_saying_how_to_get_a_current_one(tmp_path):
         _assert_says_how_to_get_a_current_model(str(refused.value), path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chiptuner/model.py checks the arrays and shapes before format_version, so a real format-1 file is "
-    "refused as 'not an arranger model (missing pair_table)'",
-)
 def test_a_real_format_1_file_is_refused_by_its_version_not_its_shapes(tmp_path):
     """As format 1 wrote it: no pair table, no setting rows, the old layout."""
     random_model().save(tmp_path / "good.npz")
