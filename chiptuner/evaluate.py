@@ -1,19 +1,22 @@
 """``evaluate``: arrange held-out melodies causally and hold every arrangement against real ones.
 
 Every melody is arranged exactly as live (``model.Arranger``, one step at a time, never a
-future input step), with several seeds, with the model's steering on (as shipped) and off
-(clash and key bias 0). Nothing is only averaged:
+future input step), with several seeds, in the style of the song's corpus (bare melodies in
+the default, ``chip``), by the model as shipped and sampling as trained (steering and
+calibrated rest biases off: ``AS_TRAINED``). Nothing is only averaged:
 
 - **per arrangement** (song x seed): whether an enabled voice never plays, each voice's
   longest silence after bar 2 (4 bars or more is a hole) and the bar of its first onset
   (``metrics.voice_presence``); the shares are reported and the worst songs listed;
 - **per corpus** (the test songs' source folder: the NES/Game Boy "chip" corpus first),
-  the docs/targets.md statistics of the model, the model unsteered, the real four-voice
+  the docs/targets.md statistics of the model, the model as trained, the real four-voice
   reductions and three baselines (voice-wise unigram, first-order Markov, rule-based), the
   held-out NLL, and a classifier two-sample test (``c2st``) of each against the real songs;
 - **bare melodies** (files with nothing but a tune, the live use case): the rows that need
   no real arrangement, against the chip corpus's real figures;
-- in buttons mode, the contour-violation rate of the lead (``metrics.contour_violations``).
+- in buttons mode, the contour-violation rate of the lead (``metrics.contour_violations``);
+- in keys mode, whether the player's settings do what they say (``settings_checks``:
+  energy, style, voices left out).
 
 Sources are MIDI files or folders (each file converted with ``pipeline.song_arrays``; a
 file without accompaniment has no real arrangement and is skipped), or ``chiptuner
@@ -38,7 +41,7 @@ from chiptuner.arrange import melody_input
 from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
 from chiptuner.c2st import real_halves_auc, two_sample_auc, window_features
 from chiptuner.convert import REPORT_NAME, find_midi_files
-from chiptuner.dataset import corpus_label, load_shards, split_by_song
+from chiptuner.dataset import corpus_label, load_shards, split_by_song, style_of
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.metrics import (
     HOLE_BARS,
@@ -54,6 +57,8 @@ from chiptuner.metrics import (
 )
 from chiptuner.midi_io import read_midi
 from chiptuner.model import (
+    ACCOMPANIMENT,
+    ENERGY_LEVELS,
     Arranger,
     ArrangerModel,
     InputMode,
@@ -84,7 +89,7 @@ logger = logging.getLogger(__name__)
 BASELINES = {"unigram": UnigramBaseline, "markov": MarkovBaseline, "rules": RuleBasedArranger}
 _SOURCE_NAMES = {
     "model": "model",
-    "unsteered": "model, steering off",
+    "unsteered": "model, sampling as trained",
     "real": "real",
     "unigram": "voice-wise unigram",
     "markov": "first-order Markov",
@@ -102,6 +107,8 @@ C2ST_TARGET = 0.75
 CONTOUR_TARGET = 0.05
 #: Share of arrangements with a hole, at most (docs/targets.md).
 HOLES_TARGET = 0.05
+#: Share of arrangements whose drums start by bar 2, at least (docs/targets.md).
+DRUMS_TARGET = 0.95
 
 
 def _corpus_order(labels: Sequence[str]) -> list[str]:
@@ -267,13 +274,24 @@ def _arranged(song: dict, mode: InputMode, arrangement: Arrangement, *, features
     return _Arranged(stats, voice_presence(arrangement.pitch, arrangement.onset), contour, window)
 
 
+#: What "sampling as trained" turns off: the steering and the calibrated rest biases.
+AS_TRAINED = {"clash_bias": 0.0, "key_bias": 0.0, "rest_bias": (0.0, 0.0, 0.0, 0.0)}
+
+
+def song_style(model: ArrangerModel, song: dict) -> str | None:
+    """The style a song is arranged in: a corpus song's own (as trained), the default for a bare melody."""
+    return style_of(model, song["song_id"]) if "voice_pitch" in song else None
+
+
 def _generate(source: str, song: dict, mode: InputMode, seed: int) -> np.ndarray:
     model: ArrangerModel = _WORKER["model"]
     melody, onset = _inputs(song, mode)
     position = song["step_in_bar"]
     if source in ("model", "unsteered"):
-        steering = {} if source == "model" else {"clash_bias": 0.0, "key_bias": 0.0}
-        arranger = Arranger(model, mode=mode, temperature=_WORKER["temperature"], seed=seed, **steering)
+        sampling = {} if source == "model" else AS_TRAINED
+        arranger = Arranger(
+            model, mode=mode, temperature=_WORKER["temperature"], seed=seed, style=song_style(model, song), **sampling
+        )
         return arranger.run(melody, onset, position)
     return _WORKER["baselines"][source].generate(melody, onset, position, mode=mode, seed=seed)
 
@@ -304,8 +322,11 @@ def _evaluate_song(song: dict) -> _SongResult:
         melody, onset = _inputs(song, mode)
         position = song["step_in_bar"]
         real_tokens = voices_to_tokens(song["voice_pitch"], song["voice_onset"])
+        model = _WORKER["model"]
         log_prob["model"] = float(
-            teacher_forced_log_prob(_WORKER["model"], melody, onset, position, real_tokens, mode=mode).sum()
+            teacher_forced_log_prob(
+                model, melody, onset, position, real_tokens, mode=mode, style=song_style(model, song)
+            ).sum()
         )
         for name, baseline in _WORKER["baselines"].items():
             log_prob[name] = float(baseline.log_prob(melody, onset, position, real_tokens, mode=mode).sum())
@@ -403,6 +424,7 @@ class Evaluation:
     corpora: list[CorpusResult] = field(default_factory=list)
     arrangements: list[dict] = field(default_factory=list)
     examples: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
 
     @property
     def n_songs(self) -> int:
@@ -411,8 +433,9 @@ class Evaluation:
 
     @property
     def passed(self) -> bool:
-        """Every table's targets met."""
-        return all(c.passed for c in self.corpora)
+        """Every table's targets met, and the settings' checks (keys mode)."""
+        checks = [entry["passed"] for entry in self.settings.values() if entry.get("passed") is not None]
+        return all(c.passed for c in self.corpora) and all(checks)
 
     def corpus(self, name: str) -> CorpusResult:
         """The table of one corpus by its label."""
@@ -427,6 +450,7 @@ class Evaluation:
             "mode": self.mode,
             "passed": self.passed,
             "corpora": [c.as_dict() for c in self.corpora],
+            "settings": self.settings,
             "arrangements": self.arrangements,
         }
 
@@ -520,7 +544,14 @@ def _presence_rows(model: dict, reference: dict | None, targeted: bool) -> list[
             f"at most {HOLES_TARGET:.0%}" if targeted else "reported",
             (holes <= HOLES_TARGET) if targeted else None,
         ),
-        Row("first drum onset by bar 2", "", model["drums_by_bar_2"], real_drums, "reported", None),
+        Row(
+            "first drum onset by bar 2",
+            "",
+            model["drums_by_bar_2"],
+            real_drums,
+            f"at least {DRUMS_TARGET:.0%}" if targeted else "reported",
+            (model["drums_by_bar_2"] >= DRUMS_TARGET) if targeted else None,
+        ),
     ]
 
 
@@ -633,7 +664,7 @@ def evaluate(
     n_examples: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """Arrange every song with every seed, steered and unsteered, and with the baselines; score all.
+    """Arrange every song with every seed, as shipped and as trained, and with the baselines; score all.
 
     Parameters
     ----------
@@ -698,7 +729,91 @@ def evaluate(
                 continue
             evaluation.arrangements += [_record(result, seed, source, a) for seed, a in zip(seeds, items, strict=True)]
     evaluation.examples = _examples(model, [*songs, *bare], results, mode, seeds, temperature, n_examples)
+    if mode == "keys":
+        evaluation.settings = settings_checks(model, songs, bare, seeds=seeds, temperature=temperature)
     return evaluation
+
+
+def _accompaniment_per_bar(arrangement: Arrangement) -> float:
+    onsets = (arrangement.onset[:, _ACCOMPANIMENT] & (arrangement.pitch[:, _ACCOMPANIMENT] >= 0)).sum()
+    return float(onsets) / max(len(arrangement.pitch) / STEPS_PER_BAR, 1.0)
+
+
+def settings_checks(
+    model: ArrangerModel,
+    songs: Sequence[dict],
+    bare: Sequence[dict],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    temperature: float = 1.0,
+) -> dict:
+    """Whether the player's settings do what they say (keys mode, steering as shipped).
+
+    - ``energy``: mean accompaniment onsets per bar of the bare melodies (every seed) at
+      each energy; passes when they rise from low to mid to high.
+    - ``style``: for each style the model has beside ``chip`` whose corpus is among
+      ``songs`` (the chorales, pop), the C2ST AUC against that corpus's real songs of its
+      melodies arranged in that style and in ``chip``; passes when its own style is the
+      harder to tell from the real songs.
+    - ``voices``: each accompaniment voice turned off alone, on the bare melodies (first
+      seed): the share of arrangements where it sounds (must be 0) and where one of the
+      two left on never plays (must be 0).
+    """
+    out: dict = {}
+    melodies = list(bare) or [s for s in songs if corpus_label(s["song_id"]) == CHIP][:40]
+    if melodies:
+        per_level = {}
+        for level in ENERGY_LEVELS:
+            values = []
+            for song in melodies:
+                for seed in seeds:
+                    arranger = Arranger(model, temperature=temperature, seed=seed, energy=level)
+                    tokens = arranger.run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
+                    values.append(_accompaniment_per_bar(tokens_to_arrangement(tokens)))
+            per_level[level] = float(np.mean(values))
+        rising = all(per_level[a] < per_level[b] for a, b in zip(ENERGY_LEVELS, ENERGY_LEVELS[1:], strict=False))
+        out["energy"] = {"onsets_per_bar": per_level, "songs": len(melodies), "passed": bool(rising)}
+        sounding, dropped = {}, {}
+        for off in ACCOMPANIMENT:
+            kept = [name for name in ACCOMPANIMENT if name != off]
+            heard, lost = 0, 0
+            for song in melodies:
+                arranger = Arranger(model, temperature=temperature, seed=seeds[0], voices=kept)
+                arranged = tokens_to_arrangement(
+                    arranger.run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
+                )
+                presence = voice_presence(arranged.pitch, arranged.onset)
+                index = {name: v for v, name in enumerate(_VOICES)}
+                heard += bool(presence.onsets[index[off]])
+                lost += bool(any(presence.never_plays[index[name]] for name in kept))
+            sounding[off], dropped[off] = heard / len(melodies), lost / len(melodies)
+        ok = all(v == 0 for v in sounding.values()) and all(v == 0 for v in dropped.values())
+        out["voices"] = {"off_voice_sounds": sounding, "kept_voice_never_plays": dropped, "passed": bool(ok)}
+    for style in model.styles:
+        corpus = [s for s in songs if style_of(model, s["song_id"]) == style]
+        if style == CHIP or len(corpus) < 10:
+            continue
+        real = [window_features(s["voice_pitch"], s["voice_onset"], s["step_in_bar"]) for s in corpus]
+        ids = [s["song_id"] for s in corpus]
+        auc = {}
+        for played_as in (style, CHIP):
+            generated = []
+            for song in corpus:
+                arranger = Arranger(model, temperature=temperature, seed=seeds[0], style=played_as)
+                arranged = tokens_to_arrangement(
+                    arranger.run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
+                )
+                generated.append(window_features(arranged.pitch, arranged.onset, song["step_in_bar"]))
+            try:
+                auc[played_as] = two_sample_auc(real, generated, groups=(ids, ids), seed=seeds[0])
+            except ParameterError as error:
+                logger.info("style %s: no two-sample test (%s)", style, error)
+        if len(auc) == 2:
+            out[f"style {style}"] = {
+                "c2st_own_style": auc[style], "c2st_as_chip": auc[CHIP], "songs": len(corpus),
+                "passed": bool(auc[style] < auc[CHIP]),
+            }  # fmt: skip
+    return out
 
 
 def _examples(model, songs, results, mode, seeds, temperature, limit) -> list[dict]:
@@ -716,7 +831,8 @@ def _examples(model, songs, results, mode, seeds, temperature, limit) -> list[di
         seen.add(i)
         song, seed = songs[i], seeds[k]
         melody, onset = _inputs(song, mode)
-        tokens = Arranger(model, mode=mode, temperature=temperature, seed=seed).run(melody, onset, song["step_in_bar"])
+        arranger = Arranger(model, mode=mode, temperature=temperature, seed=seed, style=song_style(model, song))
+        tokens = arranger.run(melody, onset, song["step_in_bar"])
         generated = tokens_to_arrangement(tokens)
         end = min(len(melody), 32 * STEPS_PER_BAR)
         presence = results[i].arranged["model"][k].presence
@@ -744,7 +860,7 @@ def _fmt(value) -> str:
 
 
 def _source_value(corpus: CorpusResult, source: str, row: Row) -> str:
-    """The figure of ``row`` for another source of the same table (a baseline, the unsteered model)."""
+    """The figure of ``row`` for another source of the same table (a baseline, the model as trained)."""
     for other in corpus.source_rows.get(source, ()):
         if other.metric == row.metric and other.voice == row.voice:
             return _fmt(other.value)
@@ -785,12 +901,37 @@ def _worst_lines(corpus: CorpusResult, limit: int = 5) -> list[str]:
     return [*lines, ""]
 
 
+def _settings_lines(settings: dict) -> list[str]:
+    lines = ["| setting | figures | target | met |", "|---|---|---|---|"]
+    for name, entry in settings.items():
+        met = "yes" if entry["passed"] else "**NO**"
+        if name == "energy":
+            figures = ", ".join(f"{level} {value:.2f}" for level, value in entry["onsets_per_bar"].items())
+            lines.append(f"| --energy ({entry['songs']} bare melodies) | accompaniment onsets per bar: {figures} "
+                         f"| rise from low to high | {met} |")  # fmt: skip
+        elif name == "voices":
+            figures = "; ".join(
+                f"{off} off: sounds in {entry['off_voice_sounds'][off]:.0%}, another never plays in "
+                f"{entry['kept_voice_never_plays'][off]:.0%}"
+                for off in entry["off_voice_sounds"]
+            )
+            lines.append(f"| --voices (one left out) | {figures} | 0% and 0% | {met} |")
+        else:
+            style = name.removeprefix("style ")
+            lines.append(
+                f"| --style {style} ({entry['songs']} {style} test songs) | C2ST against the real ones: as {style} "
+                f"{entry['c2st_own_style']:.3f}, as chip {entry['c2st_as_chip']:.3f} | own style lower | {met} |"
+            )
+    return lines
+
+
 def report_markdown(evaluations: Sequence[Evaluation], *, images: Sequence[str] = ()) -> str:
     """The report's Markdown: per input mode, one table per corpus (chip first), then the bare melodies."""
     lines = [
         "# Arranger evaluation",
         "",
-        f"Each song is arranged once per seed by the model (steering on, as shipped, and off) and by each "
+        f"Each song is arranged once per seed by the model (as shipped, and sampling as trained: steering and "
+        f"rest biases off), in its corpus's style (bare melodies: chip), and by each "
         f"baseline. 'voices that stay' counts arrangements (song x seed) where pulse2, the triangle or the "
         f"noise never plays, or is silent {HOLE_BARS} bars or more after bar {START_BARS}. The C2ST row is the "
         f"ROC AUC of a classifier telling 2-bar windows of each arrangement from the real ones (0.5: it cannot "
@@ -811,6 +952,9 @@ def report_markdown(evaluations: Sequence[Evaluation], *, images: Sequence[str] 
                 "",
                 *_worst_lines(corpus),
             ]
+    for ev in evaluations:
+        if ev.settings:
+            lines += [f"## Settings ({ev.mode} input)", "", *_settings_lines(ev.settings), ""]
     for image in images:
         lines += [f"![{Path(image).stem}]({Path(image).name})", ""]
     if images:

@@ -258,7 +258,7 @@ def test_report_markdown_table(keys_eval):
     assert "## Input: keys" in text and "### examples: 1 songs x 3 seeds" in text
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| metric |"))
-    for name in ("model, steering off", "voice-wise unigram", "first-order Markov", "rule-based arranger"):
+    for name in ("model, sampling as trained", "voice-wise unigram", "first-order Markov", "rule-based arranger"):
         assert name in lines[header]
     assert set(lines[header + 1]) <= {"|", "-"}
     n_columns = lines[header].count("|")
@@ -353,3 +353,30 @@ def test_model_without_stored_baselines_fits_them_on_the_songs(model, songs, cap
     assert set(nll) == {"model", "unigram", "markov", "rules"}
     assert all(math.isfinite(v) and v > 0 for v in nll.values())
     assert sum("baseline" in record.getMessage() for record in caplog.records) == 3
+
+
+def test_keys_mode_checks_the_settings(keys_eval):
+    """No bare melodies here: the energy and voices checks use the chip corpus's melodies (the band example)."""
+    settings = keys_eval.settings
+    assert set(settings) >= {"energy", "voices"}
+    levels = settings["energy"]["onsets_per_bar"]
+    assert list(levels) == ["low", "mid", "high"]
+    assert settings["energy"]["passed"] == (levels["low"] < levels["mid"] < levels["high"])
+    assert all(share == 0.0 for share in settings["voices"]["off_voice_sounds"].values())
+    assert keys_eval.as_dict()["settings"] == settings
+    assert "## Settings (keys input)" in report_markdown([keys_eval])
+
+
+def test_energy_that_changes_nothing_fails_its_check(model, songs):
+    """A model whose energy rows are all alike plays every energy the same: the check must say so."""
+    from chiptuner.evaluate import settings_checks  # noqa: PLC0415
+    from chiptuner.model import CONDITION_BLOCK, ROW_OFFSET  # noqa: PLC0415
+
+    table = np.array(model.in_table)
+    block = slice(int(ROW_OFFSET[CONDITION_BLOCK + 1]), int(ROW_OFFSET[CONDITION_BLOCK + 2]))
+    table[block] = table[block].mean(axis=0)
+    flat = dataclasses.replace(model, in_table=table)
+    checks = settings_checks(flat, songs, [], seeds=(0,))
+    levels = checks["energy"]["onsets_per_bar"]
+    assert levels["low"] == levels["mid"] == levels["high"]
+    assert checks["energy"]["passed"] is False
