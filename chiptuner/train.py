@@ -467,9 +467,7 @@ class _Windows:
         shift = self.rng.choice(SHIFTS, size=size)
         buttons = self.rng.random(size) < 0.5
         dropped = np.where(self.rng.random(size) < self.voice_dropout, 1 + self.rng.integers(0, 3, size), -1)
-        return _batch_inputs(
-            self.corpus, self.targets, songs, index, valid, shift, buttons, self.energy_edges, dropped
-        )
+        return _batch_inputs(self.corpus, self.targets, songs, index, valid, shift, buttons, self.energy_edges, dropped)
 
 
 def energy_edges(windows: _Windows, songs: np.ndarray, n_windows: int = 4096) -> np.ndarray:
