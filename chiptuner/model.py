@@ -548,8 +548,12 @@ _METADATA_FIELDS = {
     "key_bias": (lambda v: _is_number(v) and 0 <= v <= 20, "a number from 0 to 20"),
     "config": (lambda v: isinstance(v, dict), "a JSON object"),
     "styles": (
-        lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_STYLES and len(set(v)) == len(v)
-        and all(isinstance(x, str) and x for x in v),
+        lambda v: (
+            isinstance(v, list)
+            and 1 <= len(v) <= MAX_STYLES
+            and len(set(v)) == len(v)
+            and all(isinstance(x, str) and x for x in v)
+        ),
         f"a list of 1 to {MAX_STYLES} distinct style names",
     ),
     "energy_edges": (
