@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Arrange each song's melody causally, exactly as live, once per seed, by the model as shipped and "
             "sampling as trained (steering and rest biases off), and report per corpus (chip first) and per "
-            "arrangement: the musical-quality metrics of the model, the real arrangements and three baselines, whether every voice plays, a classifier "
+            "arrangement: the musical-quality metrics of the model, the real arrangements and three baselines, "
+            "whether every voice plays, a classifier "
             "two-sample test against the real songs, and held-out NLL. SOURCES are MIDI files/folders or "
             "`chiptuner convert` folders (of which the model's held-out test songs are used)."
         ),
