@@ -89,7 +89,7 @@ logger = logging.getLogger(__name__)
 BASELINES = {"unigram": UnigramBaseline, "markov": MarkovBaseline, "rules": RuleBasedArranger}
 _SOURCE_NAMES = {
     "model": "model",
-    "unsteered": "model, sampling as trained",
+    "as_trained": "model, sampling as trained",
     "real": "real",
     "unigram": "voice-wise unigram",
     "markov": "first-order Markov",
@@ -289,7 +289,7 @@ def _generate(source: str, song: dict, mode: InputMode, seed: int) -> np.ndarray
     model: ArrangerModel = _WORKER["model"]
     melody, onset = _inputs(song, mode)
     position = song["step_in_bar"]
-    if source in ("model", "unsteered"):
+    if source in ("model", "as_trained"):
         sampling = {} if source == "model" else AS_TRAINED
         arranger = Arranger(
             model, mode=mode, temperature=_WORKER["temperature"], seed=seed, style=song_style(model, song), **sampling
@@ -302,7 +302,7 @@ def _evaluate_song(song: dict) -> _SongResult:
     """Arrange one song with every source and seed; its statistics, presence, features and log-probabilities."""
     mode: InputMode = _WORKER["mode"]
     seeds: Sequence[int] = _WORKER["seeds"]
-    sources = ("model", "unsteered", *_WORKER["baselines"])
+    sources = ("model", "as_trained", *_WORKER["baselines"])
     arranged: dict[str, list[_Arranged]] = {}
     for source in sources:
         arranged[source] = [
@@ -381,7 +381,7 @@ class CorpusResult:
     n_songs, n_steps : int
     seeds : list of int
     stats : dict
-        Per source (``model``, ``unsteered``, ``real``, ``unigram``, ``markov``, ``rules``),
+        Per source (``model``, ``as_trained``, ``real``, ``unigram``, ``markov``, ``rules``),
         the statistics of ``metrics.pool`` over every arrangement (song x seed).
     presence : dict
         Per source, the shares of arrangements: ``never_plays`` (an accompaniment voice
@@ -795,7 +795,8 @@ def settings_checks(
     """Whether the player's settings do what they say (keys mode, steering as shipped).
 
     - ``energy``: mean accompaniment onsets per bar of the bare melodies (every seed) at
-      each energy; passes when they rise from low to mid to high.
+      each energy; passes when they rise from low to mid to high. Without bare melodies,
+      the melodies of up to 40 chip songs (or of any songs given) stand in.
     - ``style``: for each style the model has beside ``chip`` whose corpus is among
       ``songs`` (the chorales, pop), the C2ST AUC against that corpus's real songs of its
       melodies arranged in that style and in ``chip``; passes when its own style is the
@@ -805,7 +806,7 @@ def settings_checks(
       two left on never plays (must be 0).
     """
     out: dict = {}
-    melodies = list(bare) or [s for s in songs if corpus_label(s["song_id"]) == CHIP][:40]
+    melodies = list(bare) or ([s for s in songs if corpus_label(s["song_id"]) == CHIP] or list(songs))[:40]
     if melodies:
         per_level = {}
         for level in ENERGY_LEVELS:
@@ -913,7 +914,7 @@ def _source_value(corpus: CorpusResult, source: str, row: Row) -> str:
 
 
 def _table(corpus: CorpusResult) -> list[str]:
-    others = [s for s in ("unsteered", "unigram", "markov", "rules") if s in corpus.stats]
+    others = [s for s in ("as_trained", "unigram", "markov", "rules") if s in corpus.stats]
     real_name = "real" if corpus.name != BARE else "chip real"
     header = f"| metric | voice | model | {' | '.join(_SOURCE_NAMES[s] for s in others)} | {real_name} | target | met |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
