@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bench.conftest import budget
-from chiptuner.engine import Engine, Recorder, Timeline
-from chiptuner.model import Arranger, load_model, warmup
+from chiptuner.live.engine import Engine, Recorder, Timeline
+from chiptuner.model.arranger import Arranger, load_model, warmup
 
 
 @pytest.fixture(scope="module")

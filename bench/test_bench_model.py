@@ -9,7 +9,7 @@ import pytest
 from bench.conftest import budget
 from chiptuner._kernels import arranger as _k
 from chiptuner.arrange import arrange_score
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     CONDITION_BLOCK,
     FIRST_NOTE,
     HOLD,
@@ -213,7 +213,7 @@ def test_bench_arrange_three_minutes(benchmark, model):
 
 @pytest.mark.benchmark(group="batch")
 def test_bench_training_throughput(benchmark):
-    from chiptuner.train import ArrangerNet, masked_log_prob  # noqa: PLC0415 (torch-only module)
+    from chiptuner.train.arranger import ArrangerNet, masked_log_prob  # noqa: PLC0415 (torch-only module)
 
     torch.set_num_threads(2)
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ from chiptuner.chip_midi import write_arrangement
 from chiptuner.errors import MidiFileError
 from chiptuner.melody import MaxOnsets, melody_from_notes, melody_notes, simplify, to_buttons
 from chiptuner.midi_io import read_midi
-from chiptuner.model import Arranger, ArrangerModel, InputMode, load_model, tokens_to_arrangement
+from chiptuner.model.arranger import Arranger, ArrangerModel, InputMode, load_model, tokens_to_arrangement
 from chiptuner.pipeline import MAX_STEPS, step_in_bar
 from chiptuner.timebase import STEPS_PER_BEAT
 from chiptuner.types import Arrangement, Score

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from chiptuner import __version__
-from chiptuner.convert import REPORT_NAME, convert_corpus
+from chiptuner.corpus.convert import REPORT_NAME, convert_corpus
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     ENERGY_LEVELS,
     MAX_TEMPERATURE,
@@ -399,7 +399,7 @@ def logging_to_stderr(verbose: int, quiet: int) -> Iterator[None]:
     """Send chiptuner's log to stderr at the level of ``-v``/``-q`` while a command runs.
 
     The ``chiptuner`` logger is put back as it was afterwards, so calling ``main`` from
-    Python (tests, notebooks) leaves no handler behind. ``chiptuner.live`` uses it too.
+    Python (tests, notebooks) leaves no handler behind. ``chiptuner.live.command`` uses it too.
     """
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(verbose - quiet, logging.DEBUG)
     if verbose - quiet < -2:
@@ -462,7 +462,7 @@ def _training_data(sources: Sequence[str], out: str) -> str:
 
 def _run_train(args: argparse.Namespace) -> int:
     try:
-        from chiptuner import train as training  # noqa: PLC0415 (torch is heavy and optional)
+        from chiptuner.train import arranger as training  # noqa: PLC0415 (torch is heavy and optional)
     except ImportError as error:
         raise ParameterError(
             f"training needs torch ({error}); install it with: pip install 'chiptuner[train]'"
@@ -520,7 +520,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     try:
-        from chiptuner import train as training  # noqa: PLC0415 (torch is heavy and optional)
+        from chiptuner.train import arranger as training  # noqa: PLC0415 (torch is heavy and optional)
     except ImportError as error:
         raise ParameterError(
             f"calibration needs torch ({error}); install it with: pip install 'chiptuner[train]'"
@@ -563,7 +563,7 @@ def _run_render(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from chiptuner.evaluate import (  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
+    from chiptuner.evaluate.evaluation import (  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
         evaluate,
         load_bare_melodies,
         load_songs,

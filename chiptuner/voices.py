@@ -25,7 +25,7 @@ The rules, step by step (16th-note grid):
   closed hat 42, open hat 46 or crash 49; of hits on one step the first of
   ``DRUM_PRIORITY`` (kick > snare > crash > open hat > closed hat) wins; a drum is held
   while its note lasts. Melodic channels with percussive programs are not read as drums
-  (about 3% of the NES corpus keeps drums only there; see ``bench/measure_voices.py``).
+  (about 3% of the NES corpus keeps drums only there; see ``tools/measure_voices.py``).
 - pitched voices are folded by whole octaves into ``VOICE_RANGES`` after the choice.
 """
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST, bar_voice_flags, condition_rows
-from chiptuner.train import ArrangerNet, _held_tokens, export, masked_log_prob, pair_rows, step_rows
+from chiptuner.model.arranger import FIRST_NOTE, HOLD, N_TOKENS, REST, bar_voice_flags, condition_rows
+from chiptuner.train.arranger import ArrangerNet, _held_tokens, export, masked_log_prob, pair_rows, step_rows
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from chiptuner.jack_midi import quiet_stderr
+from chiptuner.live.jack_midi import quiet_stderr
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ROOT / "bench" / "targets.toml"
@@ -338,7 +338,7 @@ class Player:
 
         python-rtmidi closes a JACK client holding the GIL while rtmidi's JACK thread may be
         waiting for the GIL to deliver a message: with traffic, closing can deadlock (see
-        ``chiptuner.ports.PortInbox``). Cancelling the callback and letting a delivery on its
+        ``chiptuner.live.ports.PortInbox``). Cancelling the callback and letting a delivery on its
         way finish narrows that, it does not close it.
         """
         self.close_keys()

@@ -571,7 +571,7 @@ def arranger_logits_reference(model, rows_per_step, condition_rows=None, tokens=
     note held, a hold after silence as a rest). Without ``tokens``, the logits before any
     voice is drawn.
     """
-    from chiptuner.model import N_TOKENS, TOKEN_OFFSET  # noqa: PLC0415 (the layout, not the kernels)
+    from chiptuner.model.arranger import N_TOKENS, TOKEN_OFFSET  # noqa: PLC0415 (the layout, not the kernels)
 
     in_table = model.in_table.astype(np.float64)
     w_hh = model.w_hh_t.astype(np.float64).T
@@ -618,7 +618,7 @@ def arranger_logits_reference(model, rows_per_step, condition_rows=None, tokens=
 
 def arranger_log_prob_reference(logits, previous, target) -> np.ndarray:
     """Log p of ``target`` (T, 4) under each voice's softmax of ``logits`` (T, V), hold masked after a rest."""
-    from chiptuner.model import TOKEN_OFFSET  # noqa: PLC0415
+    from chiptuner.model.arranger import TOKEN_OFFSET  # noqa: PLC0415
 
     out = np.zeros(np.shape(target), dtype=np.float64)
     for t in range(len(target)):

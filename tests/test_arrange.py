@@ -12,7 +12,7 @@ import pytest
 import chiptuner
 from chiptuner.arrange import arrange_file, arrange_score, melody_input
 from chiptuner.melody import MaxOnsets
-from chiptuner.model import InputMode, load_model
+from chiptuner.model.arranger import InputMode, load_model
 
 EXAMPLES = resources.files("chiptuner") / "examples"
 MELODY = str(EXAMPLES / "ode_to_joy_melody.mid")

@@ -8,9 +8,9 @@ import typing
 import numpy as np
 import pytest
 
-from chiptuner.baselines import DRUM_PATTERN, MarkovBaseline, RuleBasedArranger, UnigramBaseline
 from chiptuner.errors import ParameterError
-from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST, VOICE_LOW, InputMode, tokens_to_arrangement
+from chiptuner.model.arranger import FIRST_NOTE, HOLD, N_TOKENS, REST, VOICE_LOW, InputMode, tokens_to_arrangement
+from chiptuner.model.baselines import DRUM_PATTERN, MarkovBaseline, RuleBasedArranger, UnigramBaseline
 
 MODES = typing.get_args(InputMode)
 BASELINES = (UnigramBaseline, MarkovBaseline, RuleBasedArranger)

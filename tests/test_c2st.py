@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chiptuner.c2st import FEATURE_NAMES, WINDOW_STEPS, real_halves_auc, two_sample_auc, window_features
 from chiptuner.errors import ParameterError
+from chiptuner.evaluate.c2st import FEATURE_NAMES, WINDOW_STEPS, real_halves_auc, two_sample_auc, window_features
 
 
 def _arrangement(steps: int = 64):
@@ -120,8 +120,8 @@ def test_real_against_real_reads_one_half(chip_songs):
 
 @pytest.mark.corpus
 def test_the_unigram_baseline_is_told_apart(chip_songs):
-    from chiptuner.evaluate import BASELINES  # noqa: PLC0415
-    from chiptuner.model import load_model, tokens_to_arrangement  # noqa: PLC0415
+    from chiptuner.evaluate.evaluation import BASELINES  # noqa: PLC0415
+    from chiptuner.model.arranger import load_model, tokens_to_arrangement  # noqa: PLC0415
 
     model = load_model()
     prefix = "unigram_"

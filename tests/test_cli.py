@@ -12,10 +12,10 @@ import sys
 import mido
 import pytest
 
-import chiptuner.convert as convert_module
+import chiptuner.corpus.convert as convert_module
 from chiptuner import cli
 from chiptuner.cli import ProgressBar, build_parser, main
-from chiptuner.convert import JOURNAL_NAME
+from chiptuner.corpus.convert import JOURNAL_NAME
 from tests.test_convert import fill
 
 

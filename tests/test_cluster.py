@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from chiptuner.cli import main
-from chiptuner.convert import JOURNAL_NAME, convert_corpus, read_journal, read_report
+from chiptuner.corpus.convert import JOURNAL_NAME, convert_corpus, read_journal, read_report
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 from tests.test_convert import entries_by_id, fake_arrays, load_all_shards, scripted_converter, write_scripts
 
@@ -169,7 +169,7 @@ CLIENT_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.test_cluster import slow_converter
-from chiptuner.convert import convert_corpus
+from chiptuner.corpus.convert import convert_corpus
 
 convert_corpus([{src!r}], {out!r}, scheduler={scheduler!r}, songs_per_shard=5, chunk_size=2, converter=slow_converter)
 """

@@ -17,7 +17,14 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner.convert import JOURNAL_NAME, REPORT_NAME, convert_corpus, find_midi_files, read_journal, read_report
+from chiptuner.corpus.convert import (
+    JOURNAL_NAME,
+    REPORT_NAME,
+    convert_corpus,
+    find_midi_files,
+    read_journal,
+    read_report,
+)
 from chiptuner.errors import MidiFileError, OutputError, ParameterError
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 
@@ -321,7 +328,7 @@ from pathlib import Path
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_convert import scripted_converter
-from chiptuner.convert import convert_corpus
+from chiptuner.corpus.convert import convert_corpus
 
 def slow(path):
     time.sleep(0.02)
@@ -378,7 +385,7 @@ import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_convert import scripted_converter
-from chiptuner.convert import convert_corpus
+from chiptuner.corpus.convert import convert_corpus
 
 def gated(path):
     Path({started!r}).write_text(str(os.getpid()))

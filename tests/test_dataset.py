@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chiptuner.convert import convert_corpus
-from chiptuner.dataset import (
+from chiptuner.corpus.convert import convert_corpus
+from chiptuner.corpus.dataset import (
     CACHE_NAME,
     SHIFTS,
     load_shards,
@@ -22,7 +22,7 @@ from chiptuner.dataset import (
     transpose,
 )
 from chiptuner.errors import OutputError, ParameterError
-from chiptuner.model import voices_to_tokens
+from chiptuner.model.arranger import voices_to_tokens
 from chiptuner.pipeline import SONG_KEYS, STEP_KEYS
 from chiptuner.voices import VOICE_RANGES
 

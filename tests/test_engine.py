@@ -7,7 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from chiptuner.engine import (
+from chiptuner.errors import ParameterError
+from chiptuner.live.engine import (
     METRONOME_CHANNEL,
     TRACK_INPUT,
     ButtonMap,
@@ -18,9 +19,8 @@ from chiptuner.engine import (
     Recorder,
     Timeline,
 )
-from chiptuner.errors import ParameterError
-from chiptuner.model import Arranger, load_model, tokens_to_arrangement
-from chiptuner.session import write_session
+from chiptuner.live.session import write_session
+from chiptuner.model.arranger import Arranger, load_model, tokens_to_arrangement
 
 STEP_SEC = 0.125  # 16th notes at 120 BPM
 

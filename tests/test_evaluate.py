@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import chiptuner
-from chiptuner.evaluate import (
+from chiptuner.evaluate.evaluation import (
     BARE,
     BASELINES,
     Evaluation,
@@ -23,7 +23,7 @@ from chiptuner.evaluate import (
     report_markdown,
     write_report,
 )
-from chiptuner.model import load_model
+from chiptuner.model.arranger import load_model
 from chiptuner.pipeline import convert_file
 from tests.test_plot import read_png
 
@@ -300,8 +300,8 @@ def test_write_report(tmp_path, model, songs, keys_eval):
 
 
 def test_conversion_folder_gives_the_models_held_out_songs(model, tmp_path, caplog):
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415 (only this test converts a corpus)
-    from chiptuner.dataset import load_shards, split_by_song  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415 (only this test converts a corpus)
+    from chiptuner.corpus.dataset import load_shards, split_by_song  # noqa: PLC0415
 
     source = tmp_path / "src"
     source.mkdir()
@@ -314,7 +314,7 @@ def test_conversion_folder_gives_the_models_held_out_songs(model, tmp_path, capl
     assert [s["song_id"] for s in load_songs([tmp_path / "shards"], listed)] == ["s1.mid", "s4.mid"]
     # A model that lists none: the split is remade from its seed, with a warning that it may not be its own.
     unlisted = dataclasses.replace(model, metadata={k: v for k, v in model.metadata.items() if k != "test_songs"})
-    with caplog.at_level("WARNING", logger="chiptuner.evaluate"):
+    with caplog.at_level("WARNING", logger="chiptuner.evaluate.evaluation"):
         songs = load_songs([tmp_path / "shards"], unlisted)
     assert any("does not list its test songs" in record.getMessage() for record in caplog.records)
     config = model.metadata["config"]
@@ -347,7 +347,7 @@ def test_corpus_labels():
 
 def test_model_without_stored_baselines_fits_them_on_the_songs(model, songs, caplog):
     bare = dataclasses.replace(model, extras={})
-    with caplog.at_level("WARNING", logger="chiptuner.evaluate"):
+    with caplog.at_level("WARNING", logger="chiptuner.evaluate.evaluation"):
         ev = evaluate(bare, songs, seeds=(0,))
     nll = ev.corpora[0].nll
     assert set(nll) == {"model", "unigram", "markov", "rules"}
@@ -369,8 +369,8 @@ def test_keys_mode_checks_the_settings(keys_eval):
 
 def test_energy_that_changes_nothing_fails_its_check(model, songs):
     """A model whose energy rows are all alike plays every energy the same: the check must say so."""
-    from chiptuner.evaluate import settings_checks  # noqa: PLC0415
-    from chiptuner.model import CONDITION_BLOCK, ROW_OFFSET  # noqa: PLC0415
+    from chiptuner.evaluate.evaluation import settings_checks  # noqa: PLC0415
+    from chiptuner.model.arranger import CONDITION_BLOCK, ROW_OFFSET  # noqa: PLC0415
 
     table = np.array(model.in_table)
     block = slice(int(ROW_OFFSET[CONDITION_BLOCK + 1]), int(ROW_OFFSET[CONDITION_BLOCK + 2]))

@@ -1,6 +1,6 @@
 """The hand-over between JACK's process thread and the engine's thread, without JACK.
 
-``chiptuner.jack_midi.Handover`` decides whether an answer leaves in the cycle of its note:
+``chiptuner.live.jack_midi.Handover`` decides whether an answer leaves in the cycle of its note:
 here a thread plays the engine and the test plays the process callback.
 """
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chiptuner.jack_midi import Handover
+from chiptuner.live.jack_midi import Handover
 
 NOTE_ON = (0x90, 60, 100)
 ANSWER = (0x90, 72, 90)

@@ -13,9 +13,10 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner import live, model
-from chiptuner.engine import Engine, FixedTempo, Timeline
 from chiptuner.errors import ParameterError
+from chiptuner.live import command as live
+from chiptuner.live.engine import Engine, FixedTempo, Timeline
+from chiptuner.model import arranger as model
 from tests.spectra import spectrum
 
 

@@ -285,7 +285,7 @@ def test_flood_garbage_and_a_vanishing_port(jack_env, live_factory, player_facto
 
 
 # Closing a JACK client while its process thread waits for the GIL can deadlock (an rtmidi
-# callback did, 1 exit in 3 or 4): chiptuner.jack_midi closes through cffi, which lets go of
+# callback did, 1 exit in 3 or 4): chiptuner.live.jack_midi closes through cffi, which lets go of
 # the GIL. Exits while input keeps coming, three times.
 def test_exit_while_the_flood_goes_on(jack_env, live_factory, tmp_path):
     for trial in range(3):

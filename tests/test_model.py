@@ -17,7 +17,7 @@ from chiptuner.arrange import melody_input
 from chiptuner.errors import ModelFileError, ParameterError
 from chiptuner.metrics import contour_violations, estimate_key, pool, song_statistics
 from chiptuner.midi_io import read_midi
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     CONDITION_BLOCK,
     ENERGY_LEVELS,

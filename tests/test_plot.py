@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from chiptuner.plot import MELODY_COLOUR, VOICE_COLOURS, piano_roll_image, stack_images, write_png
+from chiptuner.evaluate.plot import MELODY_COLOUR, VOICE_COLOURS, piano_roll_image, stack_images, write_png
 from chiptuner.voices import DRUM_KEYS
 
 LOW, HIGH = 24, 100  # the pitch rows the roll draws, top row = HIGH

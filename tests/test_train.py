@@ -10,9 +10,9 @@ import pytest
 
 from chiptuner import cli
 from chiptuner._kernels import arranger as _k
-from chiptuner.dataset import load_shards, open_cache, shift_tokens, transpose
+from chiptuner.corpus.dataset import load_shards, open_cache, shift_tokens, transpose
 from chiptuner.midi_io import write_midi
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     CONDITION_BLOCK,
     ENERGY_LEVELS,
     FIRST_NOTE,
@@ -33,7 +33,7 @@ from chiptuner.model import (
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
 
 torch = pytest.importorskip("torch", reason="training tests need torch: pip install 'chiptuner[train]'")
-train = pytest.importorskip("chiptuner.train")
+train = pytest.importorskip("chiptuner.train.arranger")
 
 
 def test_step_rows_equal_the_kernel_rows():
@@ -303,7 +303,7 @@ def midi_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(midi_folder, tmp_path_factory):
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     folder = tmp_path_factory.mktemp("converted")
     convert_corpus([midi_folder], folder, workers=1)
@@ -404,7 +404,7 @@ def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, ca
 def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path, capsys):
     out = tmp_path / "model.npz"
     config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10)
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], tmp_path / "data", workers=1)
     model = train.train(tmp_path / "data", out, config=config)
@@ -428,7 +428,7 @@ def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path
 
 
 def test_the_cache_gives_the_batches_of_the_shards_in_memory(midi_folder, tmp_path):
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], tmp_path / "data", workers=1)
     in_memory, mapped = load_shards(tmp_path / "data"), open_cache(tmp_path / "data")
@@ -458,7 +458,7 @@ def test_the_cache_gives_the_batches_of_the_shards_in_memory(midi_folder, tmp_pa
 
 
 def test_train_caches_beside_the_model_when_the_conversion_is_read_only(midi_folder, tmp_path, monkeypatch):
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], tmp_path / "data", workers=1)
     monkeypatch.setattr(train.os, "access", lambda path, mode: False)
@@ -469,7 +469,7 @@ def test_train_caches_beside_the_model_when_the_conversion_is_read_only(midi_fol
 def test_training_learns_the_pattern(midi_folder, tmp_path):
     """On songs whose bass always plays the same two notes, validation NLL falls well below uniform."""
     data = tmp_path / "data"
-    from chiptuner.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], data, workers=1)
     config = train.TrainConfig(hidden=32, embed=16, window=64, batch=16, eval_every=40, max_batches=160, max_minutes=10)

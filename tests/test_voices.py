@@ -426,7 +426,7 @@ def test_voice_notes_splits_repeated_pitches_and_pitch_changes_without_onset():
 
 # --- corpus sanity: the chorale bass is the triangle ------------------------------------------
 
-#: bench/measure_voices.py: 0.994 over all 365 chorales, 0.993 on this every-12th sample.
+#: tools/measure_voices.py: 0.994 over all 365 chorales, 0.993 on this every-12th sample.
 CHORALE_BASS_MIN = 0.97
 
 

@@ -30,9 +30,9 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner import web
-from chiptuner.engine import Engine, FixedTempo
-from chiptuner.model import Arranger, InputMode, load_model
+from chiptuner.live import web
+from chiptuner.live.engine import Engine, FixedTempo
+from chiptuner.model.arranger import Arranger, InputMode, load_model
 from tests.browser import (
     ARTIFACTS,
     chromium,
@@ -622,7 +622,7 @@ def test_style_energy_and_voices_reach_the_running_take_without_a_restart():
 
 
 def test_web_refuses_options_of_the_terminal_mode(tmp_path):
-    from chiptuner import live  # noqa: PLC0415
+    from chiptuner.live import command as live  # noqa: PLC0415
 
     for argv in (["--web", "--demo"], ["--web", "--follow"], ["--web", "--in", "x"]):
         assert live.main([*argv, "--no-record", "--no-browser"]) == live.EXIT_USAGE

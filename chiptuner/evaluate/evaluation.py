@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from chiptuner.arrange import melody_input
-from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
-from chiptuner.c2st import real_halves_auc, two_sample_auc, window_features
-from chiptuner.convert import REPORT_NAME, find_midi_files
-from chiptuner.dataset import corpus_label, load_shards, split_by_song, style_of
+from chiptuner.corpus.convert import REPORT_NAME, find_midi_files
+from chiptuner.corpus.dataset import corpus_label, load_shards, split_by_song, style_of
 from chiptuner.errors import MidiFileError, ParameterError
+from chiptuner.evaluate.c2st import real_halves_auc, two_sample_auc, window_features
+from chiptuner.evaluate.plot import piano_roll_image, stack_images, write_png
 from chiptuner.metrics import (
     HOLE_BARS,
     START_BARS,
@@ -56,7 +56,7 @@ from chiptuner.metrics import (
     voice_presence,
 )
 from chiptuner.midi_io import read_midi
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     ENERGY_LEVELS,
     Arranger,
@@ -66,8 +66,8 @@ from chiptuner.model import (
     tokens_to_arrangement,
     voices_to_tokens,
 )
+from chiptuner.model.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
 from chiptuner.pipeline import convert_file
-from chiptuner.plot import piano_roll_image, stack_images, write_png
 from chiptuner.types import Arrangement
 
 __all__ = [

@@ -7,7 +7,7 @@ differs from a real conversion. A copy is named ``ID#t+3`` after its source song
 which ``song_group`` puts in the source song's group, so the copies of a song stay on one
 side of the split.
 
-    python bench/transposed_corpus.py data/converted /tmp/data4x
+    python tools/transposed_corpus.py data/converted /tmp/data4x
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from chiptuner.convert import REPORT_FORMAT, _write_shard, read_report
-from chiptuner.dataset import load_shards, transpose
+from chiptuner.corpus.convert import REPORT_FORMAT, _write_shard, read_report
+from chiptuner.corpus.dataset import load_shards, transpose
 
 #: The default transpositions, in semitones: four keys spread over the octave.
 SHIFTS = (-5, -2, 3, 6)

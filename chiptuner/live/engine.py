@@ -44,7 +44,7 @@ import numpy as np
 
 from chiptuner.chip_midi import DUTY_CC, VOICE_PROGRAMS, VOICE_VELOCITY, voice_channels
 from chiptuner.errors import ParameterError
-from chiptuner.model import Arranger, energy_index, parse_voices, style_index
+from chiptuner.model.arranger import Arranger, energy_index, parse_voices, style_index
 from chiptuner.rhythm import estimate_tempo
 from chiptuner.types import VOICE_NAMES
 

@@ -1,7 +1,7 @@
 """Corpus conversion: MIDI files to sharded training arrays, with a robust process pool.
 
 ``convert_corpus`` walks folders for MIDI files, converts each in a pool of worker
-processes (``pipeline.convert_file``), or on a Dask cluster (``chiptuner.cluster``), and
+processes (``pipeline.convert_file``), or on a Dask cluster (``chiptuner.corpus.cluster``), and
 writes:
 
 - ``OUT_DIR/shard-NNNNN.npz``: the training arrays of up to ``songs_per_shard`` songs,
@@ -713,7 +713,7 @@ def convert_corpus(
         ``pipeline.convert_file`` (for tests and for other pipelines). Workers are forked,
         so any function will do; on a cluster it must be importable (or picklable) there.
     scheduler : str, optional
-        Convert on a Dask cluster instead of the local pool (``chiptuner.cluster``): a
+        Convert on a Dask cluster instead of the local pool (``chiptuner.corpus.cluster``): a
         scheduler's address, or ``local:N`` for a local cluster of N worker processes.
         Not with ``workers``. Every worker must see ``sources`` and ``out_dir`` at the same paths.
 
@@ -737,7 +737,7 @@ def convert_corpus(
         if workers is not None:
             raise ParameterError("--workers is for the local pool; with --scheduler the cluster's workers do the work")
         try:
-            from chiptuner import cluster as on_cluster  # noqa: PLC0415 (dask is an optional extra)
+            from chiptuner.corpus import cluster as on_cluster  # noqa: PLC0415 (dask is an optional extra)
         except ImportError as error:
             raise ParameterError(
                 f"--scheduler needs dask.distributed ({error}); install it with pip install 'chiptuner[cluster]'"

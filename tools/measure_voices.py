@@ -1,6 +1,6 @@
 """Measure the voice reduction on the corpora and print Markdown tables.
 
-    python bench/measure_voices.py [--vgmusic 200] [--pop909 100] [--nes 200] [--bach 365] [--seed 0]
+    python tools/measure_voices.py [--vgmusic 200] [--pop909 100] [--nes 200] [--bach 365] [--seed 0]
 
 Per corpus: per-voice fraction of steps sounding and onsets per bar (16 steps); for NES files
 with three monophonic melodic channels, how often the triangle equals the lowest channel and

@@ -114,7 +114,7 @@ CONDITION_BLOCK = 9
 #: one row per token, then one per note it can hold (``_kernels.arranger.pair_row``).
 PAIR_OFFSET = np.concatenate(([0], np.cumsum([2 * n - FIRST_NOTE for n in N_TOKENS[:3]]))).astype(np.int64)
 _WEIGHTS = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out", "pair_table")
-_DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.npz"
+_DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.npz"
 #: Most array data a model file may hold, all arrays together (the shipped model holds
 #: about 1.6 MB). Sizes come from the .npy headers, so a small file that claims gigabytes
 #: (a crafted header, a zip bomb) is refused before anything is allocated.

@@ -36,7 +36,7 @@ import dask
 import distributed
 from distributed.scheduler import KilledWorker
 
-from chiptuner.convert import Converter, _Books, _death_reason, _Worker, _worker_main
+from chiptuner.corpus.convert import Converter, _Books, _death_reason, _Worker, _worker_main
 from chiptuner.errors import ParameterError
 
 __all__ = ["CONFIG", "check_scheduler", "Cluster"]

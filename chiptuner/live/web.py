@@ -1,6 +1,6 @@
 """``python -m chiptuner.live --web``: play in the browser, hear the band from a WebAudio chip synth.
 
-The second front end of ``chiptuner.engine`` (the terminal one is ``chiptuner.live``). One
+The second front end of ``chiptuner.live.engine`` (the terminal one is ``chiptuner.live.command``). One
 process serves a local page and a WebSocket on one port (so they share one origin):
 
 - the page turns the computer keyboard (a piano layout, or five buttons), or a MIDI
@@ -82,9 +82,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 from chiptuner.chip_midi import VOICE_VELOCITY
-from chiptuner.engine import METRONOME_CHANNEL, ButtonMap, Engine, EngineReport, FixedTempo, Recorder
 from chiptuner.errors import ChiptunerError, ParameterError
-from chiptuner.model import (
+from chiptuner.live.engine import METRONOME_CHANNEL, ButtonMap, Engine, EngineReport, FixedTempo, Recorder
+from chiptuner.live.session import session_audio, session_midi, write_session
+from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     ENERGY_LEVELS,
     MAX_TEMPERATURE,
@@ -99,7 +100,6 @@ from chiptuner.model import (
     style_index,
     warmup,
 )
-from chiptuner.session import session_audio, session_midi, write_session
 from chiptuner.synth import DRUM_TABLE, DUTY_CYCLES, write_wav
 from chiptuner.synth import warmup as synth_warmup
 from chiptuner.types import VOICE_NAMES
@@ -267,7 +267,7 @@ def _integer(name: str, value: object, low: int, high: int) -> int:
 
 
 def _choice(check: Callable[[Any], Any], value: object) -> Any:
-    """``check(value)`` (a ``chiptuner.model`` check whose ParameterError names the choices) as a bad_value."""
+    """``check(value)`` (a ``chiptuner.model.arranger`` check whose ParameterError names the choices) as a bad_value."""
     try:
         return check(value)
     except ParameterError as error:
@@ -898,7 +898,7 @@ def _response(
 
 # ----------------------------------------------------------------------------- the command
 
-#: Options of ``chiptuner.live`` that have no meaning in the browser, with their defaults.
+#: Options of ``chiptuner.live.command`` that have no meaning in the browser, with their defaults.
 _NOT_FOR_WEB = {
     "demo": False, "fast": False, "list_ports": False, "in_port": None, "out": None, "midi_api": "auto",
     "in_channel": None, "gm_drums": False, "follow": False, "clock": False, "count_in": None, "lanes": None,
@@ -913,7 +913,7 @@ def _need_websockets() -> None:
 def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = time.perf_counter) -> int:
     """Serve the page until Ctrl-C (or ``--seconds``), then write the session; the exit code.
 
-    ``args`` are ``chiptuner.live``'s options (``--web`` and those that apply to it):
+    ``args`` are ``chiptuner.live.command``'s options (``--web`` and those that apply to it):
     the engine's settings (``--bpm``, ``--buttons``, ``--temperature``, ``--seed``,
     ``--style``, ``--energy``, ``--voices``, ``--metronome``, ``--grace``, ``--model``), the
     recording (``--record``, ``--no-record``, ``--no-sound`` for no session.wav),

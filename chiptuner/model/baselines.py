@@ -4,7 +4,7 @@ Three baselines, each scoring real arrangements by teacher forcing exactly as th
 does (``log_prob``: natural-log probability of each real token given the real past, hold
 impossible after a rest and the rest renormalised, the past starting as rests, no lead
 forcing) and arranging a melody causally (``generate``: step t uses the inputs up to t only,
-with the model's lead policy, ``chiptuner.model``):
+with the model's lead policy, ``chiptuner.model.arranger``):
 
 - ``UnigramBaseline``: per-voice token frequencies, add-one smoothed.
 - ``MarkovBaseline``: per voice p(token_t | token_{t-1}), add-one smoothed; voices independent.
@@ -17,7 +17,7 @@ Each is fitted on songs given as dicts of the arrays of ``chiptuner.pipeline.son
 ``voice_pitch``, ``voice_onset``), and stored as plain arrays (``to_arrays`` /
 ``from_arrays``) inside the model's ``.npz`` extras, no pickle.
 
-Inputs are as for ``chiptuner.model.Arranger.run``: ``melody`` is a MIDI pitch per step in
+Inputs are as for ``chiptuner.model.arranger.Arranger.run``: ``melody`` is a MIDI pitch per step in
 ``"keys"`` mode or a lane 0-4 in ``"buttons"`` mode (-1 for none), ``onset`` the player's
 onset flags and ``position`` the step in the bar.
 """
@@ -34,7 +34,16 @@ import numpy as np
 from chiptuner._kernels.arranger import lead_token
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import MAJOR_STEPS, MINOR_STEPS, causal_keys
-from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST, VOICE_HIGH, VOICE_LOW, InputMode, voices_to_tokens
+from chiptuner.model.arranger import (
+    FIRST_NOTE,
+    HOLD,
+    N_TOKENS,
+    REST,
+    VOICE_HIGH,
+    VOICE_LOW,
+    InputMode,
+    voices_to_tokens,
+)
 
 __all__ = [
     "UnigramBaseline",

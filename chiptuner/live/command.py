@@ -1,10 +1,10 @@
 """``python -m chiptuner.live``: play a melody, hear the four-voice chip band in real time.
 
-The front end of ``chiptuner.engine`` for the terminal: it parses the options, warms the
+The front end of ``chiptuner.live.engine`` for the terminal: it parses the options, warms the
 kernels up, opens the MIDI ports (or, with ``--demo``, plays a bundled melody), runs the
 engine until Ctrl-C, and writes the session. Heavy modules are imported after the options
 are parsed, so ``--help`` answers at once. With ``--web`` the browser front end
-(``chiptuner.web``) takes over.
+(``chiptuner.live.web``) takes over.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser", "demo_melody_path", "DEMO_MELODY"]
 
-logger = logging.getLogger("chiptuner.live")  # also when run as __main__
+logger = logging.getLogger("chiptuner.live.command")  # also when run as __main__
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 _IMPORTED = time.perf_counter()
@@ -39,7 +39,7 @@ def _seconds_since_start() -> float:
 
 #: The demo's melody, shipped inside the package.
 DEMO_MELODY = "examples/ode_to_joy_melody.mid"
-#: ``chiptuner.model.ENERGY_LEVELS``, for ``--energy`` (the model module loads numba: too heavy for ``--help``).
+#: ``chiptuner.model.arranger.ENERGY_LEVELS``, for ``--energy`` (that module loads numba: too heavy for ``--help``).
 ENERGY_LEVELS = ("low", "mid", "high")
 
 
@@ -75,9 +75,9 @@ def _positive(text: str) -> float:
 
 
 def _temperature(text: str) -> float:
-    # Imported only when --temperature is given: chiptuner.model loads the numba kernels, and
+    # Imported only when --temperature is given: chiptuner.model.arranger loads the numba kernels, and
     # the command imports it next anyway; --help stays instant.
-    from chiptuner.model import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE  # noqa: PLC0415
+    from chiptuner.model.arranger import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE  # noqa: PLC0415
 
     value = float(text)
     if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def demo_melody_path() -> Path:
     """The bundled demo melody (a MIDI file inside the package)."""
-    return Path(__file__).resolve().parent / DEMO_MELODY
+    return Path(__file__).resolve().parents[1] / DEMO_MELODY
 
 
 def _demo_messages(bpm: float, repeats: int = 2) -> tuple[list[tuple[float, tuple[int, ...]]], float]:
@@ -232,10 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.web:
-        from chiptuner import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
+        from chiptuner.live import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
         return web.run(args, seconds_since_start=_seconds_since_start)
-    from chiptuner import ports  # noqa: PLC0415
+    from chiptuner.live import ports  # noqa: PLC0415
 
     if args.list_ports:  # before numba and the model load
         api, inputs, outputs = ports.list_ports(args.midi_api)
@@ -244,8 +244,8 @@ def _run(args: argparse.Namespace) -> int:
         print("outputs: " + (", ".join(outputs) or "none"))
         return EXIT_OK
     # Imported here, after parsing: numba and the model take a moment to load.
-    from chiptuner import engine as eng  # noqa: PLC0415
-    from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
+    from chiptuner.live import engine as eng  # noqa: PLC0415
+    from chiptuner.model.arranger import Arranger, load_model, warmup  # noqa: PLC0415
 
     model = load_model(args.model)
     arranger = Arranger(
@@ -291,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.seconds is not None:
             until = clock() + args.seconds
     if sound and not (args.demo and args.fast):
-        from chiptuner import audio as audio_out  # noqa: PLC0415
+        from chiptuner.live import audio as audio_out  # noqa: PLC0415
 
         audio = audio_out.open_stream(latency_sec=args.latency / 1000.0, gm_drums=args.gm_drums)
         if audio is not None:
@@ -324,7 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         _close(midi_ports, audio)
         if not args.no_record:
-            from chiptuner.session import write_session  # noqa: PLC0415
+            from chiptuner.live.session import write_session  # noqa: PLC0415
 
             files = write_session(recorder, record_dir, bpm=args.bpm, sound=sound)
             logger.info("wrote %s%s (%.1f s)", files.midi, f" and {files.wav}" if files.wav else "", files.seconds)
@@ -346,7 +346,3 @@ def _close(midi_ports, audio) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from chiptuner.errors import OutputError, ParameterError
-from chiptuner.model import FIRST_NOTE, VOICE_HIGH, VOICE_LOW, voices_to_tokens
+from chiptuner.model.arranger import FIRST_NOTE, VOICE_HIGH, VOICE_LOW, voices_to_tokens
 from chiptuner.types import VOICE_NAMES
 from chiptuner.voices import VOICE_RANGES
 

@@ -48,8 +48,7 @@ from torch import nn
 
 from chiptuner import __version__
 from chiptuner._kernels.arranger import N_ROWS, SAMPLING_ORDER
-from chiptuner.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
-from chiptuner.dataset import (
+from chiptuner.corpus.dataset import (
     SHIFTS,
     Corpus,
     MappedCorpus,
@@ -63,7 +62,7 @@ from chiptuner.dataset import (
 )
 from chiptuner.errors import ParameterError
 from chiptuner.metrics import pool, song_statistics
-from chiptuner.model import (
+from chiptuner.model.arranger import (
     FIRST_NOTE,
     HOLD,
     MAX_POSITION,
@@ -82,6 +81,7 @@ from chiptuner.model import (
     tokens_to_arrangement,
     voices_to_tokens,
 )
+from chiptuner.model.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
 
 __all__ = [
     "calibrate_rest_bias",

@@ -3,7 +3,7 @@
 Messages cross as raw byte tuples, so the engine never waits for a message object to be
 parsed or built. Backends ("APIs"): ``jack`` (a running JACK server, also where there is
 no sound hardware: ``jackd -d dummy``) through a JACK client of our own
-(``chiptuner.jack_midi``, which answers a note in the JACK cycle it came in), and through
+(``chiptuner.live.jack_midi``, which answers a note in the JACK cycle it came in), and through
 python-rtmidi ``alsa`` (Linux desktops), ``coremidi`` (macOS) and ``winmm`` (Windows),
 whose input is queued by rtmidi's own thread and polled by ``PortInbox.get``. ``auto``
 takes JACK when a JACK server answers, else the platform's own system. Where none works,
@@ -19,8 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from chiptuner import jack_midi
 from chiptuner.errors import MidiSystemError, ParameterError
+from chiptuner.live import jack_midi
 
 __all__ = ["MidiSystemError", "PortInbox", "PortOutput", "MidiPorts", "list_ports", "open_ports", "API_CHOICES"]
 
@@ -97,7 +97,7 @@ def _jack_answers() -> bool:
 
 
 def _jack(call, *args):
-    """A call into chiptuner.jack_midi, its MidiSystemError completed with what to do instead."""
+    """A call into chiptuner.live.jack_midi, its MidiSystemError completed with what to do instead."""
     try:
         return call(*args)
     except MidiSystemError as error:

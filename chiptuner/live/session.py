@@ -15,7 +15,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from chiptuner.engine import TRACK_INPUT, TRACK_METRONOME, Recorder
+from chiptuner.live.engine import TRACK_INPUT, TRACK_METRONOME, Recorder
 from chiptuner.midi_io import events_to_track
 from chiptuner.synth import NO_NOTE, NOTE_OFF, SAMPLE_RATE, render_events, write_wav
 from chiptuner.types import VOICE_NAMES

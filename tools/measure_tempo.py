@@ -1,6 +1,6 @@
 """Tempo-from-onsets accuracy and speed against pretty_midi, and beat phase on POP909.
 
-Run: ``python bench/measure_tempo.py [--corpora DIR] [--limit N]``; prints a Markdown table.
+Run: ``python tools/measure_tempo.py [--corpora DIR] [--limit N]``; prints a Markdown table.
 
 A tempo estimate is correct when it lies within 4% of the true tempo, its double or its
 half. True tempo per corpus:

@@ -1,0 +1,5 @@
+"""``python -m chiptuner.live``: the same command as ``chiptuner live``."""
+
+from chiptuner.live.command import main
+
+raise SystemExit(main())

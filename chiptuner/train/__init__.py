@@ -1,0 +1,4 @@
+"""Training (the only part that imports torch).
+
+The arranger network (``arranger``).
+"""
