@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -258,10 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser(
         "calibrate",
         parents=[verbosity],
-        help="refit a trained model's sampling biases (needs torch's extra: pip install 'chiptuner[train]')",
+        help="refit a trained model's sampling biases on its validation songs (no torch needed)",
         description=(
             "Refit the rest biases and the harmony/key steering of MODEL on its own validation songs "
-            "(the split is rebuilt from the model's training settings) and save MODEL in place. "
+            "(those the model lists, else the split rebuilt from its training settings) and save MODEL in place. "
             "`chiptuner train` does this at its end; use it after changing chiptuner or on an older model."
         ),
     )
@@ -519,13 +520,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    try:
-        from chiptuner.train import arranger as training  # noqa: PLC0415 (torch is heavy and optional)
-    except ImportError as error:
-        raise ParameterError(
-            f"calibration needs torch ({error}); install it with: pip install 'chiptuner[train]'"
-        ) from None
-    meta = training.recalibrate(args.model, args.data).metadata
+    from chiptuner.corpus.dataset import model_songs, open_conversion, songs_with_ids, style_of  # noqa: PLC0415
+    from chiptuner.model.calibration import calibrate  # noqa: PLC0415
+
+    model = load_model(args.model)
+    corpus = open_conversion(args.data, args.model)
+    val = model_songs(model, corpus.song_ids, "val", args.data)
+    songs = [{**song, "style": style_of(model, song["song_id"])} for song in songs_with_ids(corpus, val)]
+    meta = calibrate(model, songs).metadata
+    dataclasses.replace(model, metadata=meta).save(args.model)
     print(
         f"wrote {args.model}: rest bias {meta['rest_bias']}, clash bias {meta['clash_bias']}, "
         f"key bias {meta['key_bias']}"

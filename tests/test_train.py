@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -10,8 +12,10 @@ import pytest
 
 from chiptuner import cli
 from chiptuner._kernels import arranger as _k
-from chiptuner.corpus.dataset import load_shards, open_cache, shift_tokens, transpose
+from chiptuner.corpus import dataset
+from chiptuner.corpus.dataset import load_shards, open_cache, open_conversion, shift_tokens, transpose
 from chiptuner.midi_io import write_midi
+from chiptuner.model import calibration
 from chiptuner.model.arranger import (
     CONDITION_BLOCK,
     ENERGY_LEVELS,
@@ -394,7 +398,7 @@ def test_train_cli_converts_trains_exports_and_resumes(midi_folder, tmp_path, ca
     fit = meta["steering_fit"]
     assert (meta["clash_bias"], meta["key_bias"]) == (fit["clash_bias"], fit["key_bias"])
     reached = all(fit["after"][name] >= fit["real"][name] for name in ("harmony", "in_key"))
-    strongest = (max(train.STEERING_BIASES),) * 2
+    strongest = (max(calibration.STEERING_BIASES),) * 2
     assert reached or (meta["clash_bias"], meta["key_bias"]) == strongest
     first_batch = meta["batch"]
     assert cli.main([*args[:-1], "0.3", "--resume"]) == cli.EXIT_OK
@@ -413,7 +417,7 @@ def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path
     assert cli.main(["calibrate", str(out), str(tmp_path / "data")]) == cli.EXIT_OK
     assert "clash bias" in capsys.readouterr().out
     meta = ArrangerModel.load(out).metadata
-    assert meta["clash_bias"] in train.STEERING_BIASES and meta["steering_fit"]["songs"] > 0
+    assert meta["clash_bias"] in calibration.STEERING_BIASES and meta["steering_fit"]["songs"] > 0
     assert meta["val_nll"] == model.metadata["val_nll"]  # the weights and their record are untouched
     # The validation songs the model lists are the ones calibrated on, whatever the folder's split would say.
     listed = sorted(model.metadata["test_songs"])[:2]
@@ -425,6 +429,16 @@ def test_calibrate_cli_refits_the_sampling_biases_in_place(midi_folder, tmp_path
     assert "none of the model's 1 validation songs" in capsys.readouterr().err
     assert cli.main(["calibrate", str(tmp_path / "missing.npz"), str(tmp_path / "data")]) == cli.EXIT_USAGE
     assert "missing.npz" in capsys.readouterr().err
+    # Calibration needs no torch: the command runs with torch made unimportable.
+    model.save(out)
+    no_torch = (
+        "import sys; sys.modules['torch'] = None; from chiptuner.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", no_torch, "calibrate", str(out), str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == cli.EXIT_OK, done.stderr
 
 
 def test_the_cache_gives_the_batches_of_the_shards_in_memory(midi_folder, tmp_path):
@@ -461,8 +475,8 @@ def test_train_caches_beside_the_model_when_the_conversion_is_read_only(midi_fol
     from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
 
     convert_corpus([midi_folder], tmp_path / "data", workers=1)
-    monkeypatch.setattr(train.os, "access", lambda path, mode: False)
-    corpus = train._open_corpus(tmp_path / "data", tmp_path / "m.npz")
+    monkeypatch.setattr(dataset.os, "access", lambda path, mode: False)
+    corpus = open_conversion(tmp_path / "data", tmp_path / "m.npz")
     assert corpus.folder.parent == tmp_path / "m.npz.train-cache" and not (tmp_path / "data" / ".train-cache").exists()
 
 

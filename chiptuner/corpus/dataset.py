@@ -40,6 +40,12 @@ __all__ = [
     "safe_shifts",
     "song_group",
     "split_by_song",
+    "split_parts",
+    "model_songs",
+    "open_conversion",
+    "songs_with_ids",
+    "DEFAULT_TEST_SIZE",
+    "DEFAULT_VAL_SIZE",
     "SHIFTS",
     "MELODY_KEYS",
     "shift_tokens",
@@ -539,6 +545,79 @@ def split_by_song(
     splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     train, test = next(splitter.split(np.zeros(len(groups)), groups=groups))
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+#: The held-out shares of a training split (``chiptuner train``'s defaults).
+DEFAULT_TEST_SIZE = 0.1
+DEFAULT_VAL_SIZE = 0.05
+
+
+def split_parts(
+    song_ids: Sequence[str] | np.ndarray,
+    *,
+    test_size: float = DEFAULT_TEST_SIZE,
+    val_size: float = DEFAULT_VAL_SIZE,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Song indices of the train, validation and test parts of a training split, by song group.
+
+    The test part is ``split_by_song(test_size, seed)``; the validation part is split off
+    the rest the same way (seed + 1), ``val_size`` being a share of all songs.
+    """
+    ids = np.asarray(song_ids)
+    rest, test = split_by_song(ids, test_size=test_size, seed=seed)
+    val_fraction = val_size / (1.0 - test_size)
+    train_in_rest, val_in_rest = split_by_song(ids[rest], test_size=val_fraction, seed=seed + 1)
+    return {"train": rest[train_in_rest], "val": rest[val_in_rest], "test": test}
+
+
+def model_songs(model, song_ids: Sequence[str] | np.ndarray, part: str, folder: str | os.PathLike) -> np.ndarray:
+    """Indices of a model's ``"val"`` or ``"test"`` songs among ``song_ids`` (a conversion's songs).
+
+    ``model`` is an ``ArrangerModel``. The songs it lists (``metadata["val_songs"]``,
+    ``["test_songs"]``) are what stays true when a conversion gained or lost songs since
+    training (a remade split would put training songs in the part); a model that lists
+    none has its split remade from its training configuration, with a warning. Raises
+    ``ParameterError`` when none of the listed songs is in ``folder``.
+    """
+    listed = model.metadata.get(f"{part}_songs")
+    if listed is not None:
+        wanted = {str(song) for song in listed}
+        found = np.array([i for i, song in enumerate(song_ids) if str(song) in wanted], dtype=np.int64)
+        if len(found) == 0:
+            raise ParameterError(
+                f"{folder}: none of the model's {len(wanted)} {_PART_NAMES[part]} songs is in this folder; "
+                "pass the conversion the model was trained on"
+            )
+        if len(found) < len(wanted):
+            logger.info("%s: %d of the model's %d %s songs are not in this folder", folder, len(wanted) - len(found),
+                        len(wanted), _PART_NAMES[part])  # fmt: skip
+        return found
+    logger.warning(
+        "%s: the model does not list its %s songs; the split is remade from its seed, which is only the "
+        "model's own if this folder holds exactly the songs it was trained from",
+        folder,
+        _PART_NAMES[part],
+    )
+    saved = model.metadata.get("config", {})
+    split = {name: saved[name] for name in ("seed", "test_size", "val_size") if name in saved}
+    return split_parts(song_ids, **split)[part]
+
+
+_PART_NAMES = {"val": "validation", "test": "test"}
+
+
+def songs_with_ids(corpus: Corpus, indices: Sequence[int] | np.ndarray) -> list[dict]:
+    """The songs at ``indices``: each ``corpus.song(i)`` plus its ``song_id``."""
+    return [{**corpus.song(int(i)), "song_id": str(corpus.song_ids[int(i)])} for i in indices]
+
+
+def open_conversion(converted_dir: str | os.PathLike, model_path: str | os.PathLike) -> MappedCorpus:
+    """A conversion mapped from its cache: in the conversion folder, or beside the model if that is read-only."""
+    model_path = Path(model_path)
+    if os.access(converted_dir, os.W_OK) or not Path(converted_dir).is_dir():
+        return open_cache(converted_dir)
+    return open_cache(converted_dir, cache_root=model_path.with_name(model_path.name + ".train-cache"))
 
 
 #: Folder names of the corpora we know, and the label (and default style) each goes under.

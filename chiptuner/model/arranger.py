@@ -631,13 +631,13 @@ class Arranger:
         Subtracted from each voice's rest logit when sampling (never when scoring). By
         default the model file's calibrated values (``metadata["rest_bias"]``, fitted on
         validation songs so that free-running accompaniment matches the real density; see
-        ``train.calibrate_rest_bias``), zeros where it has none.
+        ``calibration.calibrate_rest_bias``), zeros where it has none.
     clash_bias : float, optional
         When pulse1 starts a note, subtracted from the log-weight of every pulse2 and
         triangle token that would sound a dissonance against it (any interval but unison,
         3rds, 4th, 5th and 6ths; ``_kernels.arranger.sample_voice``). 0 samples as
         trained. By default the model file's ``metadata["clash_bias"]`` (see
-        ``train.calibrate_steering``), 0 where it has none.
+        ``calibration.calibrate_steering``), 0 where it has none.
     key_bias : float, optional
         Subtracted from the log-weight of every new pulse2 and triangle note outside the
         key of the melody so far (Krumhansl-Kessler on its pitch-class durations, from its

@@ -49,19 +49,20 @@ from torch import nn
 from chiptuner import __version__
 from chiptuner._kernels.arranger import N_ROWS, SAMPLING_ORDER
 from chiptuner.corpus.dataset import (
+    DEFAULT_TEST_SIZE,
+    DEFAULT_VAL_SIZE,
     SHIFTS,
     Corpus,
     MappedCorpus,
     corpus_label,
-    open_cache,
+    open_conversion,
     shift_tokens,
+    songs_with_ids,
     source_folder,
-    split_by_song,
-    style_of,
+    split_parts,
     transpose,
 )
 from chiptuner.errors import ParameterError
-from chiptuner.metrics import pool, song_statistics
 from chiptuner.model.arranger import (
     FIRST_NOTE,
     HOLD,
@@ -74,20 +75,15 @@ from chiptuner.model.arranger import (
     TOKEN_OFFSET,
     VOICE_HIGH,
     VOICE_LOW,
-    Arranger,
     ArrangerModel,
     bar_voice_flags,
     condition_rows,
-    tokens_to_arrangement,
     voices_to_tokens,
 )
 from chiptuner.model.baselines import MarkovBaseline, RuleBasedArranger, UnigramBaseline
+from chiptuner.model.calibration import calibrate, pool_free_run, pool_real, song_starts
 
 __all__ = [
-    "calibrate_rest_bias",
-    "calibrate_steering",
-    "calibrate",
-    "recalibrate",
     "TrainConfig",
     "ArrangerNet",
     "export",
@@ -152,8 +148,8 @@ class TrainConfig:
     eval_every: int = 200
     patience: int = 5
     max_batches: int = 0
-    test_size: float = 0.1
-    val_size: float = 0.05
+    test_size: float = DEFAULT_TEST_SIZE
+    val_size: float = DEFAULT_VAL_SIZE
     sampled_inputs: float = 0.25
     sampled_ramp: int = 2000
     voice_dropout: float = 0.2
@@ -360,15 +356,8 @@ def song_tokens(corpus: Corpus) -> np.ndarray:
 
 
 def split_songs(corpus: Corpus, config: TrainConfig) -> dict[str, np.ndarray]:
-    """Song indices of the train, validation and test parts, split by song group.
-
-    The test part is ``split_by_song(test_size, seed)``; ``chiptuner evaluate`` remakes it
-    from the model's metadata. The validation part is split off the rest the same way.
-    """
-    rest, test = split_by_song(corpus.song_ids, test_size=config.test_size, seed=config.seed)
-    val_fraction = config.val_size / (1.0 - config.test_size)
-    train_in_rest, val_in_rest = split_by_song(corpus.song_ids[rest], test_size=val_fraction, seed=config.seed + 1)
-    return {"train": rest[train_in_rest], "val": rest[val_in_rest], "test": test}
+    """Song indices of the train, validation and test parts (``dataset.split_parts`` with the config's shares)."""
+    return split_parts(corpus.song_ids, test_size=config.test_size, val_size=config.val_size, seed=config.seed)
 
 
 @dataclass(frozen=True)
@@ -421,6 +410,12 @@ def song_styles(song_ids: np.ndarray, styles: dict[str, str] | None = None) -> t
         )
     index = {name: i for i, name in enumerate(names)}
     return names, np.array([index[name] for name in per_song], dtype=np.int64)
+
+
+def _styled_songs(corpus: Corpus, indices: np.ndarray, names: list[str], song_style: np.ndarray) -> list[dict]:
+    """The songs at ``indices`` (``dataset.songs_with_ids``), each with the ``"style"`` it trains as."""
+    songs = songs_with_ids(corpus, indices)
+    return [{**song, "style": names[song_style[i]]} for i, song in zip(indices, songs, strict=True)]
 
 
 def window_energy(target: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -660,202 +655,6 @@ def _nll(net: ArrangerNet, batch: dict[str, torch.Tensor], chunk: int = 256) -> 
     return total / max(count, 1.0)
 
 
-def _song_starts(corpus: Corpus, songs: np.ndarray, max_steps: int) -> list[dict[str, np.ndarray]]:
-    """Copies of the first ``max_steps`` steps of each song's per-step arrays (never views of a map)."""
-    return [
-        {
-            **{key: np.array(value[:max_steps]) for key, value in corpus.song(int(i)).items() if np.ndim(value)},
-            "song_id": str(corpus.song_ids[int(i)]),
-        }
-        for i in songs
-    ]
-
-
-def _pool_free_run(model: ArrangerModel, songs: list[dict], rest_bias=None, clash_bias=None, key_bias=None) -> dict:
-    """Arrange songs free-running (numba step, keys mode, seed = song index) and pool their statistics.
-
-    A bias left at None is the model's own (its metadata).
-    """
-    stats = []
-    for i, song in enumerate(songs):
-        melody, onset = song["melody_pitch"], song["melody_onset"]
-        arranger = Arranger(
-            model, seed=i, rest_bias=rest_bias, clash_bias=clash_bias, key_bias=key_bias,
-            style=style_of(model, song["song_id"]),
-        )  # fmt: skip
-        tokens = arranger.run(melody, onset, song["step_in_bar"])
-        arranged = tokens_to_arrangement(tokens)
-        stats.append(song_statistics(melody, onset, arranged.pitch, arranged.onset))
-    return pool(stats)
-
-
-def _pool_real(songs: list[dict]) -> dict:
-    """The pooled statistics of the songs' own four voices."""
-    return pool(
-        [song_statistics(s["melody_pitch"], s["melody_onset"], s["voice_pitch"], s["voice_onset"]) for s in songs]
-    )
-
-
-#: Rest biases tried by ``calibrate_rest_bias``: pulse2 and triangle share one, noise has its own.
-PITCHED_REST_BIASES = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
-NOISE_REST_BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
-
-
-def calibrate_rest_bias(model: ArrangerModel, corpus: Corpus, songs: np.ndarray, *, max_steps: int = 512) -> dict:
-    """Fit the rest biases that make free-running accompaniment as dense as the real one.
-
-    A model trained with teacher forcing and then fed its own output drifts: a voice that
-    has rested a while is likelier to keep resting than the data says (songs without
-    drums and the ones with drums look alike until the drums start). The bias is a
-    constant subtracted from a voice's rest logit when sampling (``model.Arranger``), never
-    when scoring, so NLLs are unchanged. The grid point with the smallest
-    ``sum |log(model / real onsets per bar)|`` over pulse2, triangle and noise plus
-    ``20 * |model - real accompaniment silence|`` wins, on the given (validation) songs.
-
-    Returns
-    -------
-    dict
-        ``rest_bias`` (4 floats, pulse1 always 0), and the fit's figures before and after.
-    """
-    cut = _song_starts(corpus, songs, max_steps)
-    real = _pool_real(cut)
-
-    def loss_of(bias: tuple[float, ...]) -> tuple[float, dict]:
-        pooled = _pool_free_run(model, cut, bias)
-        density = sum(abs(math.log(max(pooled["density"][v], 1e-3) / max(real["density"][v], 1e-3))) for v in (1, 2, 3))
-        return density + 20.0 * abs(pooled["silence"] - real["silence"]), pooled
-
-    before_loss, before = loss_of((0.0, 0.0, 0.0, 0.0))
-    best = (before_loss, (0.0, 0.0, 0.0, 0.0), before)
-    for pitched in PITCHED_REST_BIASES:
-        for noise in NOISE_REST_BIASES:
-            bias = (0.0, pitched, pitched, noise)
-            loss, pooled = loss_of(bias)
-            if loss < best[0]:
-                best = (loss, bias, pooled)
-    loss, bias, after = best
-    logger.info(
-        "rest bias %s: accompaniment silence %.3f -> %.3f (real %.3f), onsets/bar pulse2 %.2f -> %.2f, "
-        "triangle %.2f -> %.2f, noise %.2f -> %.2f (real %.2f, %.2f, %.2f)",
-        bias, before["silence"], after["silence"], real["silence"], before["density"][1], after["density"][1],
-        before["density"][2], after["density"][2], before["density"][3], after["density"][3],
-        real["density"][1], real["density"][2], real["density"][3],
-    )  # fmt: skip
-    return {
-        "rest_bias": list(bias),
-        "before": {"silence": before["silence"], "density": before["density"][1:], "loss": before_loss},
-        "after": {"silence": after["silence"], "density": after["density"][1:], "loss": loss},
-        "real": {"silence": real["silence"], "density": real["density"][1:]},
-        "songs": len(cut),
-    }
-
-
-#: Clash and key biases tried by ``calibrate_steering``.
-STEERING_BIASES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
-def calibrate_steering(model: ArrangerModel, corpus: Corpus, songs: np.ndarray, *, max_steps: int = 1024) -> dict:
-    """Fit the least steering that makes free-running accompaniment as consonant as the real one.
-
-    Sampled freely, the model's pulse2 and triangle clash with the lead and leave the key
-    more often than real arrangements do: each step's small chance of a wrong note adds
-    up, where teacher forcing never shows the model its own mistakes. ``clash_bias`` and
-    ``key_bias`` (``model.Arranger``) steer new notes away from both without changing how
-    often a voice rests. Pairs are tried from the weakest (smallest sum) up; the first
-    whose harmony and in-key ratios on the given (validation) songs reach the real songs'
-    wins, else the strongest pair. Scores (NLL) are unchanged.
-
-    Returns
-    -------
-    dict
-        ``clash_bias``, ``key_bias``, and the fit's figures before and after.
-    """
-    cut = _song_starts(corpus, songs, max_steps)
-    real = _pool_real(cut)
-    pairs = sorted(((c, k) for c in STEERING_BIASES for k in STEERING_BIASES), key=lambda pair: (sum(pair), pair))
-    before = _pool_free_run(model, cut, clash_bias=0.0, key_bias=0.0)
-    chosen, after = pairs[-1], None
-    for clash, key in pairs:
-        pooled = before if clash == key == 0.0 else _pool_free_run(model, cut, clash_bias=clash, key_bias=key)
-        if pooled["harmony"] >= real["harmony"] and pooled["in_key"] >= real["in_key"]:
-            chosen, after = (clash, key), pooled
-            break
-    if after is None:
-        after = _pool_free_run(model, cut, clash_bias=chosen[0], key_bias=chosen[1])
-    logger.info(
-        "steering clash %.2f key %.2f: harmony %.3f -> %.3f, in-key %.3f -> %.3f (real %.3f, %.3f)",
-        chosen[0], chosen[1], before["harmony"], after["harmony"], before["in_key"], after["in_key"],
-        real["harmony"], real["in_key"],
-    )  # fmt: skip
-    keep = ("harmony", "in_key", "silence", "density")
-    return {
-        "clash_bias": chosen[0],
-        "key_bias": chosen[1],
-        "before": {name: before[name] for name in keep},
-        "after": {name: after[name] for name in keep},
-        "real": {name: real[name] for name in keep},
-        "songs": len(cut),
-    }
-
-
-def calibrate(model: ArrangerModel, corpus: Corpus, val_songs: np.ndarray) -> ArrangerModel:
-    """The model with its sampling biases fitted on ``val_songs``: rest biases, then steering."""
-    sample = val_songs[:: max(len(val_songs) // 96, 1)]
-    rest = calibrate_rest_bias(model, corpus, sample)
-    metadata = {**model.metadata, "rest_bias": rest["rest_bias"], "rest_bias_fit": rest}
-    model = dataclasses.replace(model, metadata=metadata)
-    steering = calibrate_steering(model, corpus, sample)
-    metadata = {
-        **metadata, "clash_bias": steering["clash_bias"], "key_bias": steering["key_bias"], "steering_fit": steering,
-    }  # fmt: skip
-    return dataclasses.replace(model, metadata=metadata)
-
-
-def recalibrate(model_path: str | os.PathLike, converted_dir: str | os.PathLike) -> ArrangerModel:
-    """Refit a trained model's sampling biases on its own validation songs and save it in place.
-
-    ``converted_dir`` must hold the songs the model was trained on: the validation songs
-    the model file lists (``metadata["val_songs"]``), or for a model that lists none, the
-    split rebuilt from its training configuration.
-    """
-    model = ArrangerModel.load(model_path)
-    corpus = _open_corpus(converted_dir, Path(model_path))
-    model = calibrate(model, corpus, _validation_songs(model, corpus, converted_dir))
-    model.save(model_path)
-    return model
-
-
-def _validation_songs(model: ArrangerModel, corpus: Corpus, converted_dir: str | os.PathLike) -> np.ndarray:
-    """Indices of the model's validation songs in ``corpus``: those it lists, else its split remade."""
-    listed = model.metadata.get("val_songs")
-    if listed is not None:
-        # A conversion that gained or lost songs since training remakes another split, with
-        # training or test songs in its validation part: the list is what stays true.
-        wanted = {str(song) for song in listed}
-        found = np.array([i for i, song in enumerate(corpus.song_ids) if str(song) in wanted], dtype=np.int64)
-        if len(found) == 0:
-            raise ParameterError(
-                f"{converted_dir}: none of the model's {len(wanted)} validation songs is in this folder; "
-                "pass the conversion the model was trained on"
-            )
-        return found
-    logger.warning(
-        "%s: the model does not list its validation songs; the split is remade from its seed, which is only the "
-        "model's own if this folder holds exactly the songs it was trained from",
-        converted_dir,
-    )
-    saved = model.metadata.get("config", {})
-    config = TrainConfig(**{name: saved[name] for name in ("seed", "test_size", "val_size") if name in saved})
-    return split_songs(corpus, config)["val"]
-
-
-def _open_corpus(converted_dir: str | os.PathLike, model_path: Path) -> MappedCorpus:
-    """The conversion mapped from its cache: in the conversion folder, or beside the model if that is read-only."""
-    if os.access(converted_dir, os.W_OK) or not Path(converted_dir).is_dir():
-        return open_cache(converted_dir)
-    return open_cache(converted_dir, cache_root=model_path.with_name(model_path.name + ".train-cache"))
-
-
 def _each_song(corpus: Corpus, songs: np.ndarray, release_every: int = 256) -> Iterator[dict[str, np.ndarray]]:
     """The songs one at a time; a mapped corpus lets go of the pages read every ``release_every`` songs.
 
@@ -928,7 +727,7 @@ def train(
     torch.manual_seed(config.seed)
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    corpus = _open_corpus(converted_dir, out_path)
+    corpus = open_conversion(converted_dir, out_path)
     parts = split_songs(corpus, config)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise ParameterError(
@@ -949,8 +748,9 @@ def train(
     logger.info("energy edges (accompaniment onsets per bar): %.2f, %.2f", *edges)
     val_keys = _to_torch(_fixed_windows(corpus, targets, parts["val"], 256, 384, False, edges), device)
     val_buttons = _to_torch(_fixed_windows(corpus, targets, parts["val"], 256, 384, True, edges), device)
-    free_run_songs = _song_starts(corpus, parts["val"][:: max(len(parts["val"]) // 24, 1)][:24], 512)
-    free_run_real = _pool_real(free_run_songs)
+    free_run_val = parts["val"][:: max(len(parts["val"]) // 24, 1)][:24]
+    free_run_songs = song_starts(_styled_songs(corpus, free_run_val, style_names, song_style), 512)
+    free_run_real = pool_real(free_run_songs)
 
     net = ArrangerNet(config.hidden, config.embed).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -1014,7 +814,7 @@ def train(
             report["val_nll"] = val_nll
             report["val_nll_buttons"] = _nll(net, val_buttons)
             candidate = export(net, metadata={"styles": style_names, "style_sources": dict(styles or {})})
-            report["free_run"] = {"model": _pool_free_run(candidate, free_run_songs), "real": free_run_real}
+            report["free_run"] = {"model": pool_free_run(candidate, free_run_songs), "real": free_run_real}
             if val_nll < best - 1e-4:
                 best, bad_rounds = val_nll, 0
                 metadata = {
@@ -1064,7 +864,7 @@ def train(
             break
     if best_model is None:
         best_model = ArrangerModel.load(out_path)
-    best_model = calibrate(best_model, corpus, parts["val"])
+    best_model = calibrate(best_model, _styled_songs(corpus, parts["val"], style_names, song_style))
     corpus.release()
     metadata = {**best_model.metadata, "train_seconds": round(spent_sec + time.monotonic() - loop_start, 1)}
     best_model = dataclasses.replace(best_model, metadata=metadata)
