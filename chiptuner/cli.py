@@ -21,9 +21,9 @@ import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
-from chiptuner import __version__
+from chiptuner import __version__, options
 from chiptuner.corpus.convert import REPORT_NAME, convert_corpus
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
@@ -32,28 +32,18 @@ from chiptuner.model.arranger import (
     ENERGY_LEVELS,
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
-    TEMPERATURE_RANGE,
     InputMode,
     load_model,
     parse_voices,
     style_index,
 )
+from chiptuner.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "ProgressBar"]
 
 logger = logging.getLogger("chiptuner")
 
-EXIT_OK = 0
 EXIT_FAILED_FILES = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (no usage block) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class ProgressBar:
@@ -104,42 +94,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum``, with a one-line message otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} must be {minimum} or more")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0")
-    return value
-
-
-def _temperature(text: str) -> float:
-    """An argparse type: a sampling temperature within the arranger's range (``model.MIN_TEMPERATURE``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"{text} is outside the range; give a number {TEMPERATURE_RANGE}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``chiptuner`` argument parser with its subcommands."""
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -148,14 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbosity.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less log output")
 
-    parser = _Parser(
+    parser = options.OneLineParser(
         prog="chiptuner",
         description="Turn a simple melody into a four-voice NES / Game Boy arrangement.",
         parents=[verbosity],
     )
     parser.add_argument("--version", action="version", version=f"chiptuner {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.OneLineParser)
     commands.required = True
+
+    commands.add_parser(
+        "live",
+        add_help=False,  # `chiptuner live --help` is the live command's own help
+        help="play a melody on a MIDI keyboard, five buttons or in the browser; hear the band in real time",
+        description="Play live (see `chiptuner live --help`).",
+    )
 
     convert = commands.add_parser(
         "convert",
@@ -170,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("sources", nargs="+", metavar="SRC", help="MIDI files or folders (searched recursively)")
     convert.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder (created if needed)")
     convert.add_argument(
-        "--workers", type=_int_at_least(1), default=None, help="worker processes (default: one per CPU)"
+        "--workers", type=options.int_at_least(1), default=None, help="worker processes (default: one per CPU)"
     )
     convert.add_argument(
         "--max-onsets",
@@ -179,17 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="melody simplification: at most one onset per beat or per half beat (default: beat)",
     )
     convert.add_argument(
-        "--timeout", type=_positive_float, default=10.0, metavar="SEC", help="per-file time limit (default: 10)"
+        "--timeout", type=options.positive_float, default=10.0, metavar="SEC", help="per-file time limit (default: 10)"
     )
     convert.add_argument(
         "--memory-mb",
-        type=_int_at_least(0),
+        type=options.int_at_least(0),
         default=1024,
         metavar="MB",
         help="memory each worker may use beyond its start-up, 0 for no cap (default: 1024)",
     )
     convert.add_argument(
-        "--songs-per-shard", type=_int_at_least(1), default=256, metavar="N", help="songs per .npz shard (default: 256)"
+        "--songs-per-shard",
+        type=options.int_at_least(1),
+        default=256,
+        metavar="N",
+        help="songs per .npz shard (default: 256)",
     )
     convert.add_argument(
         "--scheduler",
@@ -215,26 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("sources", nargs="+", metavar="SRC", help="a conversion folder, or MIDI files/folders")
     train.add_argument("-o", "--out", required=True, metavar="MODEL.npz", help="model file to write")
-    train.add_argument("--minutes", type=_positive_float, default=20.0, help="wall-clock budget (default: 20)")
-    train.add_argument("--hidden", type=_int_at_least(8), default=192, help="GRU state size (default: 192)")
-    train.add_argument("--batch", type=_int_at_least(1), default=64, help="windows per batch (default: 64)")
-    train.add_argument("--window", type=_int_at_least(16), default=128, help="steps per window (default: 128)")
-    train.add_argument("--lr", type=_positive_float, default=2e-3, help="learning rate (default: 0.002)")
+    train.add_argument("--minutes", type=options.positive_float, default=20.0, help="wall-clock budget (default: 20)")
+    train.add_argument("--hidden", type=options.int_at_least(8), default=192, help="GRU state size (default: 192)")
+    train.add_argument("--batch", type=options.int_at_least(1), default=64, help="windows per batch (default: 64)")
+    train.add_argument("--window", type=options.int_at_least(16), default=128, help="steps per window (default: 128)")
+    train.add_argument("--lr", type=options.positive_float, default=2e-3, help="learning rate (default: 0.002)")
     train.add_argument(
         "--eval-every",
-        type=_int_at_least(1),
+        type=options.int_at_least(1),
         default=200,
         metavar="N",
         help="batches between validations (default: 200)",
     )
     train.add_argument(
         "--patience",
-        type=_int_at_least(1),
+        type=options.int_at_least(1),
         default=5,
         help="validations without improvement before stopping (default: 5)",
     )
     train.add_argument(
-        "--seed", type=_int_at_least(0), default=0, help="seed of the split and the training (default: 0)"
+        "--seed", type=options.int_at_least(0), default=0, help="seed of the split and the training (default: 0)"
     )
     train.add_argument(
         "--style",
@@ -287,10 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="keys",
         help="give the model pitches (keys) or only the 5-lane contour (buttons)",
     )
-    arrange.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed (default: 0)")
+    arrange.add_argument("--seed", type=options.int_at_least(0), default=0, help="sampling seed (default: 0)")
     arrange.add_argument(
         "--temperature",
-        type=_temperature,
+        type=options.temperature,
         default=1.0,
         help=f"sampling temperature, {MIN_TEMPERATURE}-{MAX_TEMPERATURE:g} (default: 1.0)",
     )
@@ -332,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--out", required=True, metavar="OUT.wav", help="WAV file to write")
     render.add_argument(
         "--sample-rate",
-        type=_int_at_least(8000),
+        type=options.int_at_least(8000),
         default=44100,
         metavar="HZ",
         help="samples per second (default: 44100)",
@@ -366,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="input mode(s) to evaluate (default: both)",
     )
     evaluate.add_argument(
-        "--max-songs", type=_int_at_least(1), default=None, help="songs evaluated, spread evenly (default: all)"
+        "--max-songs", type=options.int_at_least(1), default=None, help="songs evaluated, spread evenly (default: all)"
     )
     evaluate.add_argument(
         "--bare",
@@ -377,15 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
         "their own against the chip corpus's real figures",
     )
     evaluate.add_argument(
-        "--max-bare", type=_int_at_least(1), default=40, help="bare melodies used, spread evenly (default: 40)"
+        "--max-bare", type=options.int_at_least(1), default=40, help="bare melodies used, spread evenly (default: 40)"
     )
-    evaluate.add_argument("--seed", type=_int_at_least(0), default=0, help="the first seed (default: 0)")
+    evaluate.add_argument("--seed", type=options.int_at_least(0), default=0, help="the first seed (default: 0)")
     evaluate.add_argument(
-        "--seeds", type=_int_at_least(1), default=3, help="seeds per song: --seed, --seed + 1, ... (default: 3)"
+        "--seeds", type=options.int_at_least(1), default=3, help="seeds per song: --seed, --seed + 1, ... (default: 3)"
     )
-    evaluate.add_argument("--temperature", type=_temperature, default=1.0)
+    evaluate.add_argument("--temperature", type=options.temperature, default=1.0)
     evaluate.add_argument(
-        "--workers", type=_int_at_least(1), default=None, help="worker processes (default: one per CPU)"
+        "--workers", type=options.int_at_least(1), default=None, help="worker processes (default: one per CPU)"
     )
     evaluate.add_argument(
         "--report", default=None, metavar="DIR", help="write report.md, report.json and PNG piano rolls here"
@@ -617,6 +582,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv : sequence of str, optional
         The arguments after the program name; ``sys.argv[1:]`` by default.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is not None and argv[command] == "live":
+        # The live command parses its own options (its parser stays light for an instant --help).
+        from chiptuner.live.command import main as live  # noqa: PLC0415
+
+        return live([*argv[command + 1 :], *argv[:command]])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,4 +2,4 @@
 
 from chiptuner.live.command import main
 
-raise SystemExit(main())
+raise SystemExit(main(prog="python -m chiptuner.live"))

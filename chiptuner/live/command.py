@@ -1,4 +1,4 @@
-"""``python -m chiptuner.live``: play a melody, hear the four-voice chip band in real time.
+"""``chiptuner live`` (and ``python -m chiptuner.live``): play a melody, hear the four-voice chip band in real time.
 
 The front end of ``chiptuner.live.engine`` for the terminal: it parses the options, warms the
 kernels up, opens the MIDI ports (or, with ``--demo``, plays a bundled melody), runs the
@@ -15,15 +15,16 @@ import os
 import signal
 import sys
 import time
-import typing
 from collections.abc import Sequence
 from pathlib import Path
+
+from chiptuner import options
+from chiptuner.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "demo_melody_path", "DEMO_MELODY"]
 
 logger = logging.getLogger("chiptuner.live.command")  # also when run as __main__
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 _IMPORTED = time.perf_counter()
 
 
@@ -43,73 +44,10 @@ DEMO_MELODY = "examples/ode_to_joy_melody.mid"
 ENERGY_LEVELS = ("low", "mid", "high")
 
 
-def _bpm(text: str) -> float:
-    value = float(text)
-    if not 20.0 <= value <= 400.0:
-        raise argparse.ArgumentTypeError(f"{text} BPM is outside 20-400")
-    return value
-
-
-def _channel(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"channel {text} is not 1-16")
-    return value - 1
-
-
-def _lanes(text: str) -> list[int]:
-    try:
-        notes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give five MIDI note numbers, e.g. 60,62,64,65,67") from None
-    if len(notes) != 5 or len(set(notes)) != 5 or not all(0 <= n <= 127 for n in notes):
-        raise argparse.ArgumentTypeError(f"{text!r}: give five different MIDI note numbers 0-127")
-    return notes
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
-
-
-def _temperature(text: str) -> float:
-    # Imported only when --temperature is given: chiptuner.model.arranger loads the numba kernels, and
-    # the command imports it next anyway; --help stays instant.
-    from chiptuner.model.arranger import MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE  # noqa: PLC0415
-
-    value = float(text)
-    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"{text} is outside the range; give a number {TEMPERATURE_RANGE}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is below 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {text} is not 0-65535")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """Errors in one line (no usage block) and exit code 2, as ``chiptuner``'s parser (too heavy to import here)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The options of ``python -m chiptuner.live``."""
-    parser = _Parser(
-        prog="python -m chiptuner.live",
+def build_parser(prog: str = "chiptuner live") -> argparse.ArgumentParser:
+    """The options of ``chiptuner live`` (also ``python -m chiptuner.live``)."""
+    parser = options.OneLineParser(
+        prog=prog,
         description=(
             "Play a melody on a MIDI keyboard (or five buttons) and hear it back as a four-voice "
             "NES / Game Boy band: pulse1 plays your note at once, pulse2, triangle and noise answer "
@@ -119,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("what to play")
     source.add_argument("--demo", action="store_true", help="play the bundled melody through the engine, no devices")
     source.add_argument("--fast", action="store_true", help="with --demo: as fast as possible instead of at tempo")
-    source.add_argument("--seconds", type=_positive, default=None, help="stop after this many seconds")
+    source.add_argument("--seconds", type=options.positive_float, default=None, help="stop after this many seconds")
     ports = parser.add_argument_group("MIDI ports")
     ports.add_argument("--list-ports", action="store_true", help="list the MIDI ports and exit")
     ports.add_argument(
@@ -131,16 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="output port (substring; default: virtual chiptuner:out); with --demo: the folder for the session",
     )
     ports.add_argument("--midi-api", choices=("auto", "alsa", "jack", "coremidi", "winmm"), default="auto")
-    ports.add_argument("--in-channel", type=_channel, default=None, metavar="1-16", help="only notes on this channel")
+    ports.add_argument(
+        "--in-channel", type=options.midi_channel, default=None, metavar="1-16", help="only notes on this channel"
+    )
     ports.add_argument("--gm-drums", action="store_true", help="noise voice on channel 10 (General MIDI drums)")
     timing = parser.add_argument_group("tempo")
-    timing.add_argument("--bpm", type=_bpm, default=120.0, help="tempo, 16th-note steps (default: 120)")
+    timing.add_argument("--bpm", type=options.bpm, default=120.0, help="tempo, 16th-note steps (default: 120)")
     follow = timing.add_mutually_exclusive_group()
     follow.add_argument("--follow", action="store_true", help="follow the tempo of your own playing after a count-in")
     follow.add_argument("--clock", action="store_true", help="follow MIDI clock from the input (start/stop/continue)")
     timing.add_argument("--metronome", action="store_true", help="click every beat")
     timing.add_argument(
-        "--count-in", type=_non_negative_int, default=None, metavar="BARS",
+        "--count-in", type=options.int_at_least(0), default=None, metavar="BARS",
         help="bars of clicks before the band plays (default: 1 with --follow, else 0)",
     )  # fmt: skip
     timing.add_argument(
@@ -152,13 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--buttons", action="store_true", help="5-button mode: five notes are lanes, the model picks pitches"
     )
     playing.add_argument(
-        "--lanes", type=_lanes, default=None, metavar="N,N,N,N,N",
+        "--lanes", type=options.lanes, default=None, metavar="N,N,N,N,N",
         help="with --buttons: the five MIDI notes of lanes 0-4 (default: the first five you press)",
     )  # fmt: skip
     playing.add_argument(
-        "--temperature", type=_temperature, default=1.0, help="pitch temperature, 0.05-10 (default: 1.0)"
+        "--temperature", type=options.temperature, default=1.0, help="pitch temperature, 0.05-10 (default: 1.0)"
     )
-    playing.add_argument("--seed", type=_non_negative_int, default=0, help="sampling seed (default: 0)")
+    playing.add_argument("--seed", type=options.int_at_least(0), default=0, help="sampling seed (default: 0)")
     playing.add_argument(
         "--style", default=None, metavar="NAME", help="the band's style, one of the model's (default: chip)"
     )
@@ -174,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--record", default=".", metavar="DIR", help="folder for session.mid/.wav (default: .)")
     output.add_argument("--no-record", action="store_true", help="do not write the session")
     output.add_argument("--no-sound", action="store_true", help="no audio: no chip synth, no session.wav")
-    output.add_argument("--latency", type=_positive, default=20.0, metavar="MS", help="audio buffer (default: 20)")
+    output.add_argument(
+        "--latency", type=options.positive_float, default=20.0, metavar="MS", help="audio buffer (default: 20)"
+    )
     web = parser.add_argument_group("in the browser")
     web.add_argument(
         "--web", action="store_true",
@@ -182,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with the band on a WebAudio chip synth and a scrolling piano roll",
     )  # fmt: skip
     web.add_argument("--host", default="127.0.0.1", help="with --web: address to listen on (default: 127.0.0.1)")
-    web.add_argument("--port", type=_port, default=8765, help="with --web: port (default: 8765; 0: any free one)")
+    web.add_argument(
+        "--port", type=options.port, default=8765, help="with --web: port (default: 8765; 0: any free one)"
+    )
     web.add_argument("--no-browser", action="store_true", help="with --web: print the address, open no browser")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="count", default=0)
@@ -214,9 +158,9 @@ def _demo_messages(bpm: float, repeats: int = 2) -> tuple[list[tuple[float, tupl
     return messages, repeats * length
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "chiptuner live") -> int:
     """Run the live command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     from chiptuner.cli import logging_to_stderr  # noqa: PLC0415 (keeps --help instant)
     from chiptuner.errors import ChiptunerError  # noqa: PLC0415
 
@@ -234,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.web:
         from chiptuner.live import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
-        return web.run(args, seconds_since_start=_seconds_since_start)
+        return web.run(_web_options(args), seconds_since_start=_seconds_since_start)
     from chiptuner.live import ports  # noqa: PLC0415
 
     if args.list_ports:  # before numba and the model load
@@ -334,6 +278,35 @@ def _run(args: argparse.Namespace) -> int:
     if audio is not None:
         logger.info(audio.summary())
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+#: Options that have no meaning in the browser (the page picks the input and the tempo), with their defaults.
+_NOT_FOR_WEB = {
+    "demo": False, "fast": False, "list_ports": False, "in_port": None, "out": None, "midi_api": "auto",
+    "in_channel": None, "gm_drums": False, "follow": False, "clock": False, "count_in": None, "lanes": None,
+}  # fmt: skip
+
+
+def _web_options(args: argparse.Namespace):
+    """``--web``'s options as ``web.WebOptions``; options the page has no use for are refused in one line."""
+    from chiptuner.errors import ParameterError  # noqa: PLC0415
+    from chiptuner.live.web import Settings, WebOptions  # noqa: PLC0415
+    from chiptuner.model.arranger import parse_voices  # noqa: PLC0415
+
+    clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]
+    if clashing:
+        options = ", ".join("--" + name.replace("_", "-").replace("in-port", "in") for name in clashing)
+        raise ParameterError(f"{options} cannot be used with --web (the page picks the input and tempo)")
+    settings = Settings(
+        bpm=args.bpm, mode="buttons" if args.buttons else "keys", temperature=args.temperature,
+        metronome=args.metronome, seed=args.seed, style=args.style, energy=args.energy,
+        voices=parse_voices(args.voices),
+    )  # fmt: skip
+    return WebOptions(
+        settings=settings, host=args.host, port=args.port, open_browser=not args.no_browser, seconds=args.seconds,
+        grace_ms=args.grace, record_dir=None if args.no_record else Path(args.record), sound=not args.no_sound,
+        model=args.model,
+    )  # fmt: skip
 
 
 def _close(midi_ports, audio) -> None:

@@ -58,7 +58,6 @@ same-origin``, so a browser hands none of them to another origin's page.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import concurrent.futures
@@ -898,11 +897,48 @@ def _response(
 
 # ----------------------------------------------------------------------------- the command
 
-#: Options of ``chiptuner.live.command`` that have no meaning in the browser, with their defaults.
-_NOT_FOR_WEB = {
-    "demo": False, "fast": False, "list_ports": False, "in_port": None, "out": None, "midi_api": "auto",
-    "in_channel": None, "gm_drums": False, "follow": False, "clock": False, "count_in": None, "lanes": None,
-}  # fmt: skip
+
+@dataclass(frozen=True)
+class WebOptions:
+    """How ``run`` serves the page: the engine's first settings, where it listens, what it records.
+
+    Attributes
+    ----------
+    settings : Settings
+        The engine's settings until the page changes them.
+    host : str
+        Address to listen on ("" or "0.0.0.0": every interface).
+    port : int
+        0-65535; 0 takes any free port.
+    open_browser : bool
+        Open the page in the default browser once the server listens.
+    seconds : float or None
+        Stop after this many seconds (None: at Ctrl-C or SIGTERM).
+    grace_ms : float
+        A note this late after a step still counts for it.
+    record_dir : Path or None
+        Folder for session.mid (and session.wav); None records nothing.
+    sound : bool
+        Write session.wav beside session.mid.
+    model : str or None
+        Model file; None is the shipped model.
+    """
+
+    settings: Settings = Settings()
+    host: str = "127.0.0.1"
+    port: int = 8765
+    open_browser: bool = True
+    seconds: float | None = None
+    grace_ms: float = 40.0
+    record_dir: Path | None = Path(".")
+    sound: bool = True
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ParameterError(f"port {self.port!r} is not 0-65535")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ParameterError(f"seconds is {self.seconds!r}; give a number above 0, or None to play until Ctrl-C")
 
 
 def _need_websockets() -> None:
@@ -910,34 +946,19 @@ def _need_websockets() -> None:
         raise ChiptunerError("the browser front end needs websockets: pip install 'chiptuner[live]'")
 
 
-def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = time.perf_counter) -> int:
-    """Serve the page until Ctrl-C (or ``--seconds``), then write the session; the exit code.
+def run(options: WebOptions, *, seconds_since_start: Callable[[], float] = time.perf_counter) -> int:
+    """Serve the page until Ctrl-C (or ``options.seconds``), then write the session; the exit code.
 
-    ``args`` are ``chiptuner.live.command``'s options (``--web`` and those that apply to it):
-    the engine's settings (``--bpm``, ``--buttons``, ``--temperature``, ``--seed``,
-    ``--style``, ``--energy``, ``--voices``, ``--metronome``, ``--grace``, ``--model``), the
-    recording (``--record``, ``--no-record``, ``--no-sound`` for no session.wav),
-    ``--seconds``, and ``--host``, ``--port``, ``--no-browser``. Exit code 130 after Ctrl-C
-    or SIGTERM, 0 after ``--seconds``.
+    Exit code 130 after Ctrl-C or SIGTERM, 0 after ``options.seconds``.
     """
-    clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]
-    if clashing:
-        options = ", ".join("--" + name.replace("_", "-").replace("in-port", "in") for name in clashing)
-        raise ParameterError(f"{options} cannot be used with --web (the page picks the input and tempo)")
-    if not 0 <= args.port <= 65535:
-        raise ParameterError(f"port {args.port} is not 0-65535")
     _need_websockets()
-    settings = Settings(
-        bpm=args.bpm, mode="buttons" if args.buttons else "keys", temperature=args.temperature,
-        metronome=args.metronome, seed=args.seed, style=args.style, energy=args.energy,
-        voices=parse_voices(args.voices),
-    )  # fmt: skip
-    if not _is_loopback(args.host):
+    settings = options.settings
+    if not _is_loopback(options.host):
         logger.warning(
             "listening on %s: other machines on the network can open the page and play; "
-            "leave --host out to stay on 127.0.0.1", args.host or "every interface",
+            "leave --host out to stay on 127.0.0.1", options.host or "every interface",
         )  # fmt: skip
-    model = load_model(args.model)
+    model = load_model(options.model)
     if settings.style is not None:
         style_index(model, settings.style)  # refused before the kernels warm up
     warmup(model)  # compile or load every kernel before the server opens
@@ -947,12 +968,13 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
     output = PageOutput(loop.call_soon_threadsafe, lambda events: server.deliver(events), inbox,
                         origin_sec=time.perf_counter())  # fmt: skip
     runner = EngineRunner(
-        model, settings, inbox=inbox, outputs=[output], grace_sec=args.grace / 1000.0, record=not args.no_record
-    )
-    server = WebServer(runner, host=args.host, port=args.port)
+        model, settings, inbox=inbox, outputs=[output], grace_sec=options.grace_ms / 1000.0,
+        record=options.record_dir is not None,
+    )  # fmt: skip
+    server = WebServer(runner, host=options.host, port=options.port)
     interrupted = True
     try:
-        interrupted = loop.run_until_complete(_serve(server, args, seconds_since_start))
+        interrupted = loop.run_until_complete(_serve(server, options, seconds_since_start))
     except KeyboardInterrupt:
         pass
     finally:
@@ -960,15 +982,15 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
-        if not args.no_record and runner.reports:  # a session was played (not: the port was taken)
-            files = write_session(runner.recorder, Path(args.record), bpm=runner.settings.bpm, sound=not args.no_sound)
+        if options.record_dir is not None and runner.reports:  # a session was played (not: the port was taken)
+            files = write_session(runner.recorder, options.record_dir, bpm=runner.settings.bpm, sound=options.sound)
             logger.info("wrote %s%s (%.1f s)", files.midi, f" and {files.wav}" if files.wav else "", files.seconds)
         if runner.reports:
             logger.info("%s (%d engine runs)", runner.reports[-1].summary(), len(runner.reports))
     return 130 if interrupted else 0
 
 
-async def _serve(server: WebServer, args: argparse.Namespace, seconds_since_start: Callable[[], float]) -> bool:
+async def _serve(server: WebServer, options: WebOptions, seconds_since_start: Callable[[], float]) -> bool:
     """Serve until Ctrl-C / SIGTERM (True) or ``--seconds`` (False); the engine plays meanwhile."""
     loop = asyncio.get_running_loop()
     url = await server.start()
@@ -994,10 +1016,10 @@ async def _serve(server: WebServer, args: argparse.Namespace, seconds_since_star
             "ready in %.2f s: %s mode, %g BPM; open %s in a browser; Ctrl-C stops",
             seconds_since_start(), settings.mode, settings.bpm, url,
         )  # fmt: skip
-        if not args.no_browser:
+        if options.open_browser:
             await asyncio.to_thread(webbrowser.open, url)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.seconds)
+            await asyncio.wait_for(stop.wait(), options.seconds)
     finally:
         await asyncio.to_thread(server.runner.stop)
         await server.close()
