@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 from chiptuner.errors import ParameterError
+from chiptuner.keys import causal_keys, estimate_key, scale_mask
 from chiptuner.metrics import (
     HOLE_BARS,
     Row,
-    causal_keys,
     compare,
     contour_violations,
-    estimate_key,
     pool,
-    scale_mask,
     song_statistics,
     voice_presence,
 )

@@ -15,7 +15,8 @@ import pytest
 from chiptuner._kernels import arranger as _k
 from chiptuner.arrange import melody_input
 from chiptuner.errors import ModelFileError, ParameterError
-from chiptuner.metrics import contour_violations, estimate_key, pool, song_statistics
+from chiptuner.keys import estimate_key
+from chiptuner.metrics import contour_violations, pool, song_statistics
 from chiptuner.midi_io import read_midi
 from chiptuner.model.arranger import (
     ACCOMPANIMENT,

@@ -554,7 +554,7 @@ def play_step(
 def track_key(key_state, lead_pitch, lead_started):
     """Count one step of the melody into ``key_state`` and re-estimate the key on its onsets.
 
-    The histogram weighs pitch classes by duration, as ``metrics.estimate_key`` does; the
+    The histogram weighs pitch classes by duration, as ``keys.estimate_key`` does; the
     key is left at -1 (no steering) until the lead has started ``KEY_MIN_ONSETS`` notes.
     """
     if lead_pitch < 0:

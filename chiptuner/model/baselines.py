@@ -33,7 +33,7 @@ import numpy as np
 
 from chiptuner._kernels.arranger import lead_token
 from chiptuner.errors import ParameterError
-from chiptuner.metrics import MAJOR_STEPS, MINOR_STEPS, causal_keys
+from chiptuner.keys import MAJOR_STEPS, MINOR_STEPS, causal_keys
 from chiptuner.model.arranger import (
     FIRST_NOTE,
     HOLD,
@@ -466,7 +466,7 @@ class RuleBasedArranger:
 
     - **melody**: keys mode, the input pitch. Buttons mode gives no pitch: the key is C
       major and lane k plays degree k of the scale from C5 (72, 74, 76, 77, 79).
-    - **key**: Krumhansl-Kessler on the melody heard so far (``metrics.causal_keys``),
+    - **key**: Krumhansl-Kessler on the melody heard so far (``keys.causal_keys``),
       C major before 8 onsets.
     - **pulse1**: the melody folded into 48-96: a note at each melody onset (or pitch
       change), hold while it sounds, rest at rests.
