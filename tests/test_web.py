@@ -30,8 +30,10 @@ import mido
 import numpy as np
 import pytest
 
-from chiptuner.live import web
 from chiptuner.live.engine import Engine, FixedTempo
+from chiptuner.live.web import protocol as web_protocol
+from chiptuner.live.web import runner as web_runner
+from chiptuner.live.web import server as page_server
 from chiptuner.model.arranger import Arranger, InputMode, load_model
 from tests.browser import (
     ARTIFACTS,
@@ -66,13 +68,16 @@ VALID = [
 
 @pytest.mark.parametrize(("text", "expected"), VALID)
 def test_valid_messages_are_taken(text, expected):
-    assert web.parse_message(text) == expected
+    assert web_protocol.parse_message(text) == expected
 
 
 BAD = [
     (b'{"type": "ping"}', "binary"),  # a binary frame
-    ('{"type": "ping", "pad": "' + "x" * web.MAX_MESSAGE_BYTES + '"}', "too_big"),
-    ('{"type": "ping", "pad": "' + "\u00e9" * (web.MAX_MESSAGE_BYTES // 2) + '"}', "too_big"),  # bytes, not chars
+    ('{"type": "ping", "pad": "' + "x" * web_protocol.MAX_MESSAGE_BYTES + '"}', "too_big"),
+    (
+        '{"type": "ping", "pad": "' + "\u00e9" * (web_protocol.MAX_MESSAGE_BYTES // 2) + '"}',
+        "too_big",
+    ),  # bytes, not chars
     ("not json", "bad_json"),
     ('{"type": "note", "pitch": 60, "on": true', "bad_json"),  # cut short
     ('{"type": "settings", "bpm": NaN}', "bad_json"),  # Python's json takes NaN unless told
@@ -120,35 +125,35 @@ BAD = [
 
 @pytest.mark.parametrize(("data", "code"), BAD)
 def test_bad_messages_are_refused_with_a_code(data, code):
-    with pytest.raises(web.MessageError) as caught:
-        web.parse_message(data)
+    with pytest.raises(web_protocol.MessageError) as caught:
+        web_protocol.parse_message(data)
     assert caught.value.code == code
     assert isinstance(caught.value, ValueError)
 
 
 def test_a_temperature_under_the_floor_names_the_range():
-    with pytest.raises(web.MessageError, match="from 0.05 to 10"):
-        web.Settings().changed({"temperature": 1e-320})
-    assert web.Settings().changed({"temperature": 0.05}).temperature == 0.05
+    with pytest.raises(web_protocol.MessageError, match="from 0.05 to 10"):
+        web_protocol.Settings().changed({"temperature": 1e-320})
+    assert web_protocol.Settings().changed({"temperature": 0.05}).temperature == 0.05
 
 
 def test_voices_are_kept_in_the_models_order_and_bad_settings_name_the_choices():
-    assert web.Settings().changed({"voices": ["noise", "pulse2", "noise"]}).voices == ("pulse2", "noise")
-    assert web.Settings().changed({"voices": []}).voices == ()
-    with pytest.raises(web.MessageError, match="pulse2, triangle, noise"):
-        web.Settings().changed({"voices": ["bass"]})
-    with pytest.raises(web.MessageError, match="low, mid, high"):
-        web.Settings().changed({"energy": "max"})
+    assert web_protocol.Settings().changed({"voices": ["noise", "pulse2", "noise"]}).voices == ("pulse2", "noise")
+    assert web_protocol.Settings().changed({"voices": []}).voices == ()
+    with pytest.raises(web_protocol.MessageError, match="pulse2, triangle, noise"):
+        web_protocol.Settings().changed({"voices": ["bass"]})
+    with pytest.raises(web_protocol.MessageError, match="low, mid, high"):
+        web_protocol.Settings().changed({"energy": "max"})
 
 
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
 def test_every_input_mode_runs_an_engine(mode):
-    settings = web.Settings().changed({"mode": mode, "bpm": 400})
+    settings = web_protocol.Settings().changed({"mode": mode, "bpm": 400})
     assert settings.mode == mode
-    inbox = web.PageInbox()
-    runner = web.EngineRunner(load_model(), settings, inbox=inbox)
+    inbox = web_runner.PageInbox()
+    runner = web_runner.EngineRunner(load_model(), settings, inbox=inbox)
     runner.start()
-    inbox.put((0x90, web.LANE_NOTES[2], 100))
+    inbox.put((0x90, web_protocol.LANE_NOTES[2], 100))
     time.sleep(0.3)
     report = runner.stop()
     assert not runner.running
@@ -160,10 +165,10 @@ def test_every_input_mode_runs_an_engine(mode):
 
 def test_the_lead_carries_the_key_id_and_steps_come_in_batches():
     model = load_model()
-    inbox = web.PageInbox()
+    inbox = web_runner.PageInbox()
     calls: queue.SimpleQueue = queue.SimpleQueue()  # stands for the event loop: runs what is scheduled
     batches: list[list[dict]] = []
-    output = web.PageOutput(calls.put, batches.append, inbox, origin_sec=time.perf_counter())
+    output = web_runner.PageOutput(calls.put, batches.append, inbox, origin_sec=time.perf_counter())
     engine = Engine(Arranger(model), clock=time.perf_counter, inbox=inbox, outputs=[output], tempo=FixedTempo(240))
     output.engine = engine
 
@@ -226,7 +231,7 @@ def test_the_lead_carries_the_key_id_and_steps_come_in_batches():
     ],
 )
 def test_only_the_pages_own_origin_is_allowed(bound, host, origin, allowed):
-    server = web.WebServer(None, host=bound, port=8765)
+    server = page_server.WebServer(None, host=bound, port=8765)
     assert server.origin_allowed(origin, host) is allowed
 
 
@@ -301,7 +306,7 @@ def test_a_foreign_origin_is_refused_and_the_own_origin_works(server):
         assert refused.value.response.status_code == 403, origin
     with _connect(server) as (ws, hello):
         assert hello["voices"] == ["pulse1", "pulse2", "triangle", "noise"]
-        assert hello["lane_notes"] == list(web.LANE_NOTES)
+        assert hello["lane_notes"] == list(web_protocol.LANE_NOTES)
         assert set(hello["drums"]) == {"36", "38", "42", "46", "49"}
         ws.send(json.dumps({"type": "ping", "id": 5}))
         assert _recv_until(ws, "pong") == {"type": "pong", "id": 5}
@@ -332,7 +337,7 @@ def test_malformed_and_oversized_messages_get_errors_and_the_server_goes_on(serv
         ws.send(json.dumps({"type": "ping", "id": 1}))
         assert _recv_until(ws, "pong")["id"] == 1
     with _connect(server) as (ws, _), pytest.raises(ConnectionClosed):
-        ws.send("x" * (web.WS_MAX_SIZE + 10))  # over the frame limit: this connection closes (1009) ...
+        ws.send("x" * (page_server.WS_MAX_SIZE + 10))  # over the frame limit: this connection closes (1009) ...
         _recv_until(ws, "pong")
     with _connect(server) as (ws, _):  # ... and the next one is served
         ws.send(json.dumps({"type": "ping", "id": 2}))
@@ -405,7 +410,7 @@ class _Renders:
 @pytest.fixture
 def renders(monkeypatch):
     made = _Renders()
-    real_audio, real_midi = web.session_audio, web.session_midi
+    real_audio, real_midi = web_runner.session_audio, web_runner.session_midi
 
     def audio(recorder, **kwargs):
         made.made.append(("wav", threading.current_thread().name))
@@ -416,8 +421,8 @@ def renders(monkeypatch):
         made.made.append(("mid", threading.current_thread().name))
         return real_midi(recorder, **kwargs)
 
-    monkeypatch.setattr(web, "session_audio", audio)
-    monkeypatch.setattr(web, "session_midi", midi)
+    monkeypatch.setattr(web_runner, "session_audio", audio)
+    monkeypatch.setattr(web_runner, "session_midi", midi)
     return made
 
 
@@ -425,8 +430,8 @@ def renders(monkeypatch):
 def _server_here():
     """A WebServer on an event loop thread of this process (its engine not started): ``host``, ``runner``."""
     need_websockets()
-    runner = web.EngineRunner(load_model(), web.Settings(), inbox=web.PageInbox())
-    server = web.WebServer(runner, port=0)
+    runner = web_runner.EngineRunner(load_model(), web_protocol.Settings(), inbox=web_runner.PageInbox())
+    server = page_server.WebServer(runner, port=0)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-event-loop", daemon=True)
     thread.start()
@@ -480,9 +485,9 @@ def test_parallel_downloads_of_a_take_make_it_once_on_the_render_thread(renders)
     renders.delay_sec = 0.5
     with _server_here() as here:
         _record_notes(here.runner.recorder)
-        with concurrent.futures.ThreadPoolExecutor(web.MAX_WAITING_DOWNLOADS) as pool:
-            answers = list(pool.map(lambda _: _get(here, "/session.wav"), range(web.MAX_WAITING_DOWNLOADS)))
-        assert [status for status, _, _ in answers] == [200] * web.MAX_WAITING_DOWNLOADS
+        with concurrent.futures.ThreadPoolExecutor(page_server.MAX_WAITING_DOWNLOADS) as pool:
+            answers = list(pool.map(lambda _: _get(here, "/session.wav"), range(page_server.MAX_WAITING_DOWNLOADS)))
+        assert [status for status, _, _ in answers] == [200] * page_server.MAX_WAITING_DOWNLOADS
         assert len({body for _, _, body in answers}) == 1
         assert len(renders.made) == 1 and renders.made[0][1].startswith("chiptuner-render")
         first = answers[0][2]
@@ -503,7 +508,7 @@ def test_downloads_beyond_the_bound_get_503_and_settings_are_not_held_up(renders
     from websockets.sync.client import connect  # noqa: PLC0415
 
     renders.delay_sec = 2.0
-    waiting = web.MAX_WAITING_DOWNLOADS
+    waiting = page_server.MAX_WAITING_DOWNLOADS
     with _server_here() as here:
         _record_notes(here.runner.recorder)
         # More requests than the default executor's threads (min(32, CPUs + 4)): those once stalled settings.

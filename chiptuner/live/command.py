@@ -176,9 +176,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "chiptuner live") -> 
 
 def _run(args: argparse.Namespace) -> int:
     if args.web:
-        from chiptuner.live import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
+        from chiptuner.live.web import server  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
-        return web.run(_web_options(args), seconds_since_start=_seconds_since_start)
+        return server.run(_web_options(args), seconds_since_start=_seconds_since_start)
     from chiptuner.live import ports  # noqa: PLC0415
 
     if args.list_ports:  # before numba and the model load
@@ -288,9 +288,10 @@ _NOT_FOR_WEB = {
 
 
 def _web_options(args: argparse.Namespace):
-    """``--web``'s options as ``web.WebOptions``; options the page has no use for are refused in one line."""
+    """``--web``'s options as ``web.server.WebOptions``; options the page has no use for are refused in one line."""
     from chiptuner.errors import ParameterError  # noqa: PLC0415
-    from chiptuner.live.web import Settings, WebOptions  # noqa: PLC0415
+    from chiptuner.live.web.protocol import Settings  # noqa: PLC0415
+    from chiptuner.live.web.server import WebOptions  # noqa: PLC0415
     from chiptuner.model.arranger import parse_voices  # noqa: PLC0415
 
     clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]

@@ -1,6 +1,6 @@
 // chiptuner in the browser: keys (computer keyboard or WebMIDI) go to the engine over a WebSocket,
 // the four voices come back and play on a WebAudio chip synth, and a piano roll scrolls by.
-// The protocol is described in chiptuner/live/web.py. Everything is local: no requests leave the page's origin.
+// The protocol is described in chiptuner/live/web/protocol.py. Everything is local: no requests leave the page's origin.
 "use strict";
 
 (() => {
