@@ -42,7 +42,7 @@ from chiptuner.corpus.convert import REPORT_NAME, find_midi_files
 from chiptuner.corpus.dataset import corpus_label, load_shards, split_by_song, style_of
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.evaluate.c2st import real_halves_auc, two_sample_auc, window_features
-from chiptuner.evaluate.plot import piano_roll_image, stack_images, write_png
+from chiptuner.evaluate.plot import write_piano_rolls
 from chiptuner.metrics import (
     HOLE_BARS,
     START_BARS,
@@ -1020,10 +1020,11 @@ def write_report(evaluations: Sequence[Evaluation], folder: str | os.PathLike) -
     images = []
     for ev in evaluations[:1]:
         for n, example in enumerate(ev.examples):
-            top = piano_roll_image(example["melody"], *example["model"])
-            parts = [top] if example["real"] is None else [top, piano_roll_image(example["melody"], *example["real"])]
+            rolls = [(f"model, seed {example['seed']}", *example["model"])]
+            if example["real"] is not None:
+                rolls.append(("real", *example["real"]))
             name = folder / f"worst_{n + 1}.png"
-            write_png(name, stack_images(*parts))
+            write_piano_rolls(name, example["melody"], rolls, title=example["song_id"])
             images.append(str(name))
     report = folder / "report.md"
     report.write_text(report_markdown(evaluations, images=images))
