@@ -4,7 +4,7 @@
 
 Every pitched note of a song merged into one track, in both evaluation settings
 (MELODY+PIANO and MELODY+BRIDGE+PIANO), in the kernel's candidate order, gets
-``_kernels.melody.note_features``; a note is labelled melody when the MELODY track has a
+``_kernels.melody_features.note_features``; a note is labelled melody when the MELODY track has a
 note of that pitch on that step. Each song is used as it is and once more with its
 tracks' velocities pulled together (``flatten_velocity``). Network 1 (one hidden layer of
 16 ReLU units, scikit-learn, offline only) learns the label from those features. Its
@@ -12,7 +12,7 @@ probabilities give ``context_features``; network 2 learns the label from both. T
 probabilities network 2's training songs get from network 1 come from networks fitted on
 the other half of the songs (two folds), as they would on a new song. Input scaling is
 folded into the first layer, so inference is plain arrays in
-``_kernels.melody.mlp_logits``. The line network on top of them is fitted by
+``_kernels.melody_nets.mlp_logits``. The line network on top of them is fitted by
 bench/fit_melody_line.py (refit it after refitting these).
 
 ``--validate`` fits on the songs not divisible by 3 and prints the F1 of
@@ -36,7 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure_melody as mm  # noqa: E402
 
 from chiptuner import melody as mel  # noqa: E402
-from chiptuner._kernels import melody as _k  # noqa: E402
+from chiptuner._kernels import melody as _grid  # noqa: E402
+from chiptuner._kernels import melody_features as _features  # noqa: E402
+from chiptuner._kernels import melody_nets as _nets  # noqa: E402
+from chiptuner._kernels import melody_order as _order  # noqa: E402
 from chiptuner.types import Notes, Score  # noqa: E402
 
 MERGED = ("melody_piano", "all")
@@ -59,9 +62,9 @@ def candidate_order(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     notes = score.notes
     st = np.empty(len(notes), np.int64)
     en = np.empty(len(notes), np.int64)
-    _k.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, 4, st, en)
+    _grid.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, 4, st, en)
     order = np.empty(len(notes), np.int64)
-    _k.pitch_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, order)
+    _order.pitch_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, order)
     order = order[~notes.is_drum[order]]
     return order, st[order], en[order]
 
@@ -71,12 +74,12 @@ def song_arrays(score, truth) -> dict[str, np.ndarray]:
     notes = score.notes
     t_st = np.empty(len(truth), np.int64)
     t_en = np.empty(len(truth), np.int64)
-    _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, 4, t_st, t_en)
+    _grid.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, 4, t_st, t_en)
     order, st, en = candidate_order(score)
     pitch = notes.pitch[order]
     velocity = notes.velocity[order]
-    x = np.zeros((len(order), _k.N_FEATURES + _k.N_CONTEXT))
-    _k.note_features(st, en, pitch, velocity, x)
+    x = np.zeros((len(order), _features.N_FEATURES + _features.N_CONTEXT))
+    _features.note_features(st, en, pitch, velocity, x)
     y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
     return {"st": st, "en": en, "pitch": pitch, "velocity": velocity, "x": x, "y": y}
 
@@ -127,20 +130,20 @@ def fit_net(x: np.ndarray, y: np.ndarray, seed: int = 0):
 
 def logits(x: np.ndarray, net) -> np.ndarray:
     out = np.empty(len(x))
-    _k.mlp_logits(np.ascontiguousarray(x), *net, out)
+    _nets.mlp_logits(np.ascontiguousarray(x), *net, out)
     return out
 
 
 def add_context(song: dict, net) -> None:
     """The first pass's probabilities and the context columns they give the second (as ``line_inputs``)."""
-    nf, nc = _k.N_FEATURES, _k.N_CONTEXT
+    nf, nc = _features.N_FEATURES, _features.N_CONTEXT
     q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, :nf], net)))
-    _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, song["x"][:, nf : nf + nc])
+    _features.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, song["x"][:, nf : nf + nc])
 
 
 def n_inputs(k: int) -> int:
     """Input columns of pass ``k``'s network: note features, then plus first-pass context."""
-    return (_k.N_FEATURES, _k.N_FEATURES + _k.N_CONTEXT)[k]
+    return (_features.N_FEATURES, _features.N_FEATURES + _features.N_CONTEXT)[k]
 
 
 def fit(songs: list[dict]) -> list[tuple]:

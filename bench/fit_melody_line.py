@@ -12,7 +12,7 @@ Training songs: every POP909 song but the held-out 301-909 divisible by 3 (706 s
 (the two settings of bench/measure_melody.py).
 
 Every pitched note of a merged song, in the kernel's candidate order, gets the inputs
-``_kernels.melody.line_inputs`` computes with the note networks (82 columns and the second
+``_kernels.melody_pick.line_inputs`` computes with the note networks (82 columns and the second
 pass's probability): the shipped ones on songs 301-909, which they never saw, and on their
 own training songs 001-300 ones fitted on the other half of 001-300
 (``out_of_fold_note_nets``, about 70 s), so the line network learns how far to trust them
@@ -55,7 +55,9 @@ import fit_melody as fm  # noqa: E402
 import measure_melody as mm  # noqa: E402
 
 from chiptuner import melody as mel  # noqa: E402
-from chiptuner._kernels import melody as _k  # noqa: E402
+from chiptuner._kernels import melody as _grid  # noqa: E402
+from chiptuner._kernels import melody_features as _features  # noqa: E402
+from chiptuner._kernels import melody_pick as _pick  # noqa: E402
 from chiptuner.timebase import STEPS_PER_BEAT  # noqa: E402
 
 HIDDEN = 128
@@ -65,7 +67,7 @@ WINDOW = 768
 BATCH = 32
 LEARNING_RATE = 3e-3
 SETTINGS = ("all", "melody_piano")
-#: One network fitted from each; ``_kernels.melody.ensemble_line_logits`` averages their logits.
+#: One network fitted from each; ``_kernels.melody_nets.ensemble_line_logits`` averages their logits.
 SEEDS = (0, 1)
 
 
@@ -107,12 +109,12 @@ def note_inputs(score, truth, note_nets: tuple | None = None) -> tuple[np.ndarra
     notes = score.notes
     order, st, en = fm.candidate_order(score)
     pitch = notes.pitch[order]
-    x = np.empty((len(order), _k.N_INPUTS))
+    x = np.empty((len(order), _features.N_INPUTS))
     q = np.empty(len(order))
-    _k.line_inputs(st, en, pitch, notes.velocity[order], net1, net2, mel._SECOND_MIN_Q, x, q)
+    _pick.line_inputs(st, en, pitch, notes.velocity[order], net1, net2, mel._SECOND_MIN_Q, x, q)
     t_st = np.empty(len(truth), np.int64)
     t_en = np.empty(len(truth), np.int64)
-    _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, t_st, t_en)
+    _grid.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, t_st, t_en)
     y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
     return np.concatenate([x, q[:, None]], axis=1).astype(np.float32), y.astype(np.float32)
 

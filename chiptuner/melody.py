@@ -1,9 +1,10 @@
 """Melody: picked from a song, simplified to what a person plays, mapped to five buttons.
 
-A thin wrapper over ``_kernels.melody``.
+A thin wrapper over the melody kernels (``_kernels.melody_pick`` chooses the notes, ``_kernels.melody``
+puts them on the step grid).
 
-How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kernel call)
------------------------------------------------------------------------------------------
+How ``melody_notes`` picks the melody (``_kernels.melody_pick.pick_melody``, one kernel call)
+----------------------------------------------------------------------------------------------
 1. Drums are dropped; the other notes go onto the 16th grid.
 2. Track choice: each (track, channel) group is scored by its note count, cut hard for
    notes that start on the same step or under a sounding note of the group. Where the best
@@ -16,7 +17,7 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    candidates' skyline (highest onset per step) moves smoothly, at most ``_CLEAN_LEAP``
    semitones per note on average, the input is a clean top line over an accompaniment
    (folk tune with chords, chorale) and the skyline is the melody.
-4. Else each note gets 31 features from the notes alone (``_kernels.melody.FEATURE_NAMES``:
+4. Else each note gets 31 features from the notes alone (``_kernels.melody_features.FEATURE_NAMES``:
    height in its onset group and among the sounding notes, duration, onsets under it,
    register against the local upper line and the song, intervals to the neighbouring
    onsets, velocity against its onset group, its neighbours and the song, beat position).
@@ -31,7 +32,7 @@ How ``melody_notes`` picks the melody (``_kernels.melody.pick_melody``, one kern
    POP909 001-300 with bench/fit_melody.py, on each song as it is and with its track
    velocities pulled together (later POP909 songs play every track at one level).
    Two stacked bidirectional GRU layers over all the notes in onset order (``_LINE``,
-   ``_kernels.melody.line_logits``, float32 weights in ``models/melody_line.npz``) turn
+   ``_kernels.melody_nets.line_logits``, float32 weights in ``models/melody_line.npz``) turn
    those inputs into the final score: three such networks, two of 128 units each way
    (seeds 0 and 1) and one of 160, their logits averaged (``ensemble_line_logits``; 0.893,
    0.891 and 0.891 alone, 0.900 together, at about 3.5 times the cost of one of 128). Each onset's notes
@@ -59,6 +60,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from chiptuner._kernels import melody as _k
+from chiptuner._kernels.melody_pick import pick_melody, skyline
 from chiptuner.errors import ParameterError
 from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes
 from chiptuner.types import Melody, Notes, Score
@@ -81,7 +83,7 @@ MaxOnsets = Literal["beat", "half_beat"]
 #: Number of button lanes of ``to_buttons``.
 N_LANES = 5
 
-#: The two note networks of ``_kernels.melody.pick_melody`` (hidden weights, one
+#: The two note networks of ``_kernels.melody_pick.pick_melody`` (hidden weights, one
 #: row per unit; hidden biases, output weights, output bias), fitted on POP909 001-300 only.
 # fitted by bench/fit_melody.py --write on POP909 001-300; do not edit by hand
 _NET1 = (
@@ -283,7 +285,7 @@ _NET2 = (
 
 #: Where ``load_line_net`` reads the line networks (bench/fit_melody_line.py writes them).
 LINE_NET_PATH = Path(__file__).parent / "models" / "melody_line.npz"
-#: The arrays of one group of ``_kernels.melody.ensemble_line_logits`` (``line_logits``' argument order).
+#: The arrays of one group of ``_kernels.melody_nets.ensemble_line_logits`` (``line_logits``' argument order).
 LINE_NET_KEYS = ("w_in", "b_in", "w_ih_first", "w_ih_upper", "w_hh", "b_ih", "b_hh", "w_out", "b_out")
 
 
@@ -374,7 +376,7 @@ def _melody_notes(score: Score, start_step: np.ndarray, end_step: np.ndarray) ->
         np.empty(n, dtype=np.int32),
         np.empty(n, dtype=np.bool_),
     )
-    k = _k.pick_melody(
+    k = pick_melody(
         notes.start_tick, notes.end_tick, start_step, end_step, notes.pitch, notes.velocity, notes.channel,
         notes.program, notes.track, notes.is_drum, _NET1, _NET2, _LINE, _LEAP_COST, _WINDOW_STEP,
         _MONO_PENALTY, _MONO_LIMIT, _SEGMENT_STEP, _CLEAN_LEAP, _FLAT_VELOCITY, _SECOND_MIN_Q, *out,
@@ -406,7 +408,7 @@ def skyline_notes(score: Score) -> Notes:
     order = np.lexsort((-notes.pitch.astype(np.int64), notes.start_tick, start_step))
     order = order[~notes.is_drum[order]]
     keep = np.zeros(len(order), dtype=np.bool_)
-    _k.skyline(start_step[order], end_step[order], notes.pitch[order], keep)
+    skyline(start_step[order], end_step[order], notes.pitch[order], keep)
     chosen = notes.take(order[keep])
     end_tick = chosen.end_tick.copy()
     if len(end_tick) > 1:

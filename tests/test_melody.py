@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 import chiptuner
 from chiptuner import melody as mel
-from chiptuner._kernels import melody as _k
+from chiptuner._kernels import melody as _grid
+from chiptuner._kernels import melody_features as _features
+from chiptuner._kernels import melody_nets as _nets
+from chiptuner._kernels import melody_order as _order
+from chiptuner._kernels import melody_pick as _pick
+from chiptuner._kernels import melody_tracks as _tracks
 from chiptuner.errors import ParameterError
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
 from tests import reference as ref
@@ -67,7 +72,7 @@ def test_skyline_matches_reference(seed):
     rng = np.random.default_rng(seed)
     start, end, pitch = _random_notes(rng, 80)
     keep = np.zeros(80, bool)
-    _k.skyline(start, end, pitch, keep)
+    _pick.skyline(start, end, pitch, keep)
     np.testing.assert_array_equal(keep, ref.melody_skyline(start, end, pitch))
 
 
@@ -75,10 +80,10 @@ def test_skyline_edge_cases():
     for start, end, pitch in [([], [], []), ([3], [4], [60]), ([0, 0, 0], [4, 4, 4], [60, 67, 64])]:
         start, end, pitch = np.array(start, np.int64), np.array(end, np.int64), np.array(pitch, np.int16)
         keep = np.zeros(len(pitch), bool)
-        _k.skyline(start, end, pitch, keep)
+        _pick.skyline(start, end, pitch, keep)
         np.testing.assert_array_equal(keep, ref.melody_skyline(start, end, pitch))
     keep = np.zeros(3, bool)
-    _k.skyline(np.array([0, 0, 0]), np.array([4, 4, 4]), np.array([60, 67, 64], np.int16), keep)
+    _pick.skyline(np.array([0, 0, 0]), np.array([4, 4, 4]), np.array([60, 67, 64], np.int16), keep)
     assert keep.tolist() == [False, True, False]
 
 
@@ -91,8 +96,8 @@ def test_note_features_match_reference(seed):
     end[10] = start[10] + 90  # longer than every cap
     velocity = rng.integers(1, 128, 60).astype(np.int16)
     velocity[6] = velocity[5]  # a tie for the loudest of the chord
-    out = np.zeros((60, _k.N_FEATURES))
-    _k.note_features(start, end, pitch, velocity, out)
+    out = np.zeros((60, _features.N_FEATURES))
+    _features.note_features(start, end, pitch, velocity, out)
     np.testing.assert_allclose(out[:, :18], ref.melody_note_features(start, end, pitch), atol=1e-9)
     np.testing.assert_allclose(out[:, 18:], ref.melody_velocity_features(start, end, pitch, velocity), atol=1e-9)
 
@@ -105,13 +110,13 @@ def test_context_features_match_reference(seed):
     velocity = rng.integers(1, 128, 80).astype(np.int16)
     q = rng.random(80)
     q[[4, 6]] = 0.9  # a tie for the likeliest note of the chord
-    out = np.zeros((80, _k.N_CONTEXT))
-    _k.context_features(start, end, pitch, velocity, q, out)
+    out = np.zeros((80, _features.N_CONTEXT))
+    _features.context_features(start, end, pitch, velocity, q, out)
     np.testing.assert_allclose(out, ref.melody_context_features(start, end, pitch, velocity, q), atol=1e-9)
 
 
 def _segment_features_reference(start_step, q) -> np.ndarray:
-    """``_kernels.melody.SEGMENT_NAMES``, note by note over all steps (slow and plain).
+    """``_kernels.melody_features.SEGMENT_NAMES``, note by note over all steps (slow and plain).
 
     Kept beside its test: tests/reference.py is shared with other modules' references.
     """
@@ -156,8 +161,8 @@ def test_segment_features_match_reference(seed):
     start[10:13] = start[9]  # a chord with two likely notes (a rival line)
     q = rng.random(90)
     q[[9, 11]] = 0.8
-    out = np.zeros((90, _k.N_SEGMENT))
-    _k.segment_features(start, q, out)
+    out = np.zeros((90, _features.N_SEGMENT))
+    _features.segment_features(start, q, out)
     np.testing.assert_allclose(out, _segment_features_reference(start, q), atol=1e-9)
 
 
@@ -165,8 +170,8 @@ def test_segment_features_see_where_the_line_thins_out():
     # Four bars of a likely line on every beat, then four bars where nothing is likely.
     start = np.arange(0, 128, 4, dtype=np.int64)
     q = np.where(start < 64, 0.9, 0.1)
-    out = np.zeros((len(start), _k.N_SEGMENT))
-    _k.segment_features(start, q, out)
+    out = np.zeros((len(start), _features.N_SEGMENT))
+    _features.segment_features(start, q, out)
     assert out[0, 0] == 0.0 and out[-1, 1] == 0.0  # song ends
     assert out[8, 2] > 0 > out[-8, 2]  # line denser than the song's average, then sparser
     np.testing.assert_array_equal(out[:, 4], 0.0)  # never two likely notes at once
@@ -174,8 +179,8 @@ def test_segment_features_see_where_the_line_thins_out():
 
 def test_context_features_all_zero_q_stays_finite():
     start, end, pitch = _random_notes(np.random.default_rng(0), 20)
-    out = np.zeros((20, _k.N_CONTEXT))
-    _k.context_features(start, end, pitch, np.full(20, 90, np.int16), np.zeros(20), out)
+    out = np.zeros((20, _features.N_CONTEXT))
+    _features.context_features(start, end, pitch, np.full(20, 90, np.int16), np.zeros(20), out)
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out[:, 2:5], 0.0)  # no probable line nearby: no pull
 
@@ -185,7 +190,7 @@ def test_mlp_logits_match_reference():
     x = rng.normal(size=(30, 9))
     w_hidden, b_hidden, w_out = rng.normal(size=(5, 7)), rng.normal(size=5), rng.normal(size=5)
     out = np.empty(30)
-    _k.mlp_logits(x, w_hidden, b_hidden, w_out, 0.25, out)  # reads the first 7 columns
+    _nets.mlp_logits(x, w_hidden, b_hidden, w_out, 0.25, out)  # reads the first 7 columns
     np.testing.assert_allclose(out, ref.melody_mlp_logits(x, w_hidden, b_hidden, w_out, 0.25), atol=1e-12)
 
 
@@ -196,14 +201,14 @@ def test_mlp_logits_at_match_reference_and_leave_other_rows(n_rows):
     w_hidden, b_hidden, w_out = rng.normal(size=(5, 7)), rng.normal(size=5), rng.normal(size=5)
     rows = np.sort(rng.choice(30, n_rows, replace=False)).astype(np.int64)
     out = np.full(30, 7.0)
-    _k.mlp_logits_at(x, rows, w_hidden, b_hidden, w_out, -0.5, out)
+    _nets.mlp_logits_at(x, rows, w_hidden, b_hidden, w_out, -0.5, out)
     expected = np.full(30, 7.0)
     expected[rows] = ref.melody_mlp_logits(x, w_hidden, b_hidden, w_out, -0.5)[rows]
     np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
 def test_fitted_networks_match_the_kernel_shapes():
-    for net, n_in in ((mel._NET1, _k.N_FEATURES), (mel._NET2, _k.N_FEATURES + _k.N_CONTEXT)):
+    for net, n_in in ((mel._NET1, _features.N_FEATURES), (mel._NET2, _features.N_FEATURES + _features.N_CONTEXT)):
         w_hidden, b_hidden, w_out, _ = net
         assert w_hidden.shape == (len(b_hidden), n_in) == (len(w_out), n_in)
         assert np.abs(w_hidden).max() > 0  # fitted, not the placeholder
@@ -211,7 +216,7 @@ def test_fitted_networks_match_the_kernel_shapes():
     for group in mel._LINE:
         w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out = group
         n_nets, hidden, layers = b_in.shape[0], b_in.shape[1], w_hh.shape[1]
-        assert w_in.shape == (n_nets, hidden, _k.N_INPUTS + 1)
+        assert w_in.shape == (n_nets, hidden, _features.N_INPUTS + 1)
         assert w_ih_first.shape == (n_nets, 2, 3 * hidden, hidden)
         assert w_ih_upper.shape == (n_nets, layers - 1, 2, 3 * hidden, 2 * hidden)
         assert w_hh.shape == (n_nets, layers, 2, 3 * hidden, hidden)
@@ -231,7 +236,7 @@ def test_ensemble_line_logits_average_the_networks_of_one_width():
     nets = [_random_line_net(rng, 6, 5, 2) for _ in range(3)]
     stacked = tuple(np.stack([np.asarray(net[j], np.float64) for net in nets]) for j in range(9))
     out = np.empty(40)
-    _k.ensemble_line_logits(x, q, (stacked,), out)
+    _nets.ensemble_line_logits(x, q, (stacked,), out)
     each = [ref.melody_line_logits(x, q, *net) for net in nets]
     np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-6)
     assert np.abs(each[0] - each[1]).max() > 0.1  # the mean is not any one of them
@@ -246,7 +251,7 @@ def test_ensemble_line_logits_count_every_network_once_across_widths():
         tuple(np.stack([np.asarray(net[j], np.float64) for net in nets]) for j in range(9)) for nets in (narrow, wide)
     )
     out = np.empty(40)
-    _k.ensemble_line_logits(x, q, groups, out)
+    _nets.ensemble_line_logits(x, q, groups, out)
     each = [ref.melody_line_logits(x, q, *net) for net in narrow + wide]
     np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-6)  # 1/3 each, not 1/2 per group
     assert np.abs(out - (np.mean(each[:2], axis=0) + each[2]) / 2).max() > 1e-3
@@ -267,10 +272,10 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
     assert line[0].shape == (2, 6, 5) and line[-1].shape == (2,)
     x, q = songs[0][0][:, :4].astype(np.float64), songs[0][0][:, 4].astype(np.float64)
     out, one = np.empty(80), np.empty(80)
-    _k.ensemble_line_logits(x, q, (line,), out)
+    _nets.ensemble_line_logits(x, q, (line,), out)
     each = []
     for k in range(2):
-        _k.line_logits(x, q, *(w[k] for w in line), one)
+        _nets.line_logits(x, q, *(w[k] for w in line), one)
         each.append(one.copy())
     np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-5)
     assert np.abs(each[0] - each[1]).max() > 1e-3  # two seeds, two networks
@@ -279,8 +284,8 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
     fit.save_networks(nets, tmp_path / "line.npz")
     narrow, wide = mel.load_line_net(tmp_path / "line.npz")
     assert narrow[0].shape == (1, 4, 5) and all(np.array_equal(a, b) for a, b in zip(wide, line, strict=True))
-    _k.ensemble_line_logits(x, q, (narrow, wide), out)
-    _k.line_logits(x, q, *(w[0] for w in narrow), one)
+    _nets.ensemble_line_logits(x, q, (narrow, wide), out)
+    _nets.line_logits(x, q, *(w[0] for w in narrow), one)
     np.testing.assert_allclose(out, (each[0] + each[1] + one) / 3, atol=1e-5)
     one_layer = fit.fit(songs, 1, hidden=6, layers=1, threads=1, seed=3)
     with pytest.raises(ValueError, match="different layer counts"):
@@ -317,7 +322,7 @@ def test_affine_rows_is_each_rows_product_for_every_block_remainder(dtype):
             w = rng.normal(size=(n_rows, 11)).astype(dtype)
             b, xs = rng.normal(size=n_rows).astype(dtype), rng.normal(size=(m, 11)).astype(dtype)
             out = np.full((m, n_rows), np.nan, dtype)
-            _k._affine_rows(w, b, xs, out)
+            _nets._affine_rows(w, b, xs, out)
             np.testing.assert_allclose(out, xs @ w.T + b, rtol=1e-5, atol=1e-5)
 
 
@@ -327,7 +332,7 @@ def test_line_logits_match_reference(n, hidden, layers):
     x, q = rng.normal(size=(n, 6)), rng.random(n)
     net = _random_line_net(rng, 6, hidden, layers)
     out = np.full(n, np.nan)
-    _k.line_logits(x, q, *net, out)
+    _nets.line_logits(x, q, *net, out)
     # The kernel's tanh and sigmoid are rational approximations good to 3e-7 (activation).
     np.testing.assert_allclose(out, ref.melody_line_logits(x, q, *net), atol=1e-6)
 
@@ -354,7 +359,7 @@ def test_line_logits_match_torch_gru(layers):
         h, _ = gru(e[None])
         want = (torch.cat([h[0], e], -1) @ torch.from_numpy(w_out) + b_out).numpy()
     out = np.empty(n)
-    _k.line_logits(x, q, *net, out)
+    _nets.line_logits(x, q, *net, out)
     np.testing.assert_allclose(out, want, atol=1e-6)  # activation.tanh's accuracy, as above
 
 
@@ -365,8 +370,8 @@ def test_line_logits_in_float32_match_float64():
     net = _random_line_net(rng, 6, 6, 2)
     net32 = tuple(w.astype(np.float32) if isinstance(w, np.ndarray) else w for w in net)
     out64, out32 = np.empty(301), np.empty(301)
-    _k.line_logits(x, q, *net, out64)
-    _k.line_logits(x, q, *net32, out32)
+    _nets.line_logits(x, q, *net, out64)
+    _nets.line_logits(x, q, *net32, out32)
     np.testing.assert_allclose(out32, out64, atol=1e-4)
     assert all(group[0].dtype == np.float32 for group in mel._LINE)
 
@@ -378,11 +383,11 @@ def test_line_logits_see_both_directions(layers):
     x, q = rng.normal(size=(30, 6)), rng.random(30)
     net = _random_line_net(rng, 6, 8, layers)
     base, moved = np.empty(30), np.empty(30)
-    _k.line_logits(x, q, *net, base)
+    _nets.line_logits(x, q, *net, base)
     for changed in (3, 25):
         x2 = x.copy()
         x2[changed] += 3.0
-        _k.line_logits(x2, q, *net, moved)
+        _nets.line_logits(x2, q, *net, moved)
         assert np.abs(moved[15] - base[15]) > 1e-6
 
 
@@ -392,7 +397,7 @@ def test_grid_steps_match_reference():
     end = start + rng.integers(0, 2000, 300)
     for tpb, spb in [(480, 4), (96, 4), (10080, 4), (7, 3)]:
         st, en = np.empty(300, np.int64), np.empty(300, np.int64)
-        _k.grid_steps(start, end, tpb, spb, st, en)
+        _grid.grid_steps(start, end, tpb, spb, st, en)
         want_st, want_en = ref.melody_grid_steps(start, end, tpb, spb)
         np.testing.assert_array_equal(st, want_st)
         np.testing.assert_array_equal(en, want_en)
@@ -403,7 +408,7 @@ def test_onset_order_matches_reference(n_runs):
     rng = np.random.default_rng(n_runs)
     ticks = np.concatenate([np.sort(rng.integers(0, 50, 20)) for _ in range(n_runs)]).astype(np.int64)
     order = np.empty(len(ticks), np.int64)
-    _k.onset_order(ticks, order)
+    _order.onset_order(ticks, order)
     np.testing.assert_array_equal(order, ref.melody_onset_order(ticks))
 
 
@@ -415,7 +420,7 @@ def test_pitch_onset_order_matches_reference(n_runs):
     pitch = rng.integers(60, 64, len(ticks)).astype(np.int16)
     velocity = rng.integers(99, 101, len(ticks)).astype(np.int16)
     order = np.empty(len(ticks), np.int64)
-    _k.pitch_onset_order(ticks, end, pitch, velocity, order)
+    _order.pitch_onset_order(ticks, end, pitch, velocity, order)
     want = ref.melody_pitch_onset_order(ticks, end, pitch, velocity)
     key = np.c_[ticks, pitch, velocity, end]
     np.testing.assert_array_equal(key[order], key[want])  # equal up to identical notes
@@ -429,7 +434,7 @@ def test_choose_tracks_matches_reference(seed):
     group[start > 400] = np.where(group[start > 400] == 0, 1, group[start > 400])  # group 0 silent late
     seg = np.empty(start[-1] // 64 + 1, np.int32)
     for penalty, limit in [(16.0, 0.05), (2.0, 0.6), (1.0, 1.0)]:
-        main = _k.choose_tracks(start, end, pitch, group, 3, penalty, limit, 64, seg)
+        main = _tracks.choose_tracks(start, end, pitch, group, 3, penalty, limit, 64, seg)
         want_main, want_seg = ref.melody_choose_tracks(start, end, pitch, group, 3, penalty, limit, 64)
         assert main == want_main
         np.testing.assert_array_equal(seg, want_seg)
@@ -441,7 +446,7 @@ def test_grid_steps_exact_near_float_limit():
     end = start + np.array([0, 1, 479, 480, 240, 241, 3, 1], np.int64)
     for tpb in (480, 7, 1):
         st, en = np.empty(len(start), np.int64), np.empty(len(start), np.int64)
-        _k.grid_steps(start, end, tpb, 4, st, en)
+        _grid.grid_steps(start, end, tpb, 4, st, en)
         want_st, want_en = ref.melody_grid_steps(start, end, tpb, 4)
         np.testing.assert_array_equal(st, want_st)
         np.testing.assert_array_equal(en, want_en)
@@ -481,7 +486,7 @@ def test_track_candidates_match_sorted_choice(seed):
     st, en = ref.melody_grid_steps(start_tick, end_tick, 120, 4)
     for penalty, limit in [(16.0, 0.05), (2.0, 0.6), (1.0, 1.0)]:
         cand = np.empty(len(st), np.int64)
-        c = _k._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64, cand)
+        c = _pick._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64, cand)
         want = _reference_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64)
         if want is None:
             assert c == -1
@@ -489,7 +494,7 @@ def test_track_candidates_match_sorted_choice(seed):
             np.testing.assert_array_equal(np.sort(cand[:c]), want)
     # a track out of onset order: the shortcut declines, the sorting path decides
     start_tick[[0, 1]] = start_tick[[1, 0]] if start_tick[0] != start_tick[1] else (30, 0)
-    assert _k._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, 1.0, 1.0, 64, cand) == -1
+    assert _pick._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, 1.0, 1.0, 64, cand) == -1
 
 
 def test_melody_notes_same_for_any_note_order():
@@ -551,14 +556,14 @@ def test_greedy_line_matches_reference(seed):
     score = rng.normal(0.3, 1.0, 70)
     chosen = np.zeros(70, bool)
     for leap, window in [(0.0, 16), (0.1, 8)]:
-        _k.greedy_line(start, pitch, score, leap, window, chosen)
+        _pick.greedy_line(start, pitch, score, leap, window, chosen)
         np.testing.assert_array_equal(chosen, ref.melody_greedy_line(start, pitch, score, leap, window))
         assert len(np.unique(start[chosen])) == chosen.sum()  # one note per step at most
 
 
 def test_greedy_line_all_negative_chooses_nothing():
     chosen = np.ones(3, bool)
-    _k.greedy_line(np.array([0, 1, 2]), np.array([60, 62, 64], np.int16), -np.ones(3), 0.1, 8, chosen)
+    _pick.greedy_line(np.array([0, 1, 2]), np.array([60, 62, 64], np.int16), -np.ones(3), 0.1, 8, chosen)
     assert not chosen.any()
 
 
@@ -567,7 +572,7 @@ def test_greedy_line_all_negative_chooses_nothing():
 def test_thin_onsets_matches_reference(seed, window):
     m = _random_melody(np.random.default_rng(seed), 120)
     pitch, onset = np.empty(120, np.int16), np.empty(120, bool)
-    _k.thin_onsets(m.pitch, m.onset, window, pitch, onset)
+    _grid.thin_onsets(m.pitch, m.onset, window, pitch, onset)
     want_pitch, want_onset = ref.melody_thin_onsets(m.pitch, m.onset, window)
     np.testing.assert_array_equal(pitch, want_pitch)
     np.testing.assert_array_equal(onset, want_onset)
@@ -577,7 +582,7 @@ def test_thin_onsets_matches_reference(seed, window):
 def test_button_lanes_match_reference(seed):
     m = _random_melody(np.random.default_rng(seed), 150)
     lane, onset = np.empty(150, np.int8), np.empty(150, bool)
-    _k.button_lanes(m.pitch, m.onset, 8, lane, onset)
+    _grid.button_lanes(m.pitch, m.onset, 8, lane, onset)
     want_lane, want_onset = ref.melody_button_lanes(m.pitch, m.onset, 8)
     np.testing.assert_array_equal(lane, want_lane)
     np.testing.assert_array_equal(onset, want_onset)
