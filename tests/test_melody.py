@@ -98,8 +98,11 @@ def test_note_features_match_reference(seed):
     velocity[6] = velocity[5]  # a tie for the loudest of the chord
     out = np.zeros((60, _features.N_FEATURES))
     _features.note_features(start, end, pitch, velocity, out)
-    np.testing.assert_allclose(out[:, :18], ref.melody_note_features(start, end, pitch), atol=1e-9)
-    np.testing.assert_allclose(out[:, 18:], ref.melody_velocity_features(start, end, pitch, velocity), atol=1e-9)
+    first_velocity = _features.VELOCITY_MINUS_SONG_MEDIAN
+    np.testing.assert_allclose(out[:, :first_velocity], ref.melody_note_features(start, end, pitch), atol=1e-9)
+    np.testing.assert_allclose(
+        out[:, first_velocity:], ref.melody_velocity_features(start, end, pitch, velocity), atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -172,9 +175,23 @@ def test_segment_features_see_where_the_line_thins_out():
     q = np.where(start < 64, 0.9, 0.1)
     out = np.zeros((len(start), _features.N_SEGMENT))
     _features.segment_features(start, q, out)
-    assert out[0, 0] == 0.0 and out[-1, 1] == 0.0  # song ends
-    assert out[8, 2] > 0 > out[-8, 2]  # line denser than the song's average, then sparser
-    np.testing.assert_array_equal(out[:, 4], 0.0)  # never two likely notes at once
+    assert out[0, _features.BARS_FROM_FIRST_ONSET] == 0.0 and out[-1, _features.BARS_TO_LAST_ONSET] == 0.0
+    density = out[:, _features.NEAR_LINE_ONSETS_PER_STEP_MINUS_SONG]
+    assert density[8] > 0 > density[-8]  # line denser than the song's average, then sparser
+    np.testing.assert_array_equal(out[:, _features.NEAR_RIVAL_LINE_SHARE], 0.0)  # never two likely notes at once
+
+
+@pytest.mark.parametrize("names", ["FEATURE_NAMES", "CONTEXT_NAMES", "SEGMENT_NAMES"])
+def test_column_constants_name_their_columns(names):
+    columns = getattr(_features, names)
+    assert [getattr(_features, name.upper()) for name in columns] == list(range(len(columns)))
+
+
+def test_line_input_parts_follow_each_other():
+    assert _features.FIRST_CONTEXT_START == _features.N_FEATURES
+    assert _features.SECOND_CONTEXT_START - _features.FIRST_CONTEXT_START == _features.N_CONTEXT
+    assert _features.SEGMENT_START - _features.SECOND_CONTEXT_START == _features.N_CONTEXT
+    assert _features.N_INPUTS - _features.SEGMENT_START == _features.N_SEGMENT == 7
 
 
 def test_context_features_all_zero_q_stays_finite():
@@ -182,7 +199,12 @@ def test_context_features_all_zero_q_stays_finite():
     out = np.zeros((20, _features.N_CONTEXT))
     _features.context_features(start, end, pitch, np.full(20, 90, np.int16), np.zeros(20), out)
     assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out[:, 2:5], 0.0)  # no probable line nearby: no pull
+    near = [
+        _features.PITCH_MINUS_NEAR_LINE_OCT,
+        _features.ABS_PITCH_MINUS_NEAR_LINE_OCT,
+        _features.VELOCITY_MINUS_NEAR_LINE,
+    ]
+    np.testing.assert_array_equal(out[:, near], 0.0)  # no probable line nearby: no pull
 
 
 def test_mlp_logits_match_reference():

@@ -7,7 +7,39 @@ Note arrays here are sorted by ``start_step`` (ties: any order).
 import numpy as np
 from numba import njit
 
-#: Columns of ``note_features``' output, in order (the first 18 use no velocity).
+#: Columns of ``note_features``' output. The first ``VELOCITY_MINUS_SONG_MEDIAN`` use no velocity.
+BIAS = 0
+PITCH_REL_C4_OCT = 1
+IS_TOP_OF_ONSET = 2
+N_ABOVE_SAME_ONSET = 3
+N_SAME_ONSET = 4
+OCTAVE_BELOW_SAME_ONSET = 5
+OCTAVE_ABOVE_SAME_ONSET = 6
+TOP_SOUNDING_MINUS_PITCH_OCT = 7
+IS_TOP_SOUNDING = 8
+LOG2_DURATION_STEP = 9
+N_ONSETS_DURING = 10
+HIGHER_ONSET_DURING = 11
+PITCH_MINUS_LOCAL_TOP_OCT = 12
+PITCH_MINUS_SONG_P80_OCT = 13
+SUCC_INTERVAL_OCT = 14
+PRED_INTERVAL_OCT = 15
+ONSET_DENSITY_16_STEP = 16
+N_ONSET_STEPS_DURING = 17
+VELOCITY_MINUS_SONG_MEDIAN = 18
+VELOCITY_MINUS_ONSET_MAX = 19
+IS_LOUDEST_OF_ONSET = 20
+VELOCITY_MINUS_LOCAL_MEAN = 21
+N_BELOW_SAME_ONSET = 22
+ON_BEAT = 23
+ON_EIGHTH = 24
+PITCH_MINUS_SONG_MEDIAN_OCT = 25
+PRED_VELOCITY_STEP = 26
+SUCC_VELOCITY_STEP = 27
+SONG_P80_MINUS_MEDIAN_OCT = 28
+ONSET_MAX_VELOCITY_MINUS_SONG_MEDIAN = 29
+ABS_PITCH_MINUS_LOCAL_TOP_OCT = 30
+#: Their names, in column order: ``FEATURE_NAMES[column]`` is the column constant's name in lower case.
 FEATURE_NAMES = (
     "bias",
     "pitch_rel_c4_oct",
@@ -43,10 +75,33 @@ FEATURE_NAMES = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 
-#: Columns of ``context_features``' output, in order: evidence from the first-pass melody
-#: probability ``q`` of the other notes (weights ``q**2``; "line" = the likeliest note per onset step).
+#: Columns of ``context_features``' output: evidence from the first-pass melody probability
+#: ``q`` of the other notes (weights ``q**2``; "line" = the likeliest note per onset step).
+OWN_Q = 0
+Q_MINUS_BEST_OTHER_OF_ONSET = 1
+PITCH_MINUS_NEAR_LINE_OCT = 2
+ABS_PITCH_MINUS_NEAR_LINE_OCT = 3
+VELOCITY_MINUS_NEAR_LINE = 4
+NEAR_LINE_WEIGHT = 5
+INTERVAL_TO_PREVIOUS_LINE_OCT = 6
+PREVIOUS_LINE_Q = 7
+INTERVAL_TO_NEXT_LINE_OCT = 8
+NEXT_LINE_Q = 9
+Q_OF_LINE_NOTE_SOUNDING = 10
+PITCH_MINUS_LINE_NOTE_SOUNDING_OCT = 11
+PITCH_MINUS_SONG_LINE_Z = 12
+VELOCITY_MINUS_SONG_LINE_Z = 13
+ABS_VELOCITY_MINUS_SONG_LINE_Z = 14
+WIDE_LINE_PITCH_MINUS_SONG_Z = 15
+WIDE_LINE_VELOCITY_MINUS_SONG_Z = 16
+WIDE_LINE_WEIGHT = 17
+SONG_LINE_VELOCITY_SPREAD = 18
+SONG_LINE_PITCH_SPREAD = 19
+NEAR_LINE_VELOCITY_STD = 20
+WIDE_LINE_VELOCITY_STD = 21
+#: Their names, in column order (as ``FEATURE_NAMES``).
 CONTEXT_NAMES = (
-    "q",
+    "own_q",
     "q_minus_best_other_of_onset",
     "pitch_minus_near_line_oct",
     "abs_pitch_minus_near_line_oct",
@@ -70,6 +125,35 @@ CONTEXT_NAMES = (
     "wide_line_velocity_std",
 )
 N_CONTEXT = len(CONTEXT_NAMES)
+
+#: Columns of ``segment_features``' output: where in the song a note lies and how the likely
+#: line (probability ``q``) behaves around it, against the whole song.
+BARS_FROM_FIRST_ONSET = 0
+BARS_TO_LAST_ONSET = 1
+NEAR_LINE_ONSETS_PER_STEP_MINUS_SONG = 2
+WIDE_LINE_ONSETS_PER_STEP_MINUS_SONG = 3
+NEAR_RIVAL_LINE_SHARE = 4
+WIDE_RIVAL_LINE_SHARE = 5
+NEAR_ONSETS_PER_STEP_MINUS_SONG = 6
+#: Their names, in column order (as ``FEATURE_NAMES``).
+SEGMENT_NAMES = (
+    "bars_from_first_onset",
+    "bars_to_last_onset",
+    "near_line_onsets_per_step_minus_song",
+    "wide_line_onsets_per_step_minus_song",
+    "near_rival_line_share",
+    "wide_rival_line_share",
+    "near_onsets_per_step_minus_song",
+)
+N_SEGMENT = len(SEGMENT_NAMES)
+
+#: Where each part of the line network's inputs (``melody_pick.line_inputs``' x) starts: the note
+#: features from column 0, then the first pass's context, the second pass's context and the
+#: segment features. The line network also reads the second pass's probability.
+FIRST_CONTEXT_START = N_FEATURES
+SECOND_CONTEXT_START = FIRST_CONTEXT_START + N_CONTEXT
+SEGMENT_START = SECOND_CONTEXT_START + N_CONTEXT
+N_INPUTS = SEGMENT_START + N_SEGMENT
 
 #: Half-width (steps) of the window of the local upper line.
 _LOCAL_STEP = 32
@@ -95,8 +179,9 @@ def note_features(start_step, end_step, pitch, velocity, out):
     """Per-note evidence of belonging to the melody, O(1) work per note (no track used).
 
     Notes starting on one step form an onset group; groups are contiguous runs of the
-    sorted ``start_step``, in any order within the run. Velocity enters only columns 18
-    on (POP909's melody is often played louder and more evenly than the rest).
+    sorted ``start_step``, in any order within the run. Velocity enters only from column
+    ``VELOCITY_MINUS_SONG_MEDIAN`` on (POP909's melody is often played louder and more evenly
+    than the rest).
 
     Parameters
     ----------
@@ -207,37 +292,37 @@ def note_features(start_step, end_step, pitch, velocity, out):
                         pred_vel = min(abs(np.int64(velocity[j]) - v), 32)
                     j += 1
             local = (top_sum[hi] - top_sum[lo]) / c if c > 0 else p
-            out[i, 0] = 1.0
-            out[i, 1] = (p - 60) / 12.0
-            out[i, 2] = 1.0 if p == on_top[s] else 0.0
-            out[i, 3] = min(above, 4)
-            out[i, 4] = min(g1 - g0 - 1, 6)
-            out[i, 5] = oct_below
-            out[i, 6] = oct_above
-            out[i, 7] = (top[s] - p) / 12.0
-            out[i, 8] = 1.0 if top[s] == p else 0.0
-            out[i, 9] = log2_table[ec - s - 1]
-            out[i, 10] = min(cum_on[ec] - cum_on[s + 1], 8)
-            out[i, 11] = higher
-            out[i, 12] = (p - local) / 12.0
-            out[i, 13] = (p - song_p80) / 12.0
-            out[i, 14] = succ / 12.0
-            out[i, 15] = pred / 12.0
-            out[i, 16] = density
-            out[i, 17] = min(cum_step[ec] - cum_step[s + 1], 8)
-            out[i, 18] = (v - vel_median) / 16.0
-            out[i, 19] = (v - v_max) / 16.0
-            out[i, 20] = 1.0 if v == v_max else 0.0
-            out[i, 21] = (v - v_local) / 16.0
-            out[i, 22] = min(below, 4)
-            out[i, 23] = 1.0 if s % 4 == 0 else 0.0
-            out[i, 24] = 1.0 if s % 2 == 0 else 0.0
-            out[i, 25] = (p - song_median) / 12.0
-            out[i, 26] = pred_vel / 16.0
-            out[i, 27] = succ_vel / 16.0
-            out[i, 28] = (song_p80 - song_median) / 12.0
-            out[i, 29] = (v_max - vel_median) / 16.0
-            out[i, 30] = abs(p - local) / 12.0
+            out[i, BIAS] = 1.0
+            out[i, PITCH_REL_C4_OCT] = (p - 60) / 12.0
+            out[i, IS_TOP_OF_ONSET] = 1.0 if p == on_top[s] else 0.0
+            out[i, N_ABOVE_SAME_ONSET] = min(above, 4)
+            out[i, N_SAME_ONSET] = min(g1 - g0 - 1, 6)
+            out[i, OCTAVE_BELOW_SAME_ONSET] = oct_below
+            out[i, OCTAVE_ABOVE_SAME_ONSET] = oct_above
+            out[i, TOP_SOUNDING_MINUS_PITCH_OCT] = (top[s] - p) / 12.0
+            out[i, IS_TOP_SOUNDING] = 1.0 if top[s] == p else 0.0
+            out[i, LOG2_DURATION_STEP] = log2_table[ec - s - 1]
+            out[i, N_ONSETS_DURING] = min(cum_on[ec] - cum_on[s + 1], 8)
+            out[i, HIGHER_ONSET_DURING] = higher
+            out[i, PITCH_MINUS_LOCAL_TOP_OCT] = (p - local) / 12.0
+            out[i, PITCH_MINUS_SONG_P80_OCT] = (p - song_p80) / 12.0
+            out[i, SUCC_INTERVAL_OCT] = succ / 12.0
+            out[i, PRED_INTERVAL_OCT] = pred / 12.0
+            out[i, ONSET_DENSITY_16_STEP] = density
+            out[i, N_ONSET_STEPS_DURING] = min(cum_step[ec] - cum_step[s + 1], 8)
+            out[i, VELOCITY_MINUS_SONG_MEDIAN] = (v - vel_median) / 16.0
+            out[i, VELOCITY_MINUS_ONSET_MAX] = (v - v_max) / 16.0
+            out[i, IS_LOUDEST_OF_ONSET] = 1.0 if v == v_max else 0.0
+            out[i, VELOCITY_MINUS_LOCAL_MEAN] = (v - v_local) / 16.0
+            out[i, N_BELOW_SAME_ONSET] = min(below, 4)
+            out[i, ON_BEAT] = 1.0 if s % 4 == 0 else 0.0
+            out[i, ON_EIGHTH] = 1.0 if s % 2 == 0 else 0.0
+            out[i, PITCH_MINUS_SONG_MEDIAN_OCT] = (p - song_median) / 12.0
+            out[i, PRED_VELOCITY_STEP] = pred_vel / 16.0
+            out[i, SUCC_VELOCITY_STEP] = succ_vel / 16.0
+            out[i, SONG_P80_MINUS_MEDIAN_OCT] = (song_p80 - song_median) / 12.0
+            out[i, ONSET_MAX_VELOCITY_MINUS_SONG_MEDIAN] = (v_max - vel_median) / 16.0
+            out[i, ABS_PITCH_MINUS_LOCAL_TOP_OCT] = abs(p - local) / 12.0
         prev_g0 = g0
         g0 = g1
 
@@ -360,28 +445,28 @@ def context_features(start_step, end_step, pitch, velocity, q, out):
             p = np.int64(pitch[i])
             v = np.int64(velocity[i])
             other = b2 if q[i] == b1 else b1
-            out[i, 0] = q[i]
-            out[i, 1] = q[i] - max(other, 0.0)
-            out[i, 2] = (p - p_near / w_near) / 12.0 if near else 0.0
-            out[i, 3] = abs(p - p_near / w_near) / 12.0 if near else 0.0
-            out[i, 4] = (v - v_near / w_near) / 16.0 if near else 0.0
-            out[i, 5] = w_near / 8.0
-            out[i, 6] = abs(p - np.int64(pitch[prev])) / 12.0 if prev >= 0 else 1.0
-            out[i, 7] = best_q[start_step[prev]] if prev >= 0 else 0.0
-            out[i, 8] = abs(p - next_p) / 12.0 if next_p >= 0 else 1.0
-            out[i, 9] = next_q
-            out[i, 10] = sound_q if sounding else 0.0
-            out[i, 11] = (p - sound_p) / 12.0 if sounding else 0.0
-            out[i, 12] = (p - sp) / sd_p
-            out[i, 13] = (v - sv) / sd_v
-            out[i, 14] = abs(v - sv) / sd_v
-            out[i, 15] = (p_wide - sp) / sd_p
-            out[i, 16] = (v_wide - sv) / sd_v
-            out[i, 17] = w_wide / 32.0
-            out[i, 18] = sd_v / 16.0
-            out[i, 19] = sd_p / 12.0
-            out[i, 20] = sd3 / 16.0
-            out[i, 21] = sd4 / 16.0
+            out[i, OWN_Q] = q[i]
+            out[i, Q_MINUS_BEST_OTHER_OF_ONSET] = q[i] - max(other, 0.0)
+            out[i, PITCH_MINUS_NEAR_LINE_OCT] = (p - p_near / w_near) / 12.0 if near else 0.0
+            out[i, ABS_PITCH_MINUS_NEAR_LINE_OCT] = abs(p - p_near / w_near) / 12.0 if near else 0.0
+            out[i, VELOCITY_MINUS_NEAR_LINE] = (v - v_near / w_near) / 16.0 if near else 0.0
+            out[i, NEAR_LINE_WEIGHT] = w_near / 8.0
+            out[i, INTERVAL_TO_PREVIOUS_LINE_OCT] = abs(p - np.int64(pitch[prev])) / 12.0 if prev >= 0 else 1.0
+            out[i, PREVIOUS_LINE_Q] = best_q[start_step[prev]] if prev >= 0 else 0.0
+            out[i, INTERVAL_TO_NEXT_LINE_OCT] = abs(p - next_p) / 12.0 if next_p >= 0 else 1.0
+            out[i, NEXT_LINE_Q] = next_q
+            out[i, Q_OF_LINE_NOTE_SOUNDING] = sound_q if sounding else 0.0
+            out[i, PITCH_MINUS_LINE_NOTE_SOUNDING_OCT] = (p - sound_p) / 12.0 if sounding else 0.0
+            out[i, PITCH_MINUS_SONG_LINE_Z] = (p - sp) / sd_p
+            out[i, VELOCITY_MINUS_SONG_LINE_Z] = (v - sv) / sd_v
+            out[i, ABS_VELOCITY_MINUS_SONG_LINE_Z] = abs(v - sv) / sd_v
+            out[i, WIDE_LINE_PITCH_MINUS_SONG_Z] = (p_wide - sp) / sd_p
+            out[i, WIDE_LINE_VELOCITY_MINUS_SONG_Z] = (v_wide - sv) / sd_v
+            out[i, WIDE_LINE_WEIGHT] = w_wide / 32.0
+            out[i, SONG_LINE_VELOCITY_SPREAD] = sd_v / 16.0
+            out[i, SONG_LINE_PITCH_SPREAD] = sd_p / 12.0
+            out[i, NEAR_LINE_VELOCITY_STD] = sd3 / 16.0
+            out[i, WIDE_LINE_VELOCITY_STD] = sd4 / 16.0
         a = best[s]
         prev = a
         if q[a] > 0.5 or sound_end <= s:
@@ -391,21 +476,6 @@ def context_features(start_step, end_step, pitch, velocity, q, out):
         g0 = g1
 
 
-#: Columns of ``segment_features``' output, in order: where in the song a note lies and
-#: how the likely line (probability ``q``) behaves around it, against the whole song.
-SEGMENT_NAMES = (
-    "bars_from_first_onset",
-    "bars_to_last_onset",
-    "near_line_onsets_per_step_minus_song",
-    "wide_line_onsets_per_step_minus_song",
-    "near_rival_line_share",
-    "wide_rival_line_share",
-    "near_onsets_per_step_minus_song",
-)
-N_SEGMENT = len(SEGMENT_NAMES)
-#: Columns of ``line_inputs``' x (the line network also reads the second pass's probability):
-#: note features, first- and second-pass context, segment features.
-N_INPUTS = N_FEATURES + 2 * N_CONTEXT + N_SEGMENT
 #: Positions are counted in bars of 16 steps up to this many (intros and outros are shorter).
 _MAX_POSITION_BAR = 32
 
@@ -461,19 +531,19 @@ def segment_features(start_step, q, out):
         hi2 = min(s + _WIDE_STEP + 1, n_steps)
         near_line = line[hi] - line[lo]
         wide_line = line[hi2] - line[lo2]
-        f0 = min((s - first) / 16.0, _MAX_POSITION_BAR) / 8.0
-        f1 = min((last - s) / 16.0, _MAX_POSITION_BAR) / 8.0
-        f2 = 4.0 * (near_line / (hi - lo) - song_line)
-        f3 = 4.0 * (wide_line / (hi2 - lo2) - song_line)
-        f4 = (rival[hi] - rival[lo]) / max(near_line, 1.0)
-        f5 = (rival[hi2] - rival[lo2]) / max(wide_line, 1.0)
-        f6 = 4.0 * ((onset[hi] - onset[lo]) / (hi - lo) - song_onset)
+        from_first = min((s - first) / 16.0, _MAX_POSITION_BAR) / 8.0
+        to_last = min((last - s) / 16.0, _MAX_POSITION_BAR) / 8.0
+        near_line_density = 4.0 * (near_line / (hi - lo) - song_line)
+        wide_line_density = 4.0 * (wide_line / (hi2 - lo2) - song_line)
+        near_rival_share = (rival[hi] - rival[lo]) / max(near_line, 1.0)
+        wide_rival_share = (rival[hi2] - rival[lo2]) / max(wide_line, 1.0)
+        near_onset_density = 4.0 * ((onset[hi] - onset[lo]) / (hi - lo) - song_onset)
         for i in range(g0, g1):
-            out[i, 0] = f0
-            out[i, 1] = f1
-            out[i, 2] = f2
-            out[i, 3] = f3
-            out[i, 4] = f4
-            out[i, 5] = f5
-            out[i, 6] = f6
+            out[i, BARS_FROM_FIRST_ONSET] = from_first
+            out[i, BARS_TO_LAST_ONSET] = to_last
+            out[i, NEAR_LINE_ONSETS_PER_STEP_MINUS_SONG] = near_line_density
+            out[i, WIDE_LINE_ONSETS_PER_STEP_MINUS_SONG] = wide_line_density
+            out[i, NEAR_RIVAL_LINE_SHARE] = near_rival_share
+            out[i, WIDE_RIVAL_LINE_SHARE] = wide_rival_share
+            out[i, NEAR_ONSETS_PER_STEP_MINUS_SONG] = near_onset_density
         g0 = g1

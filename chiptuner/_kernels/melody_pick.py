@@ -8,9 +8,10 @@ import numpy as np
 from numba import njit
 
 from chiptuner._kernels.melody_features import (
-    N_CONTEXT,
-    N_FEATURES,
+    FIRST_CONTEXT_START,
     N_INPUTS,
+    SECOND_CONTEXT_START,
+    SEGMENT_START,
     context_features,
     note_features,
     segment_features,
@@ -80,18 +81,20 @@ def line_inputs(
     ----------
     start_step, end_step : int64 (N,), sorted by onset; pitch, velocity : int16 (N,)
     net1, net2 : the two networks, tuples (w_hidden, b_hidden, w_out, b_out) of ``mlp_logits``,
-        N_FEATURES and N_FEATURES + N_CONTEXT inputs
+        N_FEATURES and SECOND_CONTEXT_START inputs (the note features, then the first context too)
     second_min_q : float
-    x : float64 (N, N_INPUTS), written; q : float64 (N,), written: the second pass's probabilities
+    x : float64 (N, N_INPUTS), written: note features, first and second context, segment features
+        (from ``melody_features``' columns 0, FIRST_CONTEXT_START, SECOND_CONTEXT_START, SEGMENT_START)
+    q : float64 (N,), written: the second pass's probabilities
     """
     m = start_step.shape[0]
     w1_hidden, b1_hidden, w1_out, b1_out = net1
     w2_hidden, b2_hidden, w2_out, b2_out = net2
     note_features(start_step, end_step, pitch, velocity, x)
-    mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, q)  # reads the first N_FEATURES columns
+    mlp_logits(x, w1_hidden, b1_hidden, w1_out, b1_out, q)  # net1 reads the note features only
     for i in range(m):
         q[i] = 1.0 / (1.0 + np.exp(-q[i]))
-    context_features(start_step, end_step, pitch, velocity, q, x[:, N_FEATURES:])
+    context_features(start_step, end_step, pitch, velocity, q, x[:, FIRST_CONTEXT_START:SECOND_CONTEXT_START])
     rows = np.empty(m, np.int64)
     n_rows = 0
     for i in range(m):
@@ -99,13 +102,11 @@ def line_inputs(
             rows[n_rows] = i
             n_rows += 1
         q[i] = 0.0
-    mlp_logits_at(x, rows[:n_rows], w2_hidden, b2_hidden, w2_out, b2_out, q)
+    mlp_logits_at(x, rows[:n_rows], w2_hidden, b2_hidden, w2_out, b2_out, q)  # and the first context
     for j in range(n_rows):
         q[rows[j]] = 1.0 / (1.0 + np.exp(-q[rows[j]]))
-    context_features(
-        start_step, end_step, pitch, velocity, q, x[:, N_FEATURES + N_CONTEXT : N_FEATURES + 2 * N_CONTEXT]
-    )
-    segment_features(start_step, q, x[:, N_FEATURES + 2 * N_CONTEXT :])
+    context_features(start_step, end_step, pitch, velocity, q, x[:, SECOND_CONTEXT_START:SEGMENT_START])
+    segment_features(start_step, q, x[:, SEGMENT_START:])
 
 
 @njit(cache=True, nogil=True)
