@@ -58,14 +58,14 @@ MELODY_PY = Path(mel.__file__)
 
 
 def candidate_order(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pitched notes in the kernel's candidate order (``pitch_onset_order``), their 16th steps."""
+    """The pitched notes in the kernel's candidate order (``pitched_onset_order``), their 16th steps."""
     notes = score.notes
     st = np.empty(len(notes), np.int64)
     en = np.empty(len(notes), np.int64)
     _grid.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, 4, st, en)
     order = np.empty(len(notes), np.int64)
-    _order.pitch_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, order)
-    order = order[~notes.is_drum[order]]
+    n_pitched = _order.pitched_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, notes.is_drum, order)
+    order = order[:n_pitched]
     return order, st[order], en[order]
 
 

@@ -447,13 +447,16 @@ def melody_from_notes(
     _check_steps_per_beat(steps_per_beat)
     if not isinstance(ticks_per_beat, (int, np.integer)) or ticks_per_beat <= 0:
         raise ParameterError(f"ticks_per_beat is {ticks_per_beat!r}; it must be a positive integer such as 480")
-    if n_steps is None:
-        n_steps = _k.line_steps(notes.start_tick, notes.end_tick, ticks_per_beat, steps_per_beat)
-    elif n_steps < 0:
+    if n_steps is not None and n_steps < 0:
         raise ParameterError(f"n_steps is {n_steps!r}; it must be None or a length >= 0")
+    start_step = np.empty(len(notes), dtype=np.int64)
+    end_step = np.empty(len(notes), dtype=np.int64)
+    last_step = _k.grid_steps(notes.start_tick, notes.end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
+    if n_steps is None:
+        n_steps = max(int(last_step), 0)
     pitch = np.empty(n_steps, dtype=np.int16)
     onset = np.empty(n_steps, dtype=np.bool_)
-    _k.render_ticks(notes.start_tick, notes.end_tick, notes.pitch, ticks_per_beat, steps_per_beat, pitch, onset)
+    _k.render_line(start_step, end_step, notes.pitch, pitch, onset)
     return Melody._adopt(pitch, onset, steps_per_beat=int(steps_per_beat))
 
 

@@ -419,10 +419,12 @@ def test_grid_steps_match_reference():
     end = start + rng.integers(0, 2000, 300)
     for tpb, spb in [(480, 4), (96, 4), (10080, 4), (7, 3)]:
         st, en = np.empty(300, np.int64), np.empty(300, np.int64)
-        _grid.grid_steps(start, end, tpb, spb, st, en)
+        last = _grid.grid_steps(start, end, tpb, spb, st, en)
         want_st, want_en = ref.melody_grid_steps(start, end, tpb, spb)
         np.testing.assert_array_equal(st, want_st)
         np.testing.assert_array_equal(en, want_en)
+        assert last == want_en.max()
+    assert _grid.grid_steps(np.zeros(0, np.int64), np.zeros(0, np.int64), 480, 4, st[:0], en[:0]) == 0
 
 
 @pytest.mark.parametrize("n_runs", [1, 3, 40])
@@ -448,18 +450,32 @@ def test_pitch_onset_order_matches_reference(n_runs):
     np.testing.assert_array_equal(key[order], key[want])  # equal up to identical notes
 
 
+def test_pitched_onset_order_is_pitch_onset_order_without_drums():
+    rng = np.random.default_rng(4)
+    ticks = np.concatenate([np.sort(rng.integers(0, 30, 20)) for _ in range(3)]).astype(np.int64)
+    end, pitch = ticks + rng.integers(1, 3, 60), rng.integers(40, 80, 60).astype(np.int16)
+    velocity, is_drum = rng.integers(60, 100, 60).astype(np.int16), rng.random(60) < 0.3
+    order, pitched = np.empty(60, np.int64), np.empty(60, np.int64)
+    _order.pitch_onset_order(ticks, end, pitch, velocity, order)
+    m = _order.pitched_onset_order(ticks, end, pitch, velocity, is_drum, pitched)
+    np.testing.assert_array_equal(pitched[:m], order[~is_drum[order]])
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_choose_tracks_matches_reference(seed):
     rng = np.random.default_rng(seed)
     start, end, pitch = _random_notes(rng, 120, n_steps=600)
     group = rng.integers(0, 3, 120).astype(np.int32)
     group[start > 400] = np.where(group[start > 400] == 0, 1, group[start > 400])  # group 0 silent late
-    seg = np.empty(start[-1] // 64 + 1, np.int32)
+    notes = np.arange(len(start))
+    chosen = np.empty(len(start), np.int64)
     for penalty, limit in [(16.0, 0.05), (2.0, 0.6), (1.0, 1.0)]:
-        main = _tracks.choose_tracks(start, end, pitch, group, 3, penalty, limit, 64, seg)
+        n_chosen = _tracks.choose_tracks(notes, start, end, pitch, group, 3, penalty, limit, 64, chosen)
         want_main, want_seg = ref.melody_choose_tracks(start, end, pitch, group, 3, penalty, limit, 64)
-        assert main == want_main
-        np.testing.assert_array_equal(seg, want_seg)
+        if want_main < 0:
+            assert n_chosen == -1
+        else:
+            np.testing.assert_array_equal(chosen[:n_chosen], np.flatnonzero(group == want_seg[start // 64]))
 
 
 def test_grid_steps_exact_near_float_limit():
@@ -486,7 +502,7 @@ def _reference_candidates(start_tick, start_step, end_step, pitch, is_drum, grou
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_track_candidates_match_sorted_choice(seed):
+def test_track_choice_in_file_order_matches_sorted_choice(seed):
     # one sorted run per track, as files store them; some tracks chordal, some drums, a
     # melody track silent in the middle (stand-ins), shared and tied onsets across tracks
     rng = np.random.default_rng(seed)
@@ -507,16 +523,19 @@ def test_track_candidates_match_sorted_choice(seed):
     pitch = rng.integers(40, 90, len(start_tick)).astype(np.int16)
     st, en = ref.melody_grid_steps(start_tick, end_tick, 120, 4)
     for penalty, limit in [(16.0, 0.05), (2.0, 0.6), (1.0, 1.0)]:
-        cand = np.empty(len(st), np.int64)
-        c = _pick._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64, cand)
+        pitched = np.empty(len(st), np.int64)
+        n_pitched = _pick._pitched_by_track(start_tick, st, is_drum, group, n_groups, pitched)
+        assert n_pitched == np.count_nonzero(~is_drum)
+        chosen = np.empty(len(st), np.int64)
+        c = _tracks.choose_tracks(pitched[:n_pitched], st, en, pitch, group, n_groups, penalty, limit, 64, chosen)
         want = _reference_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, penalty, limit, 64)
         if want is None:
             assert c == -1
         else:
-            np.testing.assert_array_equal(np.sort(cand[:c]), want)
-    # a track out of onset order: the shortcut declines, the sorting path decides
+            np.testing.assert_array_equal(np.sort(chosen[:c]), want)
+    # a track out of onset order: the file's order does not serve, the sorting path decides
     start_tick[[0, 1]] = start_tick[[1, 0]] if start_tick[0] != start_tick[1] else (30, 0)
-    assert _pick._track_candidates(start_tick, st, en, pitch, is_drum, group, n_groups, 1.0, 1.0, 64, cand) == -1
+    assert _pick._pitched_by_track(start_tick, st, is_drum, group, n_groups, pitched) == -1
 
 
 def test_melody_notes_same_for_any_note_order():

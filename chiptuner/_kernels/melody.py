@@ -21,8 +21,14 @@ def grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step,
     start_tick, end_tick : int64 (N,)
     ticks_per_beat, steps_per_beat : int > 0
     start_step, end_step : int64 (N,), written
+
+    Returns
+    -------
+    int
+        The last release step (``end_step.max()``), 0 without notes; under 0 when every note
+        ends before tick 0.
     """
-    quantize(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
+    return quantize(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
 
 
 @njit(cache=True, nogil=True)
@@ -131,21 +137,6 @@ def button_lanes(pitch, onset, recenter_step, lane, lane_onset):
         rest_run = 0
         lane[t] = cur
         lane_onset[t] = starts
-
-
-@njit(cache=True, nogil=True)
-def line_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat):
-    """The last release step of the notes on the grid (0 without notes)."""
-    den = 2 * np.int64(ticks_per_beat)
-    num = 2 * np.int64(steps_per_beat)
-    last = np.int64(0)
-    for i in range(start_tick.shape[0]):
-        s = (start_tick[i] * num + ticks_per_beat) // den
-        e = (end_tick[i] * num + ticks_per_beat) // den
-        e = e if e > s else s + 1
-        if e > last:
-            last = e
-    return last
 
 
 @njit(cache=True, nogil=True)

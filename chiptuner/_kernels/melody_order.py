@@ -78,6 +78,29 @@ def pitch_onset_order(start_tick, end_step, pitch, velocity, order):
         g0 = g1
 
 
+@njit(cache=True, nogil=True)
+def pitched_onset_order(start_tick, end_step, pitch, velocity, is_drum, order):
+    """``pitch_onset_order`` without the drums: the notes a merged song's melody is chosen from, in reading order.
+
+    Parameters
+    ----------
+    start_tick, end_step, pitch, velocity, order : as ``pitch_onset_order``
+    is_drum : bool (N,)
+
+    Returns
+    -------
+    int
+        The number of pitched notes, the first entries of ``order``.
+    """
+    pitch_onset_order(start_tick, end_step, pitch, velocity, order)
+    m = 0
+    for k in range(start_tick.shape[0]):
+        if not is_drum[order[k]]:
+            order[m] = order[k]
+            m += 1
+    return m
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _plays_before(a, b, end_step, pitch, velocity):
     """Whether note ``a`` keeps its place before ``b`` in ``pitch_onset_order``."""

@@ -17,7 +17,7 @@ from chiptuner._kernels.melody_features import (
     segment_features,
 )
 from chiptuner._kernels.melody_nets import ensemble_line_logits, mlp_logits, mlp_logits_at
-from chiptuner._kernels.melody_order import onset_order, pitch_onset_order
+from chiptuner._kernels.melody_order import onset_order, pitched_onset_order
 from chiptuner._kernels.melody_tracks import choose_tracks, group_ids
 
 #: Fewest candidate notes for the note scorer; fewer are too little context: skyline.
@@ -168,93 +168,42 @@ def _skyline_leap_mean(start_step, end_step, pitch, keep):
 
 
 @njit(cache=True, nogil=True)
-def _track_candidates(
-    start_tick, start_step, end_step, pitch, is_drum, group, n_groups, mono_penalty, mono_limit, segment_step, cand
-):
-    """``choose_tracks`` on the notes in their given order, without sorting them first.
+def _pitched_by_track(start_tick, start_step, is_drum, group, n_groups, pitched):
+    """The pitched notes in the given order, where that is each group's onset order: ``choose_tracks`` reads them so.
 
-    Valid where each group's pitched notes are already in onset order (one sorted run per
-    track, as files store them): a group's running figures then see its notes in the
-    order a stable sort by onset gives them, and the candidates are the same.
+    Files store one sorted run of notes per track, so the track choice needs no sort of
+    every note there. Only files as files are take this way: a group out of onset order,
+    or a step off the grid (under 0, or from ``_MAX_GRID_STEP`` on), leaves the choice to
+    ``_merged_line``, which sorts every note first.
 
     Parameters
     ----------
-    start_tick, start_step, end_step, pitch, is_drum, group : the notes, as ``pick_melody``
-    n_groups : int >= 2
-    mono_penalty, mono_limit, segment_step : as ``choose_tracks``
-    cand : int64 (N,), written: the candidates' indices, in index order
+    start_tick, start_step, is_drum, group : the notes, as ``pick_melody``
+    n_groups : int
+    pitched : int64 (N,), written: the pitched notes' indices, in index order
 
     Returns
     -------
     int
-        The number of candidates, or -1 where this shortcut does not apply (a group out of
-        onset order, a step under 0 or from ``_MAX_GRID_STEP`` on, no pitched note, or no
-        group monophonic enough).
+        The number of pitched notes (the first entries of ``pitched``), or -1 where this
+        order does not apply.
     """
     n = start_tick.shape[0]
-    count = np.zeros(n_groups, np.int64)
-    poly = np.zeros(n_groups, np.int64)
-    pitch_sum = np.zeros(n_groups, np.float64)
+    seen = np.zeros(n_groups, np.bool_)
     last_tick = np.zeros(n_groups, np.int64)
-    last_start = np.full(n_groups, np.int64(-1))
-    last_end = np.full(n_groups, np.int64(-1))
-    # Segment of each note, found by walking each group's boundaries forward (its onsets
-    # only grow) instead of dividing: 0 for drums.
-    seg_of = np.zeros(n, np.int32)
-    seg = np.zeros(n_groups, np.int32)
-    bound = np.full(n_groups, np.int64(segment_step))
+    m = 0
     for i in range(n):
         if is_drum[i]:
             continue
         g = group[i]
         s = start_step[i]
-        if s < 0 or s >= _MAX_GRID_STEP or (count[g] > 0 and start_tick[i] < last_tick[g]):
+        if s < 0 or s >= _MAX_GRID_STEP or (seen[g] and start_tick[i] < last_tick[g]):
             return -1
+        seen[g] = True
         last_tick[g] = start_tick[i]
-        if count[g] > 0 and (s == last_start[g] or s < last_end[g] - 1):
-            poly[g] += 1
-        count[g] += 1
-        pitch_sum[g] += pitch[i]
-        last_start[g] = s
-        if end_step[i] > last_end[g] or s >= last_end[g]:
-            last_end[g] = end_step[i]
-        while s >= bound[g]:
-            seg[g] += 1
-            bound[g] += segment_step
-        seg_of[i] = seg[g]
-    value = np.zeros(n_groups, np.float64)
-    best = -1
-    n_seg = 0
-    for g in range(n_groups):
-        f = poly[g] / max(count[g] - 1, 1)
-        height = 2.0 ** ((pitch_sum[g] / max(count[g], 1) - 60.0) / 12.0)
-        value[g] = count[g] * max(1.0 - mono_penalty * f, 0.0) * height if f <= mono_limit else -1.0
-        if value[g] > 0 and (best < 0 or value[g] > value[best]):
-            best = g
-        if count[g] > 0 and seg[g] + 1 > n_seg:
-            n_seg = seg[g] + 1
-    if best < 0:
-        return -1
-    seg_count = np.zeros((n_seg, n_groups), np.int64)
-    for i in range(n):
-        if not is_drum[i]:
-            seg_count[seg_of[i], group[i]] += 1
-    segment_group = np.empty(n_seg, np.int32)
-    for k in range(n_seg):
-        if seg_count[k, best] > 0:
-            segment_group[k] = best
-            continue
-        pick = -1
-        for g in range(n_groups):
-            if seg_count[k, g] > 0 and value[g] > 0 and (pick < 0 or value[g] > value[pick]):
-                pick = g
-        segment_group[k] = pick if pick >= 0 else best
-    c = 0
-    for i in range(n):
-        if not is_drum[i] and group[i] == segment_group[seg_of[i]]:
-            cand[c] = i
-            c += 1
-    return c
+        pitched[m] = i
+        m += 1
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -338,10 +287,13 @@ def pick_melody(
     if n_groups >= 2:
         # Separate tracks (most files): the track choice needs no sort, and only the few
         # candidates (one sorted run per group) are put in onset order.
-        m = _track_candidates(
-            start_tick, start_step, end_step, pitch, is_drum, group, n_groups, mono_penalty, mono_limit,
-            segment_step, idx,
-        )  # fmt: skip
+        pitched = np.empty(n, np.int64)
+        n_pitched = _pitched_by_track(start_tick, start_step, is_drum, group, n_groups, pitched)
+        if n_pitched >= 0:
+            m = choose_tracks(
+                pitched[:n_pitched], start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit,
+                segment_step, idx,
+            )  # fmt: skip
     if m >= 0:
         n_runs = 1
         for i in range(1, m):
@@ -357,16 +309,8 @@ def pick_melody(
             for i in range(m):
                 idx[i] = unsorted[order[i]]
         idx = idx[:m]
-        st = np.empty(m, np.int64)
-        en = np.empty(m, np.int64)
-        cp = np.empty(m, np.int16)
-        for i in range(m):
-            j = idx[i]
-            st[i] = start_step[j]
-            en[i] = end_step[j]
-            cp[i] = pitch[j]
         chosen = np.zeros(m, np.bool_)
-        skyline(st, en, cp, chosen)
+        skyline(start_step[idx], end_step[idx], pitch[idx], chosen)
     else:
         chosen, idx = _merged_line(
             start_tick, start_step, end_step, pitch, velocity, is_drum, group, n_groups, net1, net2, line_nets,
@@ -414,41 +358,24 @@ def _merged_line(
 ):
     """Steps 2-3 of ``pick_melody`` on the notes sorted by onset: the general path.
 
-    Returns the chosen flags and the candidates' indices (``pitch_onset_order``), equally long.
+    Returns the chosen flags and the candidates' indices, equally long: every pitched note in
+    ``pitched_onset_order``, or where ``choose_tracks`` finds the melody's tracks their notes, in
+    that order.
     """
-    n = start_tick.shape[0]
-    order = np.empty(n, np.int64)
-    pitch_onset_order(start_tick, end_step, pitch, velocity, order)
-    m = 0
-    for i in range(n):
-        if not is_drum[i]:
-            m += 1
-    idx = np.empty(m, np.int64)
-    k = 0
-    for i in range(n):
-        if not is_drum[order[i]]:
-            idx[k] = order[i]
-            k += 1
+    order = np.empty(start_tick.shape[0], np.int64)
+    m = pitched_onset_order(start_tick, end_step, pitch, velocity, is_drum, order)
+    idx = order[:m]
     if m == 0:
         return np.zeros(0, np.bool_), idx
+    track_notes = np.empty(m, np.int64)
+    n_track_notes = choose_tracks(
+        idx, start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step, track_notes
+    )
+    if n_track_notes >= 0:
+        m = n_track_notes
+        idx = track_notes[:m]
     st = start_step[idx]
     en = end_step[idx]
-    grp = group[idx]
-    n_seg = st[m - 1] // segment_step + 1
-    seg_group = np.empty(n_seg, np.int32)
-    main = choose_tracks(st, en, pitch[idx], grp, n_groups, mono_penalty, mono_limit, segment_step, seg_group)
-    if main >= 0:
-        c = 0
-        for i in range(m):
-            if grp[i] == seg_group[st[i] // segment_step]:
-                idx[c] = idx[i]
-                st[c] = st[i]
-                en[c] = en[i]
-                c += 1
-        m = c
-        idx = idx[:m]
-        st = st[:m]
-        en = en[:m]
     cp = pitch[idx]
     chosen = np.zeros(m, np.bool_)
     leap = _skyline_leap_mean(st, en, cp, chosen)
@@ -461,7 +388,8 @@ def _merged_line(
     for i in range(m):
         v_var += (np.float64(cv[i]) - v_mean) ** 2
     flat = v_var <= flat_velocity * flat_velocity * m
-    if main < 0 and not (flat and leap <= clean_leap) and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
+    clean_top_line = flat and leap <= clean_leap
+    if n_track_notes < 0 and not clean_top_line and m >= _MIN_SCORED_NOTES and st[m - 1] < _MAX_GRID_STEP:
         x = np.empty((m, N_INPUTS), np.float64)
         q = np.empty(m, np.float64)
         line_inputs(st, en, cp, cv, net1, net2, second_min_q, x, q)

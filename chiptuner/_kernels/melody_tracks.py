@@ -39,8 +39,8 @@ def group_ids(track, channel, group):
 
 
 @njit(cache=True, nogil=True)
-def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step, segment_group):
-    """Choose the melody group (track and channel) of a multi-group song, per segment.
+def choose_tracks(notes, start_step, end_step, pitch, group, n_groups, mono_penalty, mono_limit, segment_step, chosen):
+    """Choose the melody group (track and channel) of a multi-group song, per segment: its notes.
 
     Each group is scored ``n_notes * max(1 - mono_penalty * f, 0) * 2 ** ((mean_pitch - 60) / 12)``
     (a higher line is likelier the tune), ``f`` the fraction of
@@ -51,33 +51,34 @@ def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mo
 
     Parameters
     ----------
-    start_step, end_step : int64 (N,), sorted by start_step
+    notes : int64 (M,), the indices of the notes to choose from, each group's in onset order
+        (the groups may interleave in any way: all notes by onset, or one track after another)
+    start_step, end_step : int64 (N,)
     pitch : int16 (N,)
     group : int32 (N,), 0 .. n_groups-1
     n_groups : int
     mono_penalty, mono_limit : float
     segment_step : int > 0
-    segment_group : int32 (S,), written: the group per segment, -1 where none qualifies
-        (S = last start step // segment_step + 1, or 0 without notes).
+    chosen : int64 (M,), written: the notes of each segment's group (indices from ``notes``,
+        in its order)
 
     Returns
     -------
     int
-        The main group, or -1 (one group only, or none monophonic enough): then every
-        segment is -1.
+        The number of chosen notes (the first entries of ``chosen``), or -1 where no group
+        is the melody (one group only, no note, or none monophonic enough).
     """
-    n = start_step.shape[0]
-    n_seg = segment_group.shape[0]
-    for k in range(n_seg):
-        segment_group[k] = -1
-    if n == 0 or n_groups < 2:
+    m = notes.shape[0]
+    if m == 0 or n_groups < 2:
         return -1
     count = np.zeros(n_groups, np.int64)
     poly = np.zeros(n_groups, np.int64)
     pitch_sum = np.zeros(n_groups, np.float64)
     last_start = np.full(n_groups, np.int64(-1))
     last_end = np.full(n_groups, np.int64(-1))
-    for i in range(n):
+    top_step = start_step[notes[0]]
+    for j in range(m):
+        i = notes[j]
         g = group[i]
         s = start_step[i]
         if count[g] > 0 and (s == last_start[g] or s < last_end[g] - 1):
@@ -87,6 +88,8 @@ def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mo
         last_start[g] = s
         if end_step[i] > last_end[g] or s >= last_end[g]:
             last_end[g] = end_step[i]
+        if s > top_step:
+            top_step = s
     value = np.zeros(n_groups, np.float64)
     best = -1
     for g in range(n_groups):
@@ -97,9 +100,13 @@ def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mo
             best = g
     if best < 0:
         return -1
+    n_seg = top_step // segment_step + 1
+    segment = np.empty(m, np.int64)
     seg_count = np.zeros((n_seg, n_groups), np.int64)
-    for i in range(n):
-        seg_count[start_step[i] // segment_step, group[i]] += 1
+    for j in range(m):
+        segment[j] = start_step[notes[j]] // segment_step
+        seg_count[segment[j], group[notes[j]]] += 1
+    segment_group = np.empty(n_seg, np.int64)
     for k in range(n_seg):
         if seg_count[k, best] > 0:
             segment_group[k] = best
@@ -109,4 +116,9 @@ def choose_tracks(start_step, end_step, pitch, group, n_groups, mono_penalty, mo
             if seg_count[k, g] > 0 and value[g] > 0 and (pick < 0 or value[g] > value[pick]):
                 pick = g
         segment_group[k] = pick if pick >= 0 else best
-    return best
+    c = 0
+    for j in range(m):
+        if group[notes[j]] == segment_group[segment[j]]:
+            chosen[c] = notes[j]
+            c += 1
+    return c
