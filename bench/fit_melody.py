@@ -18,16 +18,17 @@ bench/fit_melody_line.py (refit it after refitting these).
 ``--validate`` fits on the songs not divisible by 3 and prints the F1 of
 ``melody_notes`` on the others, as they are and with flattened velocities (choose
 features and settings with this, never with 301-909). ``--write`` fits on all of 001-300
-and rewrites the fitted block of ``chiptuner/melody.py``. Refits of the same data with
-the songs dealt into other folds move the validation F1 of the all-merged setting by
-up to 1.5 points: differences smaller than that are not evidence.
+and writes the networks to ``--out`` (default: the shipped ``chiptuner/models/melody_notes.npz``).
+Refits of the same data with the songs dealt into other folds move the validation F1 of
+the all-merged setting by up to 1.5 points: differences smaller than that are not evidence.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,6 @@ MAX_ITER = 30
 SUBSAMPLE = 0.5
 #: Networks in a row: note features; then plus first-pass context.
 PASSES = 2
-MELODY_PY = Path(mel.__file__)
 
 
 def candidate_order(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,35 +175,20 @@ def fit(songs: list[dict]) -> list[tuple]:
     return nets
 
 
-def _literal(a: np.ndarray, indent: str = "        ") -> str:
-    """A list literal, 8 numbers per line, 5 significant digits (under 1e-9: 0)."""
-    cells = [f"{v:.5g}" if abs(v) >= 1e-9 else "0" for v in np.ravel(a)]
-    rows = [", ".join(cells[k : k + 8]) for k in range(0, len(cells), 8)]
-    return "[\n" + "".join(f"{indent}{row},\n" for row in rows) + indent[:-4] + "]"
+def save_note_nets(nets, path: Path) -> None:
+    """Write the two note networks (``fit``'s) as ``mel.load_note_nets`` reads them: float64, ``{key}.{pass}``.
 
-
-def fitted_block(nets) -> str:
-    lines = ["# fitted by bench/fit_melody.py --write on POP909 001-300; do not edit by hand"]
-    for k, net in enumerate(nets, 1):
-        w_hidden, b_hidden, w_out, b_out = net
-        lines += [
-            f"_NET{k} = (",
-            f"    np.array({_literal(w_hidden)}).reshape({w_hidden.shape[0]}, {w_hidden.shape[1]}),",
-            f"    np.array({_literal(b_hidden)}),",
-            f"    np.array({_literal(w_out)}),",
-            f"    {b_out:.5g},",
-            ")  # fmt: skip",
-        ]
-    lines.append("# end of fitted block")
-    return "\n".join(lines)
-
-
-def install(nets) -> None:
-    """Use these networks in ``chiptuner.melody`` for the rest of this process."""
-    nets = [
-        tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net) for net in nets
-    ]
-    mel._NET1, mel._NET2 = nets
+    Written beside ``path`` first and moved over it, so an interrupted write leaves the old file.
+    """
+    arrays = {
+        f"{key}.{k}": np.asarray(value, dtype=np.float64)
+        for k, net in enumerate(nets, 1)
+        for key, value in zip(mel.NOTE_NET_KEYS, net, strict=True)
+    }
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as f:
+        np.savez(f, **arrays)
+    os.replace(partial, path)
 
 
 def training_songs(scores: dict, train_ids: list[int]) -> list[dict]:
@@ -223,27 +208,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
     parser.add_argument("--validate", action="store_true", help="fit on 001-300 not divisible by 3, test on the rest")
-    parser.add_argument("--write", action="store_true", help="fit on all of 001-300 and rewrite chiptuner/melody.py")
+    parser.add_argument("--write", action="store_true", help="fit on all of 001-300 and write --out")
+    parser.add_argument("--out", type=Path, default=mel.NOTE_NETS_PATH, help="the weight file --write writes")
     args = parser.parse_args(argv)
     scores = dict(mm.pop909_songs(args.corpora, 1, 300))
     train_ids = [i for i in scores if i % 3] if args.validate else list(scores)
     nets = fit(training_songs(scores, train_ids))
-    block = fitted_block(nets)
     if args.validate:
-        install(nets)
+        networks = mel.shipped_networks()._replace(first=nets[0], second=nets[1])
         check = [scores[i] for i in scores if i % 3 == 0]
         flat = [flatten_velocity(s, 0.45, 0.5) for s in check]
         for label, group in (("", check), (", velocities flattened", flat)):
             for setting in (*MERGED, "tracks"):
-                f1 = np.mean([mm.setting_f1(s, setting, mel.melody_notes) for s in group])
+                f1 = np.mean([mm.setting_f1(s, setting, partial(mel.melody_notes, networks=networks)) for s in group])
                 print(f"validation (001-300, every third song, {len(check)}{label}) {setting}: F1 {f1:.3f}")
     if args.write:
-        text = MELODY_PY.read_text()
-        pattern = re.compile(r"# fitted by bench/fit_melody\.py.*?# end of fitted block", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"no fitted block in {MELODY_PY}")
-        MELODY_PY.write_text(pattern.sub(lambda _: block, text))
-        print(f"wrote the fitted block of {MELODY_PY}")
+        save_note_nets(nets, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 

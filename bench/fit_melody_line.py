@@ -105,7 +105,7 @@ def note_inputs(score, truth, note_nets: tuple | None = None) -> tuple[np.ndarra
 
     ``note_nets``: the two note networks (default: the shipped ones).
     """
-    net1, net2 = note_nets or (mel._NET1, mel._NET2)
+    net1, net2 = note_nets or mel.shipped_networks()[:2]
     notes = score.notes
     order, st, en = fm.candidate_order(score)
     pitch = notes.pitch[order]
@@ -220,7 +220,7 @@ def fit(
 
 
 def save_networks(nets: list[dict[str, np.ndarray]], path: Path) -> None:
-    """Write networks (``fit``'s) in float32 as ``mel.load_line_net`` reads them: those of one width stacked."""
+    """Write networks (``fit``'s) in float32 as ``mel.load_line_nets`` reads them: those of one width stacked."""
     arrays = {}
     for width in sorted({len(w["b_in"]) for w in nets}):
         group = [w for w in nets if len(w["b_in"]) == width]
@@ -235,7 +235,7 @@ def load_networks(path: Path) -> list[dict[str, np.ndarray]]:
     """The networks of a file ``save_networks`` wrote, one dict each (``fit``'s form)."""
     return [
         {key: weights[k] for key, weights in zip(mel.LINE_NET_KEYS, group, strict=True)}
-        for group in mel.load_line_net(path)
+        for group in mel.load_line_nets(path)
         for k in range(len(group[-1]))
     ]
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
     parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--out", type=Path, default=mel.LINE_NET_PATH)
+    parser.add_argument("--out", type=Path, default=mel.LINE_NETS_PATH)
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="GRU units each way (and ReLU units)")
     parser.add_argument("--layers", type=int, default=LAYERS, help="stacked GRU layers")
     parser.add_argument("--dropout", type=float, default=DROPOUT)

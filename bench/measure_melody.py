@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 import chiptuner
 from chiptuner import melody as mel
+from chiptuner.errors import ParameterError
 from chiptuner.types import Notes, Score
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -107,7 +109,7 @@ def melody_track(score: Score) -> Notes:
     return score.notes.take(score.notes.track == score.track_names.index("MELODY"))
 
 
-def pop909_f1(corpora: Path, first: int, last: int, every: int = 1) -> dict[str, float]:
+def pop909_f1(corpora: Path, first: int, last: int, every: int = 1, picker=mel.melody_notes) -> dict[str, float]:
     """Mean F1 per setting, skyline (``sky_*``) and ours; our mean precision and recall (``p_*``, ``r_*``).
 
     Songs ``first``-``last`` whose number is divisible by ``every``.
@@ -119,7 +121,7 @@ def pop909_f1(corpora: Path, first: int, last: int, every: int = 1) -> dict[str,
         row = []
         for setting in SETTINGS:
             row.append(setting_f1(score, setting, mel.skyline_notes))
-            row.extend(setting_scores(score, setting, mel.melody_notes))
+            row.extend(setting_scores(score, setting, picker))
         rows.append(row)
     mean = np.mean(rows, axis=0)
     out = {"songs": len(rows)}
@@ -128,7 +130,7 @@ def pop909_f1(corpora: Path, first: int, last: int, every: int = 1) -> dict[str,
     return out
 
 
-def pair_f1(files, truth) -> dict[str, float]:
+def pair_f1(files, truth, picker=mel.melody_notes) -> dict[str, float]:
     """Mean F1 of skyline and ours, merged and with tracks apart (names stripped), and how many
     files ours reads under 0.9 merged."""
     rows = []
@@ -139,8 +141,8 @@ def pair_f1(files, truth) -> dict[str, float]:
         rows.append(
             (
                 note_f1(ref, mel.skyline_notes(merged), tol)[0],
-                note_f1(ref, mel.melody_notes(merged), tol)[0],
-                note_f1(ref, mel.melody_notes(strip_names(score)), tol)[0],
+                note_f1(ref, picker(merged), tol)[0],
+                note_f1(ref, picker(strip_names(score)), tol)[0],
             )
         )
     mean = np.mean(rows, axis=0)
@@ -160,23 +162,22 @@ def main(argv: list[str] | None = None) -> int:
         "--network", type=int, default=None, help="score with only this shipped line network (0-based), not the mean"
     )
     args = parser.parse_args(argv)
+    networks = mel.shipped_networks()
     if args.network is not None:
-        # Numbered across the groups, narrowest first (``load_line_net``'s order).
-        which = [(group, k) for group in mel._LINE for k in range(len(group[-1]))]
-        if not 0 <= args.network < len(which):
-            parser.error(f"--network {args.network}: the shipped file holds networks 0-{len(which) - 1}")
-        # A group of one: the kernel's mean of a single network is that network's logits.
-        group, k = which[args.network]
-        mel._LINE = (tuple(w[k : k + 1] for w in group),)
+        try:
+            networks = networks.with_line_network(args.network)
+        except ParameterError as error:
+            parser.error(f"--network {args.network}: {error}")
+    picker = partial(mel.melody_notes, networks=networks)
     first, last = (int(x) for x in args.songs.split("-"))
-    pop = pop909_f1(args.corpora, first, last, args.every)
+    pop = pop909_f1(args.corpora, first, last, args.every, picker)
     nott = sorted((args.corpora / "nottingham" / "MIDI").glob("*.mid"))
     bach = sorted((args.corpora / "bach_chorales").glob("*.mid"))
     if args.other:
         nott = nott[:: max(1, len(nott) // args.other)][: args.other]
         bach = bach[: args.other]
-    nott_f1 = pair_f1(nott, lambda p, s: chiptuner.read_midi(p.parent / "melody" / p.name).notes)
-    bach_f1 = pair_f1(bach, lambda p, s: s.notes.take(s.notes.channel == 0))
+    nott_f1 = pair_f1(nott, lambda p, s: chiptuner.read_midi(p.parent / "melody" / p.name).notes, picker)
+    bach_f1 = pair_f1(bach, lambda p, s: s.notes.take(s.notes.channel == 0), picker)
     print("| corpus / setting (names, channels, programs removed) | songs | skyline F1 | ours F1 | ours P / R |")
     print("|---|---|---|---|---|")
     label = {

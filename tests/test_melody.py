@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -19,10 +22,11 @@ from chiptuner._kernels import melody_nets as _nets
 from chiptuner._kernels import melody_order as _order
 from chiptuner._kernels import melody_pick as _pick
 from chiptuner._kernels import melody_tracks as _tracks
-from chiptuner.errors import ParameterError
+from chiptuner.errors import ModelFileError, ParameterError
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
 from tests import reference as ref
 
+ROOT = Path(__file__).resolve().parents[1]
 TPB = 480
 STEP_TICK = TPB // 4
 
@@ -230,12 +234,13 @@ def test_mlp_logits_at_match_reference_and_leave_other_rows(n_rows):
 
 
 def test_fitted_networks_match_the_kernel_shapes():
-    for net, n_in in ((mel._NET1, _features.N_FEATURES), (mel._NET2, _features.N_FEATURES + _features.N_CONTEXT)):
+    shipped = mel.shipped_networks()
+    for net, n_in in ((shipped.first, _features.N_FEATURES), (shipped.second, _features.SECOND_CONTEXT_START)):
         w_hidden, b_hidden, w_out, _ = net
         assert w_hidden.shape == (len(b_hidden), n_in) == (len(w_out), n_in)
         assert np.abs(w_hidden).max() > 0  # fitted, not the placeholder
     all_w_hh = []
-    for group in mel._LINE:
+    for group in shipped.line:
         w_in, b_in, w_ih_first, w_ih_upper, w_hh, b_ih, b_hh, w_out, b_out = group
         n_nets, hidden, layers = b_in.shape[0], b_in.shape[1], w_hh.shape[1]
         assert w_in.shape == (n_nets, hidden, _features.N_INPUTS + 1)
@@ -248,7 +253,7 @@ def test_fitted_networks_match_the_kernel_shapes():
             assert all(np.abs(w[k]).max() > 0 for w in (w_in, w_ih_first, w_ih_upper, w_hh, w_out) if w.size)  # fitted
         all_w_hh.extend(w_hh)
     # two of 128 units (seeds 0, 1) and one of 160 (seed 3): bench/fit_melody_line.py
-    assert [(group[1].shape[1], len(group[-1])) for group in mel._LINE] == [(128, 2), (160, 1)]
+    assert [(group[1].shape[1], len(group[-1])) for group in shipped.line] == [(128, 2), (160, 1)]
     assert all(not np.array_equal(a, b) for i, a in enumerate(all_w_hh) for b in all_w_hh[i + 1 :])  # all different
 
 
@@ -280,19 +285,20 @@ def test_ensemble_line_logits_count_every_network_once_across_widths():
 
 
 def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
-    """bench/fit_melody_line.py's fit and save_networks, two seeds, read back by load_line_net."""
+    """bench/fit_melody_line.py's fit and save_networks, two seeds, read back by load_line_nets."""
     pytest.importorskip("torch", reason="fitting needs torch (pip install 'chiptuner[train]')")
     fit = _bench("fit_melody_line")
     rng = np.random.default_rng(0)
     songs = []
+    n_in = _features.N_INPUTS + 1  # the inputs and the second pass's probability, as the shipped networks
     for _ in range(4):
-        x = rng.normal(size=(80, 5)).astype(np.float32)
-        songs.append((x, (x[:, 0] + 0.3 * x[:, 4] > 0).astype(np.float32)))
+        x = rng.normal(size=(80, n_in)).astype(np.float32)
+        songs.append((x, (x[:, 0] + 0.3 * x[:, -1] > 0).astype(np.float32)))
     nets = [fit.fit(songs, 1, hidden=6, layers=2, dropout=0.1, threads=1, seed=seed) for seed in (0, 1)]
     fit.save_networks(nets, tmp_path / "line.npz")
-    (line,) = mel.load_line_net(tmp_path / "line.npz")
-    assert line[0].shape == (2, 6, 5) and line[-1].shape == (2,)
-    x, q = songs[0][0][:, :4].astype(np.float64), songs[0][0][:, 4].astype(np.float64)
+    (line,) = mel.load_line_nets(tmp_path / "line.npz")
+    assert line[0].shape == (2, 6, n_in) and line[-1].shape == (2,)
+    x, q = songs[0][0][:, :-1].astype(np.float64), songs[0][0][:, -1].astype(np.float64)
     out, one = np.empty(80), np.empty(80)
     _nets.ensemble_line_logits(x, q, (line,), out)
     each = []
@@ -304,8 +310,8 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
     # A narrower network added (fit_melody_line.py --add) makes a second group, read first.
     nets = fit.load_networks(tmp_path / "line.npz") + [fit.fit(songs, 1, hidden=4, threads=1, seed=2)]
     fit.save_networks(nets, tmp_path / "line.npz")
-    narrow, wide = mel.load_line_net(tmp_path / "line.npz")
-    assert narrow[0].shape == (1, 4, 5) and all(np.array_equal(a, b) for a, b in zip(wide, line, strict=True))
+    narrow, wide = mel.load_line_nets(tmp_path / "line.npz")
+    assert narrow[0].shape == (1, 4, n_in) and all(np.array_equal(a, b) for a, b in zip(wide, line, strict=True))
     _nets.ensemble_line_logits(x, q, (narrow, wide), out)
     _nets.line_logits(x, q, *(w[0] for w in narrow), one)
     np.testing.assert_allclose(out, (each[0] + each[1] + one) / 3, atol=1e-5)
@@ -316,10 +322,108 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
         fit.main(["--add", "--out", str(tmp_path / "missing.npz")])
 
 
-def test_load_line_net_names_a_file_without_networks(tmp_path):
+def test_load_line_nets_names_a_file_without_networks(tmp_path):
     np.savez(tmp_path / "line.npz", w_in=np.zeros((1, 2, 3)))
-    with pytest.raises(ValueError, match="holds no line networks"):
-        mel.load_line_net(tmp_path / "line.npz")
+    with pytest.raises(ModelFileError, match="line.npz: no line networks"):
+        mel.load_line_nets(tmp_path / "line.npz")
+
+
+def test_with_line_network_keeps_one_shipped_network():
+    shipped = mel.shipped_networks()
+    n_nets = sum(len(group[-1]) for group in shipped.line)
+    pairs = [(group, k) for group in shipped.line for k in range(len(group[-1]))]
+    for index, (group, k) in enumerate(pairs):
+        one = shipped.with_line_network(index)
+        assert one.first is shipped.first and one.second is shipped.second
+        ((*weights,),) = one.line
+        assert all(np.array_equal(w, every[k : k + 1]) for w, every in zip(weights, group, strict=True))
+    with pytest.raises(ParameterError, match=f"there are networks 0-{n_nets - 1}"):
+        shipped.with_line_network(n_nets)
+    score = _score(*_random_notes(np.random.default_rng(1), 120, n_steps=300))  # merged: the networks decide
+    assert len(mel.melody_notes(score, networks=shipped.with_line_network(0))) > 0
+
+
+def test_note_nets_written_by_the_fit_script_read_back_equal(tmp_path):
+    shipped = mel.shipped_networks()
+    _bench("fit_melody").save_note_nets([shipped.first, shipped.second], tmp_path / "notes.npz")
+    for written, read in zip((shipped.first, shipped.second), mel.load_note_nets(tmp_path / "notes.npz"), strict=True):
+        for a, b in zip(written, read, strict=True):
+            assert type(a) is type(b) and np.array_equal(a, b)
+
+
+def test_weight_files_are_read_on_first_use_not_at_import():
+    code = "import chiptuner.melody as mel; print(mel._read_networks.cache_info().currsize)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "0"
+    mel._read_networks.cache_clear()
+    score = _score(*_random_notes(np.random.default_rng(2), 60))
+    mel.melody_notes(score)
+    mel.melody_notes(score)
+    info = mel._read_networks.cache_info()
+    assert (info.misses, info.hits, info.currsize) == (1, 1, 1)
+
+
+def _merged_song():
+    return _score(*_random_notes(np.random.default_rng(3), 100, n_steps=300))
+
+
+@pytest.mark.parametrize("which", ["NOTE_NETS_PATH", "LINE_NETS_PATH"])
+def test_missing_weight_file_names_the_file_and_the_fix(which, tmp_path, monkeypatch):
+    monkeypatch.setattr(mel, which, tmp_path / "gone.npz")
+    with pytest.raises(ModelFileError, match=r"gone\.npz: no such weight file; reinstall chiptuner, or fit .* again"):
+        mel.melody_notes(_merged_song())
+
+
+@pytest.mark.parametrize("which", ["NOTE_NETS_PATH", "LINE_NETS_PATH"])
+def test_truncated_weight_file_names_the_file_and_the_fix(which, tmp_path, monkeypatch):
+    shipped = getattr(mel, which)
+    cut = tmp_path / shipped.name
+    cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
+    monkeypatch.setattr(mel, which, cut)
+    fix = "fit_melody.py --write" if which == "NOTE_NETS_PATH" else "fit_melody_line.py"
+    message = f"{cut.name}: not a readable weight file.*python bench/{fix}"
+    with pytest.raises(ModelFileError, match=message):
+        mel.melody_notes(_merged_song())
+
+
+@pytest.mark.parametrize(
+    ("which", "name", "shape"),
+    [
+        ("NOTE_NETS_PATH", "w_hidden.1", (16, 30)),
+        ("NOTE_NETS_PATH", "b_out.2", (1,)),
+        ("LINE_NETS_PATH", "w_in.128", (2, 128, 82)),
+        ("LINE_NETS_PATH", "w_ih_upper.160", (1, 1, 2, 480, 160)),
+        ("LINE_NETS_PATH", "w_hh.128", (2, 0, 2, 384, 128)),
+    ],
+)
+def test_weight_file_with_a_wrong_shape_names_the_array(which, name, shape, tmp_path, monkeypatch):
+    shipped = getattr(mel, which)
+    with np.load(shipped) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays[name] = np.zeros(shape, arrays[name].dtype)
+    bad = tmp_path / shipped.name
+    np.savez(bad, **arrays)
+    monkeypatch.setattr(mel, which, bad)
+    with pytest.raises(ModelFileError, match=rf"{bad.name}: {re.escape(name)} has shape \({shape[0]},.*reinstall"):
+        mel.melody_notes(_merged_song())
+
+
+def test_weight_file_of_other_numbers_names_the_array(tmp_path):
+    with np.load(mel.NOTE_NETS_PATH) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["w_out.1"] = np.zeros(16, np.int64)
+    np.savez(tmp_path / "ints.npz", **arrays)
+    with pytest.raises(ModelFileError, match="w_out.1 holds int64, expected floating-point numbers"):
+        mel.load_note_nets(tmp_path / "ints.npz")
+    arrays["w_out.1"] = np.full(16, np.nan)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(ModelFileError, match="w_out.1 holds values that are not finite"):
+        mel.load_note_nets(tmp_path / "nan.npz")
+    arrays["w_out.1"] = np.ones(16)
+    del arrays["b_hidden.2"]
+    np.savez(tmp_path / "short.npz", **arrays)
+    with pytest.raises(ModelFileError, match="short.npz: no array b_hidden.2"):
+        mel.load_note_nets(tmp_path / "short.npz")
 
 
 def _random_line_net(rng, n_feat, hidden, layers):
@@ -395,7 +499,7 @@ def test_line_logits_in_float32_match_float64():
     _nets.line_logits(x, q, *net, out64)
     _nets.line_logits(x, q, *net32, out32)
     np.testing.assert_allclose(out32, out64, atol=1e-4)
-    assert all(group[0].dtype == np.float32 for group in mel._LINE)
+    assert all(group[0].dtype == np.float32 for group in mel.shipped_networks().line)
 
 
 @pytest.mark.parametrize("layers", [1, 2])
@@ -860,17 +964,13 @@ def test_pop909_held_out_f1(corpora):
         assert np.mean(f1[setting]) > np.mean(sky[setting]) + 0.1, setting
 
 
-def test_measure_melody_scores_one_shipped_network_on_request(corpora, monkeypatch, capsys):
+def test_measure_melody_scores_one_shipped_network_on_request(corpora, capsys):
     bench = _bench()
-    shipped = mel._LINE
-    monkeypatch.setattr(mel, "_LINE", shipped)  # main() replaces it; restored after the test
-    n_nets = sum(len(group[-1]) for group in shipped)
+    n_nets = sum(len(group[-1]) for group in mel.shipped_networks().line)
     with pytest.raises(SystemExit):
         bench.main(["--network", str(n_nets)])
-    assert f"holds networks 0-{n_nets - 1}" in capsys.readouterr().err
+    assert f"there are networks 0-{n_nets - 1}" in capsys.readouterr().err
     assert bench.main(["--songs", "303-303", "--other", "1", "--network", "1"]) == 0
-    (one,) = mel._LINE
-    assert all(np.array_equal(w, every[1:2]) for w, every in zip(one, shipped[0], strict=True))
     assert "| POP909 303-303 (every 3) (b) MELODY+BRIDGE+PIANO merged | 1 |" in capsys.readouterr().out
 
 
