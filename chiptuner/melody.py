@@ -29,9 +29,9 @@ How ``melody_notes`` picks the melody (``_kernels.melody_pick.pick_melody``, one
    and 7 segment features (``SEGMENT_NAMES``: bars from the song's start and to its end,
    how dense the likely line is around the note against the whole song, how often two
    likely notes start together) make 82 inputs per note. Both networks (float64 weights in
-   ``models/melody_notes.npz``) were fitted on POP909 001-300 with bench/fit_melody.py, on
-   each song as it is and with its track velocities pulled together (later POP909 songs
-   play every track at one level).
+   ``models/melody_notes.npz``) were fitted on POP909 001-300 with
+   ``chiptuner.train.melody_notes``, on each song as it is and with its track velocities
+   pulled together (later POP909 songs play every track at one level).
    Two stacked bidirectional GRU layers over all the notes in onset order (``line``,
    ``_kernels.melody_nets.line_logits``, float32 weights in ``models/melody_line.npz``) turn
    those inputs into the final score: three such networks, two of 128 units each way
@@ -45,7 +45,7 @@ How ``melody_notes`` picks the melody (``_kernels.melody_pick.pick_melody``, one
    held-out POP909 songs it reads F1 0.900 with all three tracks merged and 0.975 with
    MELODY+PIANO merged (docs/measurements.md; one layer of 32 units read 0.83 and 0.95). It was
    fitted with torch on every POP909 song but the held-out ones, 301-909 divisible by 3
-   (bench/fit_melody_line.py), with note-network inputs from networks that had not seen
+   (``chiptuner.train.melody_line``), with note-network inputs from networks that had not seen
    the song.
    A causal greedy line takes per onset step the best-scored note if its score is
    positive.
@@ -88,8 +88,8 @@ MaxOnsets = Literal["beat", "half_beat"]
 #: Number of button lanes of ``to_buttons``.
 N_LANES = 5
 
-#: The shipped weight files: the two note networks (bench/fit_melody.py writes them) and the
-#: line networks (bench/fit_melody_line.py).
+#: The shipped weight files: the two note networks (``chiptuner.train.melody_notes`` writes
+#: them) and the line networks (``chiptuner.train.melody_line``).
 NOTE_NETS_PATH = Path(__file__).parent / "models" / "melody_notes.npz"
 LINE_NETS_PATH = Path(__file__).parent / "models" / "melody_line.npz"
 #: The arrays of one note network (``mlp_logits``' argument order), stored as ``{key}.1`` (the
@@ -99,8 +99,8 @@ NOTE_NET_KEYS = ("w_hidden", "b_hidden", "w_out", "b_out")
 #: ``{key}.{width}``, the networks of one width stacked.
 LINE_NET_KEYS = ("w_in", "b_in", "w_ih_first", "w_ih_upper", "w_hh", "b_ih", "b_hh", "w_out", "b_out")
 #: What fixes each weight file.
-_NOTE_NETS_FIX = "reinstall chiptuner, or fit the note networks again with `python bench/fit_melody.py --write`"
-_LINE_NETS_FIX = "reinstall chiptuner, or fit the line networks again with `python bench/fit_melody_line.py`"
+_NOTE_NETS_FIX = "reinstall chiptuner, or fit them again with `python -m chiptuner.train.melody_notes --write`"
+_LINE_NETS_FIX = "reinstall chiptuner, or fit them again with `python -m chiptuner.train.melody_line`"
 
 
 class MelodyNetworks(NamedTuple):
@@ -182,7 +182,7 @@ def load_line_nets(path: Path = LINE_NETS_PATH) -> tuple:
     """The line networks of a weight file: a tuple of groups, one per width, as ``MelodyNetworks.line``.
 
     The file holds each width's networks stacked under ``{key}.{width}`` (``LINE_NET_KEYS``;
-    bench/fit_melody_line.py's ``save_networks``). A group is its arrays in ``LINE_NET_KEYS``
+    ``chiptuner.train.melody_line.save_networks``). A group is its arrays in ``LINE_NET_KEYS``
     order, one leading axis for the networks: float32, the type the file stores
     (``line_logits`` runs its GRU in the weights' type, 1.35x faster than in float64 with
     the same choices on the held-out songs), ``b_out`` float64 (K,). Narrowest first.

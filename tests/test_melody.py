@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +23,8 @@ from chiptuner._kernels import melody_order as _order
 from chiptuner._kernels import melody_pick as _pick
 from chiptuner._kernels import melody_tracks as _tracks
 from chiptuner.errors import ModelFileError, ParameterError
+from chiptuner.train import melody_corpus, melody_line
+from chiptuner.train import melody_notes as note_fit
 from chiptuner.types import Melody, Notes, Score, TempoMap, TimeSignatures
 from tests import reference as ref
 
@@ -252,7 +254,7 @@ def test_fitted_networks_match_the_kernel_shapes():
         for k in range(n_nets):
             assert all(np.abs(w[k]).max() > 0 for w in (w_in, w_ih_first, w_ih_upper, w_hh, w_out) if w.size)  # fitted
         all_w_hh.extend(w_hh)
-    # two of 128 units (seeds 0, 1) and one of 160 (seed 3): bench/fit_melody_line.py
+    # two of 128 units (seeds 0, 1) and one of 160 (seed 3): chiptuner.train.melody_line
     assert [(group[1].shape[1], len(group[-1])) for group in shipped.line] == [(128, 2), (160, 1)]
     assert all(not np.array_equal(a, b) for i, a in enumerate(all_w_hh) for b in all_w_hh[i + 1 :])  # all different
 
@@ -285,9 +287,9 @@ def test_ensemble_line_logits_count_every_network_once_across_widths():
 
 
 def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
-    """bench/fit_melody_line.py's fit and save_networks, two seeds, read back by load_line_nets."""
+    """chiptuner.train.melody_line's fit and save_networks, two seeds, read back by load_line_nets."""
     pytest.importorskip("torch", reason="fitting needs torch (pip install 'chiptuner[train]')")
-    fit = _bench("fit_melody_line")
+    fit = melody_line
     rng = np.random.default_rng(0)
     songs = []
     n_in = _features.N_INPUTS + 1  # the inputs and the second pass's probability, as the shipped networks
@@ -307,7 +309,7 @@ def test_fit_script_writes_networks_the_kernel_reads(tmp_path):
         each.append(one.copy())
     np.testing.assert_allclose(out, np.mean(each, axis=0), atol=1e-5)
     assert np.abs(each[0] - each[1]).max() > 1e-3  # two seeds, two networks
-    # A narrower network added (fit_melody_line.py --add) makes a second group, read first.
+    # A narrower network added (melody_line --add) makes a second group, read first.
     nets = fit.load_networks(tmp_path / "line.npz") + [fit.fit(songs, 1, hidden=4, threads=1, seed=2)]
     fit.save_networks(nets, tmp_path / "line.npz")
     narrow, wide = mel.load_line_nets(tmp_path / "line.npz")
@@ -345,10 +347,53 @@ def test_with_line_network_keeps_one_shipped_network():
 
 def test_note_nets_written_by_the_fit_script_read_back_equal(tmp_path):
     shipped = mel.shipped_networks()
-    _bench("fit_melody").save_note_nets([shipped.first, shipped.second], tmp_path / "notes.npz")
+    note_fit.save_note_nets([shipped.first, shipped.second], tmp_path / "notes.npz")
     for written, read in zip((shipped.first, shipped.second), mel.load_note_nets(tmp_path / "notes.npz"), strict=True):
         for a, b in zip(written, read, strict=True):
             assert type(a) is type(b) and np.array_equal(a, b)
+
+
+def _merged_tune(rng):
+    """A tune over chords and a bass, all in one track, and the tune's notes."""
+    tune = np.arange(0, 256, 2)
+    chords = np.repeat(np.arange(0, 256, 8), 3)
+    bass = np.arange(0, 256, 4)
+    start = np.concatenate((tune, chords, bass))
+    end = start + np.concatenate((np.full(len(tune), 2), np.full(len(chords), 8), np.full(len(bass), 4)))
+    pitch = np.concatenate(
+        (rng.integers(64, 80, len(tune)), rng.integers(52, 64, len(chords)), rng.integers(36, 48, len(bass)))
+    ).astype(np.int16)
+    order = np.argsort(start, kind="stable")
+    score = _score(start[order], end[order], pitch[order])
+    return score, score.notes.take(np.argsort(order)[: len(tune)])
+
+
+# Songs this small: fewer notes than a batch, and 30 iterations do not converge.
+@pytest.mark.filterwarnings("ignore:Got `batch_size`", "ignore:Stochastic Optimizer")
+def test_note_network_fit_writes_networks_melody_notes_reads(tmp_path):
+    """chiptuner.train.melody_notes on four small merged songs: labels, fit, write, read back, pick."""
+    pytest.importorskip("sklearn", reason="the note networks are fitted with scikit-learn")
+    rng = np.random.default_rng(8)
+    songs, scores = [], []
+    for i in range(4):
+        score, tune = _merged_tune(rng)
+        song = note_fit.labelled_notes(score, tune)
+        assert song["y"].sum() == len(tune)  # every tune note labelled, nothing else
+        song["song"] = i
+        songs.append(song)
+        scores.append(score)
+    nets = note_fit.fit(songs)
+    note_fit.save_note_nets(nets, tmp_path / "notes.npz")
+    first, second = mel.load_note_nets(tmp_path / "notes.npz")
+    for written, read in zip(nets, (first, second), strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(written, read, strict=True))
+    assert first[0].shape == (note_fit.HIDDEN, _features.N_FEATURES)
+    q = note_fit.logits(songs[0]["x"][:, : _features.N_FEATURES], first)
+    assert q[songs[0]["y"]].mean() > q[~songs[0]["y"]].mean()  # it learned which notes are the tune
+    networks = mel.shipped_networks()._replace(first=first, second=second)
+    assert len(mel.melody_notes(scores[0], networks=networks)) > 0
+    with pytest.raises(SystemExit):
+        note_fit.main(["--corpora", str(tmp_path)])  # no POP909 songs there
 
 
 def test_weight_files_are_read_on_first_use_not_at_import():
@@ -380,8 +425,8 @@ def test_truncated_weight_file_names_the_file_and_the_fix(which, tmp_path, monke
     cut = tmp_path / shipped.name
     cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
     monkeypatch.setattr(mel, which, cut)
-    fix = "fit_melody.py --write" if which == "NOTE_NETS_PATH" else "fit_melody_line.py"
-    message = f"{cut.name}: not a readable weight file.*python bench/{fix}"
+    fix = "melody_notes --write" if which == "NOTE_NETS_PATH" else "melody_line"
+    message = f"{cut.name}: not a readable weight file.*python -m chiptuner.train.{fix}"
     with pytest.raises(ModelFileError, match=message):
         mel.melody_notes(_merged_song())
 
@@ -933,56 +978,44 @@ def test_to_buttons_causal(seed, n_steps, cut):
 # --- corpus --------------------------------------------------------------------------
 
 
-def _bench(name: str = "measure_melody"):
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_line_network_never_learns_from_held_out_songs():
-    fit = _bench("fit_melody_line")
     held_out = {i for i in range(301, 910) if i % 3 == 0}
-    training = {i for i in range(1, 910) if fit.is_training_song(i)}
+    training = {i for i in range(1, 910) if melody_line.is_training_song(i)}
     assert not training & held_out
     assert training | held_out == set(range(1, 910))
 
 
 def test_pop909_held_out_f1(corpora):
-    bench = _bench()
-    songs = [s for i, s in bench.pop909_songs(corpora, 301, 909) if i % 3 == 0][::10][:20]  # held out
+    songs = [s for i, s in melody_corpus.pop909_songs(corpora, 301, 909) if i % 3 == 0][::10][:20]  # held out
     assert len(songs) == 20
-    f1 = {k: [] for k in bench.SETTINGS}
-    sky = {k: [] for k in bench.SETTINGS}
+    f1 = {k: [] for k in melody_corpus.SETTINGS}
+    sky = {k: [] for k in melody_corpus.SETTINGS}
     for score in songs:
-        for setting in bench.SETTINGS:
-            f1[setting].append(bench.setting_f1(score, setting, mel.melody_notes))
-            sky[setting].append(bench.setting_f1(score, setting, mel.skyline_notes))
+        for setting in melody_corpus.SETTINGS:
+            f1[setting].append(melody_corpus.setting_f1(score, setting, mel.melody_notes))
+            sky[setting].append(melody_corpus.setting_f1(score, setting, mel.skyline_notes))
     for setting, floor in F1_FLOOR.items():
         assert np.mean(f1[setting]) >= floor, setting
         assert np.mean(f1[setting]) > np.mean(sky[setting]) + 0.1, setting
 
 
-def test_measure_melody_scores_one_shipped_network_on_request(corpora, capsys):
-    bench = _bench()
+def test_measure_melody_scores_one_shipped_network_on_request(corpora):
+    tool = [sys.executable, str(ROOT / "tools" / "measure_melody.py"), "--corpora", str(corpora)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's chiptuner, whichever is installed
     n_nets = sum(len(group[-1]) for group in mel.shipped_networks().line)
-    with pytest.raises(SystemExit):
-        bench.main(["--network", str(n_nets)])
-    assert f"there are networks 0-{n_nets - 1}" in capsys.readouterr().err
-    assert bench.main(["--songs", "303-303", "--other", "1", "--network", "1"]) == 0
-    assert "| POP909 303-303 (every 3) (b) MELODY+BRIDGE+PIANO merged | 1 |" in capsys.readouterr().out
+    refused = subprocess.run([*tool, "--network", str(n_nets)], capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and f"there are networks 0-{n_nets - 1}" in refused.stderr
+    args = ["--songs", "303-303", "--other", "1", "--network", "1"]
+    measured = subprocess.run([*tool, *args], capture_output=True, text=True, env=env, check=True)
+    assert "| POP909 303-303 (every 3) (b) MELODY+BRIDGE+PIANO merged | 1 |" in measured.stdout
 
 
 def test_clean_corpora_match_skyline(corpora):
     # Every file (a few seconds): the merged path fails outright on a handful of tunes (it
     # takes a whole section for an interlude and keeps none of it), so a sample's mean says
     # more about which tunes it drew than about the choice. Measured: 0.996 and 0.995.
-    bench = _bench()
     nott = sorted((corpora / "nottingham" / "MIDI").glob("*.mid"))
     bach = sorted((corpora / "bach_chorales").glob("*.mid"))
-    import chiptuner  # noqa: PLC0415
-
     for files, truth in (
         (nott, lambda p, s: chiptuner.read_midi(p.parent / "melody" / p.name).notes),
         (bach, lambda p, s: s.notes.take(s.notes.channel == 0)),
@@ -991,7 +1024,8 @@ def test_clean_corpora_match_skyline(corpora):
         for path in files:
             score = chiptuner.read_midi(path)
             tol = score.ticks_per_beat // 4
-            ours.append(bench.note_f1(truth(path, score), mel.melody_notes(bench.merge_tracks(score)), tol)[0])
+            chosen = mel.melody_notes(melody_corpus.merge_tracks(score))
+            ours.append(melody_corpus.note_f1(truth(path, score), chosen, tol)[0])
         assert np.mean(ours) >= 0.99, files[0].parent
 
 

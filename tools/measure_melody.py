@@ -1,14 +1,15 @@
 """Melody-extraction accuracy: note-level F1 against ground-truth melodies.
 
-    python bench/measure_melody.py [--corpora DIR] [--songs 301-909] [--every 3] [--other 0] [--network K]
+    python tools/measure_melody.py [--corpora DIR] [--songs 301-909] [--every 3] [--other 0] [--network K]
 
 POP909, compared with the MELODY track, in three settings, always without track names,
 channels or programs: (a) MELODY+PIANO merged into one track, (b) all three merged,
-(c) the three tracks kept apart. Nottingham: the full file (merged) against its
-``melody/`` twin. Bach chorales: merged against the soprano (channel 0). A match is the
-same pitch with onsets within one 16th (one-to-one). The held-out POP909 songs are
-301-909 divisible by 3 (``--every 3``): the note networks were fitted on 001-300
-(bench/fit_melody.py), the line networks on every other song (bench/fit_melody_line.py).
+(c) the three tracks kept apart (``chiptuner.train.melody_corpus``). Nottingham: the full
+file (merged) against its ``melody/`` twin. Bach chorales: merged against the soprano
+(channel 0). A match is the same pitch with onsets within one 16th (one-to-one). The
+held-out POP909 songs are 301-909 divisible by 3 (``--every 3``): the note networks were
+fitted on 001-300 (``python -m chiptuner.train.melody_notes``), the line networks on every
+other song (``python -m chiptuner.train.melody_line``).
 ``--network K`` scores with the K-th of the shipped line networks alone instead of their mean
 (numbered narrowest first).
 """
@@ -25,88 +26,17 @@ import numpy as np
 import chiptuner
 from chiptuner import melody as mel
 from chiptuner.errors import ParameterError
-from chiptuner.types import Notes, Score
+from chiptuner.train.melody_corpus import (
+    SETTINGS,
+    merge_tracks,
+    note_f1,
+    pop909_songs,
+    setting_f1,
+    setting_scores,
+    strip_names,
+)
 
-DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-
-
-def merge_tracks(score: Score) -> Score:
-    """The same notes with track identity removed: track 0, channel 0, program 0, no names.
-
-    The notes stay in the file's order (one track's after another's at each onset); the
-    melody kernel reads each onset's notes from the highest pitch down, so that order
-    tells it nothing (tests/test_melody.py holds it to that).
-    """
-    n = score.notes
-    zero = np.zeros(len(n), dtype=np.int64)
-    notes = Notes(n.start_tick, n.end_tick, n.pitch, n.velocity, zero, zero, zero, n.is_drum)
-    return Score(notes, score.tempo, score.time_signatures, score.ticks_per_beat)
-
-
-def strip_names(score: Score) -> Score:
-    """Tracks kept apart, but names, channels and programs removed (channel 0, program 0)."""
-    n = score.notes
-    zero = np.zeros(len(n), dtype=np.int64)
-    notes = Notes(n.start_tick, n.end_tick, n.pitch, n.velocity, zero, zero, n.track, n.is_drum)
-    return Score(notes, score.tempo, score.time_signatures, score.ticks_per_beat)
-
-
-#: POP909 evaluation settings: (a) MELODY+PIANO merged (the skyline anchor of docs/targets.md),
-#: (b) all three tracks merged, (c) three tracks apart without names.
-SETTINGS = ("melody_piano", "all", "tracks")
-
-
-def merged_setting(score: Score, setting: str) -> Score:
-    """A POP909 song in one evaluation setting, always without names, channels or programs."""
-    if setting == "tracks":
-        return strip_names(score)
-    if setting == "melody_piano":
-        bridge = score.track_names.index("BRIDGE")
-        kept = score.notes.take(score.notes.track != bridge)
-        score = Score(kept, score.tempo, score.time_signatures, score.ticks_per_beat, score.track_names)
-    return merge_tracks(score)
-
-
-def setting_f1(score: Score, setting: str, picker) -> float:
-    """F1 of ``picker`` on ``score`` in ``setting`` against the MELODY track."""
-    return setting_scores(score, setting, picker)[0]
-
-
-def setting_scores(score: Score, setting: str, picker) -> tuple[float, float, float]:
-    """(F1, precision, recall) of ``picker`` on ``score`` in ``setting`` against the MELODY track."""
-    return note_f1(melody_track(score), picker(merged_setting(score, setting)), score.ticks_per_beat // 4)
-
-
-def note_f1(ref: Notes, est: Notes, tolerance_tick: int) -> tuple[float, float, float]:
-    """(F1, precision, recall): same pitch, onsets within ``tolerance_tick``, one-to-one."""
-    tp = 0
-    for p in np.unique(ref.pitch):
-        a = np.sort(ref.start_tick[ref.pitch == p])
-        b = np.sort(est.start_tick[est.pitch == p])
-        i = j = 0
-        while i < len(a) and j < len(b):
-            if abs(int(a[i]) - int(b[j])) <= tolerance_tick:
-                tp, i, j = tp + 1, i + 1, j + 1
-            elif a[i] < b[j]:
-                i += 1
-            else:
-                j += 1
-    precision = tp / max(len(est), 1)
-    recall = tp / max(len(ref), 1)
-    return 2 * precision * recall / max(precision + recall, 1e-12), precision, recall
-
-
-def pop909_songs(corpora: Path, first: int, last: int):
-    for i in range(first, last + 1):
-        path = corpora / "pop909" / "POP909" / f"{i:03d}" / f"{i:03d}.mid"
-        if path.is_file():
-            score = chiptuner.read_midi(path)
-            if "MELODY" in score.track_names:
-                yield i, score
-
-
-def melody_track(score: Score) -> Notes:
-    return score.notes.take(score.notes.track == score.track_names.index("MELODY"))
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
 
 def pop909_f1(corpora: Path, first: int, last: int, every: int = 1, picker=mel.melody_notes) -> dict[str, float]:
@@ -152,7 +82,7 @@ def pair_f1(files, truth, picker=mel.melody_notes) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+    parser.add_argument("--corpora", type=Path, default=CORPORA)
     parser.add_argument("--songs", default="301-909", help="POP909 song range, e.g. 301-909")
     parser.add_argument("--every", type=int, default=3, help="only the songs of the range divisible by this")
     parser.add_argument(
