@@ -79,6 +79,8 @@ __all__ = [
     "to_buttons",
     "MaxOnsets",
     "N_LANES",
+    "MelodyNetworks",
+    "shipped_networks",
 ]
 
 logger = logging.getLogger(__name__)

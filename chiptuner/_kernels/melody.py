@@ -57,6 +57,25 @@ def render_line(start_step, end_step, pitch, line_pitch, line_onset):
 
 
 @njit(cache=True, nogil=True)
+def render_ticks(start_tick, end_tick, pitch, ticks_per_beat, steps_per_beat, line_pitch, line_onset):
+    """``grid_steps`` then ``render_line``: monophonic notes in ticks onto the step grid.
+
+    Parameters
+    ----------
+    start_tick, end_tick : int64 (N,), sorted by start_tick
+    pitch : int16 (N,)
+    ticks_per_beat, steps_per_beat : int > 0
+    line_pitch : int16 (T,), written (-1 where no note sounds)
+    line_onset : bool (T,), written
+    """
+    n = start_tick.shape[0]
+    start_step = np.empty(n, np.int64)
+    end_step = np.empty(n, np.int64)
+    grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
+    render_line(start_step, end_step, pitch, line_pitch, line_onset)
+
+
+@njit(cache=True, nogil=True)
 def thin_onsets(pitch, onset, window_step, out_pitch, out_onset):
     """Keep the first onset of each aligned window and hold its pitch (causal).
 
@@ -137,22 +156,3 @@ def button_lanes(pitch, onset, recenter_step, lane, lane_onset):
         rest_run = 0
         lane[t] = cur
         lane_onset[t] = starts
-
-
-@njit(cache=True, nogil=True)
-def render_ticks(start_tick, end_tick, pitch, ticks_per_beat, steps_per_beat, line_pitch, line_onset):
-    """``grid_steps`` then ``render_line``: monophonic notes in ticks onto the step grid.
-
-    Parameters
-    ----------
-    start_tick, end_tick : int64 (N,), sorted by start_tick
-    pitch : int16 (N,)
-    ticks_per_beat, steps_per_beat : int > 0
-    line_pitch : int16 (T,), written (-1 where no note sounds)
-    line_onset : bool (T,), written
-    """
-    n = start_tick.shape[0]
-    start_step = np.empty(n, np.int64)
-    end_step = np.empty(n, np.int64)
-    grid_steps(start_tick, end_tick, ticks_per_beat, steps_per_beat, start_step, end_step)
-    render_line(start_step, end_step, pitch, line_pitch, line_onset)

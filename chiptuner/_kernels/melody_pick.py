@@ -154,6 +154,7 @@ def greedy_line(start_step, pitch, score, leap_cost, window_step, chosen):
 
 @njit(cache=True, nogil=True)
 def _skyline_leap_mean(start_step, end_step, pitch, keep):
+    """``skyline`` (marked in ``keep``), and its mean leap from note to note in semitones (0 for one note)."""
     skyline(start_step, end_step, pitch, keep)
     prev = np.int64(-1)
     total = 0.0
@@ -169,12 +170,12 @@ def _skyline_leap_mean(start_step, end_step, pitch, keep):
 
 @njit(cache=True, nogil=True)
 def _pitched_by_track(start_tick, start_step, is_drum, group, n_groups, pitched):
-    """The pitched notes in the given order, where that is each group's onset order: ``choose_tracks`` reads them so.
+    """The pitched notes in index order, where that order is each group's onset order.
 
-    Files store one sorted run of notes per track, so the track choice needs no sort of
-    every note there. Only files as files are take this way: a group out of onset order,
-    or a step off the grid (under 0, or from ``_MAX_GRID_STEP`` on), leaves the choice to
-    ``_merged_line``, which sorts every note first.
+    ``choose_tracks`` reads each group's notes in onset order, and files store one sorted
+    run of notes per track: there the track choice needs no sort of every note. A group
+    out of onset order, or a step off the grid (under 0, or from ``_MAX_GRID_STEP`` on),
+    leaves the choice to ``_merged_line``, which sorts every note first.
 
     Parameters
     ----------
