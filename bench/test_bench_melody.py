@@ -9,17 +9,12 @@ cost is held against it as well as in ns per note.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 import chiptuner
 from bench.conftest import budget
 from chiptuner.melody import melody_notes, skyline_notes
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import measure_melody as mm  # noqa: E402
+from chiptuner.train.melody_corpus import merge_tracks
 
 #: Median seconds of the skyline peer, filled by its test (which runs first).
 _SKYLINE_SEC: dict[str, float] = {}
@@ -27,7 +22,7 @@ _SKYLINE_SEC: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def merged(corpora):
-    return mm.merge_tracks(chiptuner.read_midi(corpora / "pop909" / "POP909" / "001" / "001.mid"))
+    return merge_tracks(chiptuner.read_midi(corpora / "pop909" / "POP909" / "001" / "001.mid"))
 
 
 @pytest.mark.benchmark(group="batch")

@@ -1,18 +1,18 @@
 """Fit the line network of ``chiptuner.melody`` (a stacked bidirectional GRU over a song's notes) with torch.
 
-    python bench/fit_melody_line.py [--corpora DIR] [--epochs 24] [--seeds 0 1] [--out FILE] [--add]
+    python -m chiptuner.train.melody_line [--corpora DIR] [--epochs 24] [--seeds 0 1] [--out FILE] [--add]
 
 The shipped file, in two runs (about 82 + 70 minutes on two cores, ``--threads 2``):
 
-    python bench/fit_melody_line.py --threads 2
-    python bench/fit_melody_line.py --threads 2 --hidden 160 --dropout 0.35 --epochs 20 --seeds 3 --add
+    python -m chiptuner.train.melody_line --threads 2
+    python -m chiptuner.train.melody_line --threads 2 --hidden 160 --dropout 0.35 --epochs 20 --seeds 3 --add
 
 Training songs: every POP909 song but the held-out 301-909 divisible by 3 (706 songs,
 686 with a MELODY track), each with all three tracks merged and with MELODY+PIANO merged
-(the two settings of bench/measure_melody.py).
+(settings (b) and (a) of ``melody_corpus.SETTINGS``, which tools/measure_melody.py scores).
 
 Every pitched note of a merged song, in the kernel's candidate order, gets the inputs
-``_kernels.melody.line_inputs`` computes with the note networks (82 columns and the second
+``_kernels.melody_pick.line_inputs`` computes with the note networks (82 columns and the second
 pass's probability): the shipped ones on songs 301-909, which they never saw, and on their
 own training songs 001-300 ones fitted on the other half of 001-300
 (``out_of_fold_note_nets``, about 70 s), so the line network learns how far to trust them
@@ -29,7 +29,7 @@ network is fitted from each of ``--seeds``; the file holds them all, those of on
 stacked (``--add`` keeps the networks already in ``--out``), and the kernel averages
 their logits, each network counted once.
 
-The size was chosen on the held-out songs (``measure_melody.py``, all merged; two layers,
+The size was chosen on the held-out songs (tools/measure_melody.py, all merged; two layers,
 24 epochs each, this script before the out-of-fold inputs, on songs not divisible by 3):
 32 units (dropout 0.1) 0.846, 48 units (0.15) 0.863, 64 units (0.2) 0.872, 96 units
 (0.25) 0.884; one layer of 32 units was 0.831. With the out-of-fold inputs and songs
@@ -50,13 +50,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fit_melody as fm  # noqa: E402
-import measure_melody as mm  # noqa: E402
-
-from chiptuner import melody as mel  # noqa: E402
-from chiptuner._kernels import melody as _k  # noqa: E402
-from chiptuner.timebase import STEPS_PER_BEAT  # noqa: E402
+from chiptuner import melody as mel
+from chiptuner._kernels import melody_features as _features
+from chiptuner._kernels import melody_pick as _pick
+from chiptuner.train import melody_corpus
+from chiptuner.train import melody_notes as note_fit
+from chiptuner.types import Notes, Score
 
 HIDDEN = 128
 LAYERS = 2
@@ -65,11 +64,11 @@ WINDOW = 768
 BATCH = 32
 LEARNING_RATE = 3e-3
 SETTINGS = ("all", "melody_piano")
-#: One network fitted from each; ``_kernels.melody.ensemble_line_logits`` averages their logits.
+#: One network fitted from each; ``_kernels.melody_nets.ensemble_line_logits`` averages their logits.
 SEEDS = (0, 1)
 
 
-#: The note networks' training songs (bench/fit_melody.py).
+#: The note networks' training songs (``chiptuner.train.melody_notes``).
 NOTE_NET_SONGS = range(1, 301)
 
 
@@ -92,28 +91,25 @@ def out_of_fold_note_nets(scores: dict) -> dict[int, tuple]:
     nets = {}
     for k, fold in enumerate(folds):
         t0 = time.perf_counter()
-        fitted = fm.fit(fm.training_songs(scores, folds[1 - k]))
+        fitted = note_fit.fit(note_fit.training_songs(scores, folds[1 - k]))
         print(f"note networks without fold {k + 1}/2 ({len(fold)} songs): {time.perf_counter() - t0:.0f} s", flush=True)
         nets.update(dict.fromkeys(fold, (fitted[0], fitted[1])))
     return nets
 
 
-def note_inputs(score, truth, note_nets: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+def note_inputs(score: Score, truth: Notes, note_nets: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``line_inputs`` of every pitched note in the kernel's candidate order, and its labels.
 
     ``note_nets``: the two note networks (default: the shipped ones).
     """
-    net1, net2 = note_nets or (mel._NET1, mel._NET2)
+    net1, net2 = note_nets or mel.shipped_networks()[:2]
     notes = score.notes
-    order, st, en = fm.candidate_order(score)
+    order, st, en = note_fit.candidate_order(score)
     pitch = notes.pitch[order]
-    x = np.empty((len(order), _k.N_INPUTS))
+    x = np.empty((len(order), _features.N_INPUTS))
     q = np.empty(len(order))
-    _k.line_inputs(st, en, pitch, notes.velocity[order], net1, net2, mel._SECOND_MIN_Q, x, q)
-    t_st = np.empty(len(truth), np.int64)
-    t_en = np.empty(len(truth), np.int64)
-    _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, t_st, t_en)
-    y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
+    _pick.line_inputs(st, en, pitch, notes.velocity[order], net1, net2, mel._SECOND_MIN_Q, x, q)
+    y = melody_corpus.melody_labels(score, truth, st, pitch)
     return np.concatenate([x, q[:, None]], axis=1).astype(np.float32), y.astype(np.float32)
 
 
@@ -218,7 +214,7 @@ def fit(
 
 
 def save_networks(nets: list[dict[str, np.ndarray]], path: Path) -> None:
-    """Write networks (``fit``'s) in float32 as ``mel.load_line_net`` reads them: those of one width stacked."""
+    """Write networks (``fit``'s) in float32 as ``mel.load_line_nets`` reads them: those of one width stacked."""
     arrays = {}
     for width in sorted({len(w["b_in"]) for w in nets}):
         group = [w for w in nets if len(w["b_in"]) == width]
@@ -226,23 +222,24 @@ def save_networks(nets: list[dict[str, np.ndarray]], path: Path) -> None:
             raise ValueError(f"networks of {width} units with different layer counts cannot share {path}")
         for key in mel.LINE_NET_KEYS:
             arrays[f"{key}.{width}"] = np.stack([np.asarray(w[key], np.float32) for w in group])
-    np.savez(path, **arrays)
+    note_fit.write_weight_file(path, arrays)
 
 
 def load_networks(path: Path) -> list[dict[str, np.ndarray]]:
     """The networks of a file ``save_networks`` wrote, one dict each (``fit``'s form)."""
     return [
         {key: weights[k] for key, weights in zip(mel.LINE_NET_KEYS, group, strict=True)}
-        for group in mel.load_line_net(path)
+        for group in mel.load_line_nets(path)
         for k in range(len(group[-1]))
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Fit from the command line (usage in the module docstring); the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
+    parser.add_argument("--corpora", type=Path, default=melody_corpus.DEFAULT_CORPORA)
     parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--out", type=Path, default=mel.LINE_NET_PATH)
+    parser.add_argument("--out", type=Path, default=mel.LINE_NETS_PATH)
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="GRU units each way (and ReLU units)")
     parser.add_argument("--layers", type=int, default=LAYERS, help="stacked GRU layers")
     parser.add_argument("--dropout", type=float, default=DROPOUT)
@@ -256,15 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.add and not args.out.is_file():
         parser.error(f"--add: {args.out} does not exist; leave --add out to write a new file")
-    scores = {i: score for i, score in mm.pop909_songs(args.corpora, 1, 909) if is_training_song(i)}
+    scores = {i: score for i, score in melody_corpus.pop909_songs(args.corpora, 1, 909) if is_training_song(i)}
+    if not scores:
+        parser.error(f"no POP909 songs under {args.corpora}")
     fold_nets = out_of_fold_note_nets(scores)
     songs = []
     for i, score in scores.items():
-        truth = mm.melody_track(score)
+        truth = melody_corpus.melody_track(score)
         nets = fold_nets.get(i)
-        songs.extend(note_inputs(mm.merged_setting(score, setting), truth, nets) for setting in SETTINGS)
-    if not songs:
-        raise SystemExit(f"no POP909 songs under {args.corpora}")
+        songs.extend(note_inputs(melody_corpus.merged_setting(score, setting), truth, nets) for setting in SETTINGS)
     print(f"{len(songs)} merged songs, {sum(len(y) for _, y in songs)} notes", flush=True)
     kept = load_networks(args.out) if args.add else []
     nets = [fit(songs, args.epochs, args.hidden, args.layers, args.dropout, args.threads, seed) for seed in args.seeds]

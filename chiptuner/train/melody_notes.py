@@ -1,10 +1,10 @@
 """Fit the two note networks of ``chiptuner.melody`` on POP909 songs 001-300 (never the held-out ones).
 
-    python bench/fit_melody.py [--corpora DIR] [--validate] [--write]
+    python -m chiptuner.train.melody_notes [--corpora DIR] [--validate] [--write] [--out FILE]
 
 Every pitched note of a song merged into one track, in both evaluation settings
 (MELODY+PIANO and MELODY+BRIDGE+PIANO), in the kernel's candidate order, gets
-``_kernels.melody.note_features``; a note is labelled melody when the MELODY track has a
+``_kernels.melody_features.note_features``; a note is labelled melody when the MELODY track has a
 note of that pitch on that step. Each song is used as it is and once more with its
 tracks' velocities pulled together (``flatten_velocity``). Network 1 (one hidden layer of
 16 ReLU units, scikit-learn, offline only) learns the label from those features. Its
@@ -12,32 +12,35 @@ probabilities give ``context_features``; network 2 learns the label from both. T
 probabilities network 2's training songs get from network 1 come from networks fitted on
 the other half of the songs (two folds), as they would on a new song. Input scaling is
 folded into the first layer, so inference is plain arrays in
-``_kernels.melody.mlp_logits``. The line network on top of them is fitted by
-bench/fit_melody_line.py (refit it after refitting these).
+``_kernels.melody_nets.mlp_logits``. The line network on top of them is fitted by
+``chiptuner.train.melody_line`` (refit it after refitting these).
 
 ``--validate`` fits on the songs not divisible by 3 and prints the F1 of
 ``melody_notes`` on the others, as they are and with flattened velocities (choose
 features and settings with this, never with 301-909). ``--write`` fits on all of 001-300
-and rewrites the fitted block of ``chiptuner/melody.py``. Refits of the same data with
-the songs dealt into other folds move the validation F1 of the all-merged setting by
-up to 1.5 points: differences smaller than that are not evidence.
+and writes the networks to ``--out`` (default: the shipped ``chiptuner/models/melody_notes.npz``).
+Refits of the same data with the songs dealt into other folds move the validation F1 of
+the all-merged setting by up to 1.5 points: differences smaller than that are not evidence.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import measure_melody as mm  # noqa: E402
-
-from chiptuner import melody as mel  # noqa: E402
-from chiptuner._kernels import melody as _k  # noqa: E402
-from chiptuner.types import Notes, Score  # noqa: E402
+from chiptuner import melody as mel
+from chiptuner._kernels import melody as _grid
+from chiptuner._kernels import melody_features as _features
+from chiptuner._kernels import melody_nets as _nets
+from chiptuner._kernels import melody_order as _order
+from chiptuner.timebase import STEPS_PER_BEAT
+from chiptuner.train import melody_corpus
+from chiptuner.types import Notes, Score
 
 MERGED = ("melody_piano", "all")
 #: Velocity-flattened copies of each training song (``flatten_velocity``), and the ranges of
@@ -51,33 +54,33 @@ MAX_ITER = 30
 SUBSAMPLE = 0.5
 #: Networks in a row: note features; then plus first-pass context.
 PASSES = 2
-MELODY_PY = Path(mel.__file__)
 
 
 def candidate_order(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pitched notes in the kernel's candidate order (``pitch_onset_order``), their 16th steps."""
+    """The pitched notes in the kernel's candidate order (``pitched_onset_order``), their 16th steps."""
     notes = score.notes
     st = np.empty(len(notes), np.int64)
     en = np.empty(len(notes), np.int64)
-    _k.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, 4, st, en)
+    _grid.grid_steps(notes.start_tick, notes.end_tick, score.ticks_per_beat, STEPS_PER_BEAT, st, en)
     order = np.empty(len(notes), np.int64)
-    _k.pitch_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, order)
-    order = order[~notes.is_drum[order]]
+    n_pitched = _order.pitched_onset_order(notes.start_tick, en, notes.pitch, notes.velocity, notes.is_drum, order)
+    order = order[:n_pitched]
     return order, st[order], en[order]
 
 
-def song_arrays(score, truth) -> dict[str, np.ndarray]:
-    """Grid, features and labels of every pitched note, in the kernel's candidate order."""
+def labelled_notes(score: Score, truth: Notes) -> dict[str, np.ndarray]:
+    """Grid, features and labels of every pitched note, in the kernel's candidate order.
+
+    ``x`` has room for the first context too (``add_context`` fills it); ``y`` is
+    ``melody_corpus.melody_labels`` against ``truth``.
+    """
     notes = score.notes
-    t_st = np.empty(len(truth), np.int64)
-    t_en = np.empty(len(truth), np.int64)
-    _k.grid_steps(truth.start_tick, truth.end_tick, score.ticks_per_beat, 4, t_st, t_en)
     order, st, en = candidate_order(score)
     pitch = notes.pitch[order]
     velocity = notes.velocity[order]
-    x = np.zeros((len(order), _k.N_FEATURES + _k.N_CONTEXT))
-    _k.note_features(st, en, pitch, velocity, x)
-    y = np.isin(st * 128 + pitch, t_st * 128 + truth.pitch)
+    x = np.zeros((len(order), _features.SECOND_CONTEXT_START))
+    _features.note_features(st, en, pitch, velocity, x)
+    y = melody_corpus.melody_labels(score, truth, st, pitch)
     return {"st": st, "en": en, "pitch": pitch, "velocity": velocity, "x": x, "y": y}
 
 
@@ -126,21 +129,22 @@ def fit_net(x: np.ndarray, y: np.ndarray, seed: int = 0):
 
 
 def logits(x: np.ndarray, net) -> np.ndarray:
+    """A note network's logit per row of ``x`` (the kernel's ``mlp_logits``)."""
     out = np.empty(len(x))
-    _k.mlp_logits(np.ascontiguousarray(x), *net, out)
+    _nets.mlp_logits(np.ascontiguousarray(x), *net, out)
     return out
 
 
 def add_context(song: dict, net) -> None:
     """The first pass's probabilities and the context columns they give the second (as ``line_inputs``)."""
-    nf, nc = _k.N_FEATURES, _k.N_CONTEXT
-    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, :nf], net)))
-    _k.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, song["x"][:, nf : nf + nc])
+    q = 1.0 / (1.0 + np.exp(-logits(song["x"][:, : _features.N_FEATURES], net)))
+    context = song["x"][:, _features.FIRST_CONTEXT_START : _features.SECOND_CONTEXT_START]
+    _features.context_features(song["st"], song["en"], song["pitch"], song["velocity"], q, context)
 
 
 def n_inputs(k: int) -> int:
     """Input columns of pass ``k``'s network: note features, then plus first-pass context."""
-    return (_k.N_FEATURES, _k.N_FEATURES + _k.N_CONTEXT)[k]
+    return (_features.N_FEATURES, _features.SECOND_CONTEXT_START)[k]
 
 
 def fit(songs: list[dict]) -> list[tuple]:
@@ -172,75 +176,65 @@ def fit(songs: list[dict]) -> list[tuple]:
     return nets
 
 
-def _literal(a: np.ndarray, indent: str = "        ") -> str:
-    """A list literal, 8 numbers per line, 5 significant digits (under 1e-9: 0)."""
-    cells = [f"{v:.5g}" if abs(v) >= 1e-9 else "0" for v in np.ravel(a)]
-    rows = [", ".join(cells[k : k + 8]) for k in range(0, len(cells), 8)]
-    return "[\n" + "".join(f"{indent}{row},\n" for row in rows) + indent[:-4] + "]"
+def save_note_nets(nets: list[tuple], path: Path) -> None:
+    """Write the two note networks (``fit``'s) as ``mel.load_note_nets`` reads them: float64, ``{key}.{pass}``."""
+    arrays = {
+        f"{key}.{k}": np.asarray(value, dtype=np.float64)
+        for k, net in enumerate(nets, 1)
+        for key, value in zip(mel.NOTE_NET_KEYS, net, strict=True)
+    }
+    write_weight_file(path, arrays)
 
 
-def fitted_block(nets) -> str:
-    lines = ["# fitted by bench/fit_melody.py --write on POP909 001-300; do not edit by hand"]
-    for k, net in enumerate(nets, 1):
-        w_hidden, b_hidden, w_out, b_out = net
-        lines += [
-            f"_NET{k} = (",
-            f"    np.array({_literal(w_hidden)}).reshape({w_hidden.shape[0]}, {w_hidden.shape[1]}),",
-            f"    np.array({_literal(b_hidden)}),",
-            f"    np.array({_literal(w_out)}),",
-            f"    {b_out:.5g},",
-            ")  # fmt: skip",
-        ]
-    lines.append("# end of fitted block")
-    return "\n".join(lines)
+def write_weight_file(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to the .npz at ``path`` (its name as given), beside it first and then moved over it.
 
-
-def install(nets) -> None:
-    """Use these networks in ``chiptuner.melody`` for the rest of this process."""
-    nets = [
-        tuple(np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else float(a) for a in net) for net in nets
-    ]
-    mel._NET1, mel._NET2 = nets
+    An interrupted write leaves the old file as it was.
+    """
+    unfinished = path.with_name(path.name + ".partial")
+    with unfinished.open("wb") as f:
+        np.savez(f, **arrays)
+    os.replace(unfinished, path)
 
 
 def training_songs(scores: dict, train_ids: list[int]) -> list[dict]:
-    """``song_arrays`` of every training example: each song as is and velocity-flattened, in both merged settings."""
+    """``labelled_notes`` of every training example: each song as is and velocity-flattened, in both merged settings."""
     rng = np.random.default_rng(0)
     songs = []
     for i in train_ids:
         for version in versions(scores[i], rng):
             for setting in MERGED:
-                song = song_arrays(mm.merged_setting(version, setting), mm.melody_track(version))
+                merged = melody_corpus.merged_setting(version, setting)
+                song = labelled_notes(merged, melody_corpus.melody_track(version))
                 song["song"] = i
                 songs.append(song)
     return songs
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Fit from the command line (usage in the module docstring); the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", type=Path, default=mm.DEFAULT_CORPORA)
+    parser.add_argument("--corpora", type=Path, default=melody_corpus.DEFAULT_CORPORA)
     parser.add_argument("--validate", action="store_true", help="fit on 001-300 not divisible by 3, test on the rest")
-    parser.add_argument("--write", action="store_true", help="fit on all of 001-300 and rewrite chiptuner/melody.py")
+    parser.add_argument("--write", action="store_true", help="fit on all of 001-300 and write --out")
+    parser.add_argument("--out", type=Path, default=mel.NOTE_NETS_PATH, help="the weight file --write writes")
     args = parser.parse_args(argv)
-    scores = dict(mm.pop909_songs(args.corpora, 1, 300))
+    scores = dict(melody_corpus.pop909_songs(args.corpora, 1, 300))
+    if not scores:
+        parser.error(f"no POP909 songs 001-300 under {args.corpora}")
     train_ids = [i for i in scores if i % 3] if args.validate else list(scores)
     nets = fit(training_songs(scores, train_ids))
-    block = fitted_block(nets)
     if args.validate:
-        install(nets)
+        picker = partial(mel.melody_notes, networks=mel.shipped_networks()._replace(first=nets[0], second=nets[1]))
         check = [scores[i] for i in scores if i % 3 == 0]
         flat = [flatten_velocity(s, 0.45, 0.5) for s in check]
         for label, group in (("", check), (", velocities flattened", flat)):
             for setting in (*MERGED, "tracks"):
-                f1 = np.mean([mm.setting_f1(s, setting, mel.melody_notes) for s in group])
+                f1 = np.mean([melody_corpus.setting_f1(s, setting, picker) for s in group])
                 print(f"validation (001-300, every third song, {len(check)}{label}) {setting}: F1 {f1:.3f}")
     if args.write:
-        text = MELODY_PY.read_text()
-        pattern = re.compile(r"# fitted by bench/fit_melody\.py.*?# end of fitted block", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"no fitted block in {MELODY_PY}")
-        MELODY_PY.write_text(pattern.sub(lambda _: block, text))
-        print(f"wrote the fitted block of {MELODY_PY}")
+        save_note_nets(nets, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 
