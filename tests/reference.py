@@ -342,7 +342,7 @@ def bar_accent_reference(onset_sec, weight, period_sec, first_beat_sec, toleranc
     return accent
 
 
-# --- melody (chiptuner._kernels.melody) -------------------------------------------------
+# --- melody (chiptuner._kernels.melody_*) -----------------------------------------------
 
 
 def melody_skyline(start_step, end_step, pitch) -> np.ndarray:
@@ -420,7 +420,7 @@ def melody_choose_tracks(start_step, end_step, pitch, group, n_groups, mono_pena
 
 
 def melody_note_features(start_step, end_step, pitch) -> np.ndarray:
-    """The columns of ``_kernels.melody.FEATURE_NAMES``, note by note over all notes."""
+    """The columns of ``_kernels.melody_features.FEATURE_NAMES``, note by note over all notes."""
     n = len(pitch)
     out = np.zeros((n, 18))
     if n == 0:
@@ -642,7 +642,7 @@ def _melody_local_top(start_step, end_step, pitch, s, p):
 
 
 def melody_velocity_features(start_step, end_step, pitch, velocity) -> np.ndarray:
-    """Columns 18 on of ``_kernels.melody.FEATURE_NAMES`` (velocity, beat, register), note by note."""
+    """Columns 18 on of ``_kernels.melody_features.FEATURE_NAMES`` (velocity, beat, register), note by note."""
     n = len(pitch)
     out = np.zeros((n, 13))
     if n == 0:
@@ -687,7 +687,7 @@ def melody_velocity_features(start_step, end_step, pitch, velocity) -> np.ndarra
 
 
 def melody_context_features(start_step, end_step, pitch, velocity, q) -> np.ndarray:
-    """The columns of ``_kernels.melody.CONTEXT_NAMES``, note by note over all notes."""
+    """The columns of ``_kernels.melody_features.CONTEXT_NAMES``, note by note over all notes."""
     n = len(pitch)
     out = np.zeros((n, 22))
     if n == 0:
