@@ -192,3 +192,20 @@ def test_arrange_bad_scale_is_one_line_exit_2(tmp_path, capsys, value):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     assert "dorian" in lines[0] and "major" in lines[0]
+
+
+def test_live_demo_band_stays_in_the_scale(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "chiptuner.live", "--demo", "--fast", "--no-sound", "--scale", "Ab:major", "--out",
+         str(tmp_path), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    notes = chiptuner.read_midi(tmp_path / "session.mid").notes
+    scale = parse_scale("Ab:major")  # Ab Bb C Db Eb F G: the tune (C D E F G) has D and E outside
+    names = {1: "input", 2: "pulse1", 3: "pulse2", 4: "triangle"}
+    by_track = {name: notes.pitch[notes.track == track].tolist() for track, name in names.items()}
+    assert len(by_track["pulse2"]) + len(by_track["triangle"]) > 20
+    assert not [p for p in by_track["pulse2"] + by_track["triangle"] if not scale.allows(p)]
+    assert [p for p in by_track["input"] if not scale.allows(p)], "the melody must leave the scale somewhere"
+    assert [p % 12 for p in by_track["pulse1"]] == [p % 12 for p in by_track["input"]]  # the player's own notes

@@ -551,7 +551,7 @@ def test_settings_and_takes_reach_every_page(server):
     with _connect(server) as (first, hello), _connect(server) as (second, _):
         assert hello["settings"] == {
             "bpm": 120.0, "mode": "keys", "temperature": 1.0, "metronome": False, "seed": 0, "style": "chip",
-            "energy": "mid", "voices": ["pulse2", "triangle", "noise"],
+            "energy": "mid", "voices": ["pulse2", "triangle", "noise"], "scale": "off", "swing": 0.0,
         }  # fmt: skip
         assert hello["styles"] == list(load_model().styles) and hello["energy_levels"] == ["low", "mid", "high"]
         first.send(json.dumps({"type": "settings", "bpm": 150, "metronome": True}))
