@@ -21,7 +21,8 @@ from chiptuner.melody import MaxOnsets, melody_from_notes, melody_notes, simplif
 from chiptuner.midi_io import read_midi
 from chiptuner.model.arranger import Arranger, ArrangerModel, InputMode, load_model, tokens_to_arrangement
 from chiptuner.pipeline import MAX_STEPS, step_in_bar
-from chiptuner.timebase import STEPS_PER_BEAT
+from chiptuner.scales import Scale
+from chiptuner.timebase import STEPS_PER_BEAT, check_swing
 from chiptuner.types import Arrangement, Score
 
 __all__ = ["arrange_score", "arrange_file", "ArrangeResult", "melody_input"]
@@ -95,6 +96,7 @@ def arrange_score(
     style: str | None = None,
     energy: str = "mid",
     voices: str | Iterable[str] | None = None,
+    scale: str | Scale | None = None,
 ) -> ArrangeResult:
     """Arrange the melody of a score for the four chip voices.
 
@@ -115,6 +117,8 @@ def arrange_score(
         model's default), ``"low"``/``"mid"``/``"high"``, and the accompaniment voices that
         play (``"pulse2,triangle,noise"``, a subset, ``"none"``; None: all). A bad one
         raises ``ParameterError`` naming the choices.
+    scale : str or Scale, optional
+        Lock every note the model picks to a scale (``"C:major"``; ``Arranger``).
 
     Returns
     -------
@@ -122,7 +126,7 @@ def arrange_score(
     """
     model = model if model is not None else load_model()
     arranger = Arranger(
-        model, mode=mode, temperature=temperature, seed=seed, style=style, energy=energy, voices=voices
+        model, mode=mode, temperature=temperature, seed=seed, style=style, energy=energy, voices=voices, scale=scale
     )  # settings checked before the melody is made
     arrays = melody_input(score, max_onsets=max_onsets)
     if mode == "buttons":
@@ -146,22 +150,26 @@ def arrange_file(
     style: str | None = None,
     energy: str = "mid",
     voices: str | Iterable[str] | None = None,
+    scale: str | Scale | None = None,
+    swing: float = 0.0,
 ) -> ArrangeResult:
     """Read a MIDI file, arrange its melody, and write the four voices to ``out_path``.
 
     The output keeps the input's ticks per beat, tempo map and time signatures; ``style``,
-    ``energy`` and ``voices`` are as for ``arrange_score`` (a voice left out is written as
-    an empty track).
+    ``energy``, ``voices`` and ``scale`` are as for ``arrange_score`` (a voice left out is
+    written as an empty track); ``swing`` (0-0.5 of a 16th) delays every off-beat 16th of
+    the written file (``chip_midi.write_arrangement``).
 
     Raises
     ------
     MidiFileError
         The input is unreadable or holds no melody.
     """
+    swing = check_swing(swing)
     score = read_midi(source)
     result = arrange_score(
         score, model=model, mode=mode, seed=seed, temperature=temperature, max_onsets=max_onsets, style=style,
-        energy=energy, voices=voices,
+        energy=energy, voices=voices, scale=scale,
     )  # fmt: skip
     write_arrangement(
         result.arrangement,
@@ -170,6 +178,7 @@ def arrange_file(
         tempo=score.tempo,
         time_signatures=score.time_signatures,
         gm_drums=gm_drums,
+        swing=swing,
     )
     onsets = result.arrangement.onset.sum(axis=0)
     logger.info(

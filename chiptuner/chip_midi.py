@@ -15,6 +15,7 @@ import numpy as np
 
 from chiptuner.errors import ParameterError
 from chiptuner.midi_io import events_to_track
+from chiptuner.timebase import check_swing, swung_ticks
 from chiptuner.types import VOICE_NAMES, Arrangement, TempoMap, TimeSignatures
 from chiptuner.voices import voice_notes
 
@@ -43,6 +44,7 @@ def write_arrangement(
     tempo: TempoMap | None = None,
     time_signatures: TimeSignatures | None = None,
     gm_drums: bool = False,
+    swing: float = 0.0,
 ) -> None:
     """Write an arrangement as the MIDI file of the output contract.
 
@@ -56,11 +58,15 @@ def write_arrangement(
         Copied to the tempo track (ticks of the same ``ticks_per_beat``); 120 BPM 4/4 when None.
     gm_drums : bool
         Noise on channel 9 (General MIDI drums) instead of 3.
+    swing : float
+        0 (straight) to 0.5: every off-beat 16th starts this much of a step late
+        (``timebase.swung_ticks``); 1/3 is the triplet feel.
 
     Notes
     -----
     A voice's note runs from its onset step to the next onset or silence
-    (``voices.voice_notes``); a step is ``ticks_per_beat / steps_per_beat`` ticks.
+    (``voices.voice_notes``); a step is ``ticks_per_beat / steps_per_beat`` ticks. Step 0
+    is taken as a downbeat (an arrangement starts on one), so the odd steps are the off-beats.
     """
     if (
         isinstance(ticks_per_beat, bool)
@@ -68,6 +74,7 @@ def write_arrangement(
         or not 0 < ticks_per_beat < 32768
     ):
         raise ParameterError(f"ticks_per_beat is {ticks_per_beat!r}; use 1-32767 (480 is common)")
+    swing = check_swing(swing)
     spb = arrangement.steps_per_beat
     mid = mido.MidiFile(type=1, ticks_per_beat=int(ticks_per_beat))
     # (tick, order on the tick, message) as midi_io.events_to_track takes them.
@@ -106,8 +113,8 @@ def write_arrangement(
             timed.append((0, 1, mido.Message("control_change", channel=channel, control=1, value=DUTY_CC[name])))
         velocity = VOICE_VELOCITY[name]
         # Integer step -> tick; a note ends where the next begins (note-off written first).
-        on_tick = (start_step * ticks_per_beat) // spb
-        off_tick = (end_step * ticks_per_beat) // spb
+        on_tick = swung_ticks(start_step, ticks_per_beat, swing, steps_per_beat=spb)
+        off_tick = swung_ticks(end_step, ticks_per_beat, swing, steps_per_beat=spb)
         for on, off, key in zip(on_tick.tolist(), off_tick.tolist(), pitch.tolist(), strict=True):
             timed.append((on, 2, mido.Message("note_on", channel=channel, note=int(key), velocity=velocity)))
             timed.append((off, 1, mido.Message("note_off", channel=channel, note=int(key), velocity=0)))

@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"accompaniment voices that play: any of {','.join(ACCOMPANIMENT)} (comma-separated), "
         "or none for the lead alone (default: all)",
     )
+    arrange.add_argument("--scale", type=options.scale, default=None, metavar="TONIC:MODE", help=options.SCALE_HELP)
+    arrange.add_argument("--swing", type=options.swing, default=0.0, metavar="S", help=options.SWING_HELP)
     arrange.set_defaults(run=_run_arrange)
 
     render = commands.add_parser(
@@ -512,6 +514,7 @@ def _run_arrange(args: argparse.Namespace) -> int:
     result = arrange_file(
         args.source, args.out, model=model, mode=args.input, seed=args.seed, temperature=args.temperature,
         max_onsets=args.max_onsets, gm_drums=args.gm_drums, style=args.style, energy=args.energy, voices=voices,
+        scale=args.scale, swing=args.swing,
     )  # fmt: skip
     counts = result.arrangement.onset.sum(axis=0).tolist()
     print(

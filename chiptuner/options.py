@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from chiptuner.errors import ParameterError
+from chiptuner.scales import SCALE_CHOICES, SCALE_MODES, parse_scale
+
 __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
@@ -22,6 +25,10 @@ __all__ = [
     "midi_channel",
     "lanes",
     "port",
+    "scale",
+    "swing",
+    "SCALE_HELP",
+    "SWING_HELP",
 ]
 
 EXIT_OK = 0
@@ -108,4 +115,36 @@ def port(text: str) -> int:
     value = _number(text, int)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {text} is not 0-65535")
+    return value
+
+
+#: ``--scale``'s help: the accepted modes in full (``scales.SCALE_MODES``).
+SCALE_HELP = (
+    "lock every note the model picks to a scale, TONIC:MODE, e.g. C:major, A:minor, D:dorian; modes: "
+    + ", ".join(SCALE_MODES)
+    + " (default: off; in keys mode your own note is never changed)"
+)
+#: ``--swing``'s help.
+SWING_HELP = "delay every off-beat 16th by S of a 16th, 0-0.5 (1/3: triplet feel; default: 0, straight)"
+
+
+def scale(text: str):
+    """An argparse type: a scale lock, ``TONIC:MODE`` (``chiptuner.scales``) or ``off``; None for off."""
+    try:
+        return parse_scale(text)
+    except ParameterError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a scale; give {SCALE_CHOICES}") from None
+
+
+def swing(text: str) -> float:
+    """An argparse type: swing, 0 to 0.5 of a 16th; ``1/3`` (a fraction) is accepted."""
+    numerator, slash, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator) if slash else float(text)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not 0.0 <= value <= 0.5:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"swing {text!r} is not 0-0.5 of a 16th; give e.g. 0 (straight), 1/3 (triplet feel) or 0.5"
+        )
     return value

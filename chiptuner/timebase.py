@@ -10,10 +10,71 @@ import numpy as np
 from chiptuner.errors import ParameterError
 from chiptuner.types import Notes, TempoMap
 
-__all__ = ["STEPS_PER_BEAT", "ticks_to_seconds", "seconds_to_ticks", "ticks_to_steps", "quantize_notes"]
+__all__ = [
+    "STEPS_PER_BEAT",
+    "MAX_SWING",
+    "check_swing",
+    "swung_step",
+    "swung_ticks",
+    "ticks_to_seconds",
+    "seconds_to_ticks",
+    "ticks_to_steps",
+    "quantize_notes",
+]
 
 #: 16th notes: four steps per quarter-note beat.
 STEPS_PER_BEAT = 4
+#: The most swing: an off-beat 16th half a 16th late (1/3 is the triplet feel).
+MAX_SWING = 0.5
+#: The range in words, for every message that refuses a swing.
+SWING_RANGE = "a number from 0 (straight) to 0.5 of a 16th (1/3 is the triplet feel)"
+
+
+def check_swing(swing: float) -> float:
+    """``swing`` as a float, or ``ParameterError`` naming the range."""
+    if isinstance(swing, bool) or not isinstance(swing, (int, float, np.floating)):
+        raise ParameterError(f"swing is {swing!r}; give {SWING_RANGE}")
+    value = float(swing)
+    if not 0.0 <= value <= MAX_SWING:  # NaN fails this too
+        raise ParameterError(f"swing is {swing!r}; give {SWING_RANGE}")
+    return value
+
+
+def swung_step(step: np.ndarray | int, swing: float) -> np.ndarray | float:
+    """Where step ``step`` starts, in steps, with swing: each off-beat 16th (odd step) ``swing`` of a step late.
+
+    The one place swing is defined: the live engine's grid, its recording, the MIDI file of
+    ``chiptuner arrange`` and any frame-quantised chip export all take a step's start from
+    here (times ``step_sec``, ticks or frames per step). Straight (``swing`` 0) it is
+    ``step`` itself. A note that ends on an off-beat ends where the next one starts.
+
+    Parameters
+    ----------
+    step : int or np.ndarray [dtype=int]
+        Steps from a downbeat (any even step is on a beat's 8th grid, so any even origin works).
+    swing : float
+        0 to ``MAX_SWING`` of a step.
+
+    Returns
+    -------
+    float or np.ndarray [dtype=float64]
+    """
+    return step + swing * (np.asarray(step) % 2)
+
+
+def swung_ticks(step: np.ndarray, ticks_per_beat: int, swing: float, *, steps_per_beat: int = STEPS_PER_BEAT):
+    """``swung_step`` in whole ticks.
+
+    The straight tick ``step * ticks_per_beat // steps_per_beat``, and on an off-beat the
+    swing rounded to the nearest tick (exact integers, so straight is unchanged).
+
+    Returns
+    -------
+    np.ndarray [dtype=int64]
+    """
+    step = np.asarray(step, dtype=np.int64)
+    delay = int(round(check_swing(swing) * ticks_per_beat / steps_per_beat))
+    return (step * ticks_per_beat) // steps_per_beat + delay * (step % 2)
 
 
 def _tempo_segments(tempo: TempoMap, ticks_per_beat: int) -> tuple[np.ndarray, np.ndarray]:

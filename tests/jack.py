@@ -506,3 +506,42 @@ if __name__ == "__main__":
         _flood(float(sys.argv[2]), float(sys.argv[3]))
     else:
         raise SystemExit(f"usage: python -m tests.jack echo SECONDS | flood RATE SECONDS (not {sys.argv[1:]})")
+
+
+class FrameEars:
+    """A JACK client of its own that hears a port with JACK's frame times: the receiving end of MIDI clock.
+
+    Its process callback keeps every event as (frame time of the event, message bytes):
+    the cycle's first frame plus the event's offset in it, the time the sender gave the
+    event, to the frame. Timing read this way has nothing of Python's scheduling in it.
+    """
+
+    def __init__(self, source: str | None = None, *, name: str = "frame-ears") -> None:
+        import jack  # noqa: PLC0415
+
+        self.received: list[tuple[int, bytes]] = []
+        self._client = jack.Client(name, no_start_server=True)
+        self.sample_rate = self._client.samplerate
+        self._port = self._client.midi_inports.register("in")
+        self._client.set_process_callback(self._process)
+        self._client.activate()
+        self.port_name = self._port.name
+        if source is not None:
+            self.connect(source)
+
+    def connect(self, source: str) -> None:
+        """Listen to ``source`` too (an output port's full name)."""
+        self._client.connect(source, self._port)
+
+    def _process(self, frames: int) -> None:
+        start = self._client.last_frame_time
+        for offset, data in self._port.incoming_midi_events():
+            self.received.append((start + offset, bytes(data)))
+
+    def frames_of(self, status: int) -> list[int]:
+        """Frame times of the one-byte-status messages ``status`` (0xF8 clock, 0xFA start, ...) heard."""
+        return [frame for frame, data in list(self.received) if data and data[0] == status]
+
+    def close(self) -> None:
+        self._client.deactivate()
+        self._client.close()

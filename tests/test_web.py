@@ -61,6 +61,8 @@ VALID = [
     ('{"type": "settings", "style": "pop", "energy": "high", "voices": ["noise", "pulse2"]}',
      {"type": "settings", "style": "pop", "energy": "high", "voices": ["noise", "pulse2"]}),
     ('{"type": "settings", "voices": []}', {"type": "settings", "voices": []}),
+    ('{"type": "settings", "scale": "D:dorian", "swing": 0.33}',
+     {"type": "settings", "scale": "D:dorian", "swing": 0.33}),
     ('{"type": "record", "on": false}', {"type": "record", "on": False}),
     ('{"type": "ping"}', {"type": "ping", "id": 0}),
 ]  # fmt: skip
@@ -118,6 +120,12 @@ BAD = [
     ('{"type": "settings", "voices": {"pulse2": true}}', "bad_value"),
     ('{"type": "settings", "style": 1}', "bad_value"),
     ('{"type": "settings", "style": ""}', "bad_value"),
+    ('{"type": "settings", "scale": "H:major"}', "bad_value"),
+    ('{"type": "settings", "scale": "C:majestic"}', "bad_value"),
+    ('{"type": "settings", "scale": 3}', "bad_value"),
+    ('{"type": "settings", "swing": 0.6}', "bad_value"),
+    ('{"type": "settings", "swing": -0.1}', "bad_value"),
+    ('{"type": "settings", "swing": "1/3"}', "bad_value"),
     ('{"type": "record"}', "bad_value"),
     ('{"type": "ping", "id": 1.5}', "bad_value"),
 ]
@@ -144,6 +152,15 @@ def test_voices_are_kept_in_the_models_order_and_bad_settings_name_the_choices()
         web_protocol.Settings().changed({"voices": ["bass"]})
     with pytest.raises(web_protocol.MessageError, match="low, mid, high"):
         web_protocol.Settings().changed({"energy": "max"})
+
+
+def test_scale_and_swing_settings_name_their_choices():
+    assert web_protocol.Settings().changed({"scale": "f#:Dorian"}).scale == "F#:dorian"  # the server's spelling
+    assert web_protocol.Settings().changed({"scale": "off"}).scale == "off"
+    with pytest.raises(web_protocol.MessageError, match="mixolydian"):
+        web_protocol.Settings().changed({"scale": "C:majestic"})
+    with pytest.raises(web_protocol.MessageError, match="0.5"):
+        web_protocol.Settings().changed({"swing": 0.7})
 
 
 @pytest.mark.parametrize("mode", typing.get_args(InputMode))
@@ -534,7 +551,7 @@ def test_settings_and_takes_reach_every_page(server):
     with _connect(server) as (first, hello), _connect(server) as (second, _):
         assert hello["settings"] == {
             "bpm": 120.0, "mode": "keys", "temperature": 1.0, "metronome": False, "seed": 0, "style": "chip",
-            "energy": "mid", "voices": ["pulse2", "triangle", "noise"],
+            "energy": "mid", "voices": ["pulse2", "triangle", "noise"], "scale": "off", "swing": 0.0,
         }  # fmt: skip
         assert hello["styles"] == list(load_model().styles) and hello["energy_levels"] == ["low", "mid", "high"]
         first.send(json.dumps({"type": "settings", "bpm": 150, "metronome": True}))
@@ -621,6 +638,41 @@ def test_style_energy_and_voices_reach_the_running_take_without_a_restart():
                 assert runner.recorder is recorder  # the same take
         finally:
             runner.stop()
+
+
+def test_scale_and_swing_reach_the_running_take_without_a_restart():
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    from chiptuner.scales import parse_scale  # noqa: PLC0415
+
+    scale = parse_scale("Eb:minor-pentatonic")
+    with _server_here() as here:
+        runner = here.runner
+        runner.start()
+        try:
+            engine, recorder = runner._engine, runner.recorder
+            with connect(f"ws://{here.host}/ws", origin=f"http://{here.host}", open_timeout=10) as ws:
+                hello = json.loads(ws.recv(timeout=10))
+                assert hello["settings"]["scale"] == "off" and hello["settings"]["swing"] == 0.0
+                assert "dorian" in hello["scale_modes"] and hello["scale_tonics"][3] == "Eb"
+                ws.send(json.dumps({"type": "settings", "scale": scale.name, "swing": 0.25}))
+                told = _recv_until(ws, "settings")["settings"]
+                assert (told["scale"], told["swing"]) == ("Eb:minor-pentatonic", 0.25)
+                _wait_for(lambda: engine.arranger.scale == scale and engine.tempo.swing == 0.25)
+                applied_sec = time.perf_counter()
+                for pitch in (60, 61, 62, 64, 66, 67, 69, 71, 72, 70, 68, 65):  # mostly outside the scale
+                    ws.send(json.dumps({"type": "note", "pitch": pitch, "on": True}))
+                    time.sleep(0.12)
+                    ws.send(json.dumps({"type": "note", "pitch": pitch, "on": False}))
+                assert runner._engine is engine and runner.reports == []  # the take played on
+        finally:
+            runner.stop()
+    times, tracks, data = recorder.events()
+    band = (times > applied_sec + 0.2) & (data[:, 0] & 0xF0 == 0x90) & (data[:, 2] > 0) & np.isin(tracks, (2, 3))
+    assert band.sum() >= 4
+    assert all(scale.allows(int(p)) for p in data[band, 1])
+    played = (times > applied_sec) & (tracks == 1) & (data[:, 0] & 0xF0 == 0x90) & (data[:, 2] > 0)
+    assert not all(scale.allows(int(p)) for p in data[played, 1])  # the player's lead is as played
 
 
 # ----------------------------------------------------------------------------- the command
@@ -821,6 +873,39 @@ def test_voices_style_and_energy_are_the_models_settings(page):
             "() => chiptunerStats.settings.voices.length === 3 && chiptunerStats.settings.style === 'chip'"
             " && chiptunerStats.settings.energy === 'mid'"
         )
+
+
+def test_scale_and_swing_controls_lock_the_band(page):
+    modes = page.eval_on_selector_all("#scale-mode option", "options => options.map((o) => o.value)")
+    assert modes[0] == "off" and "dorian" in modes and page.input_value("#scale-mode") == "off"
+    try:
+        page.select_option("#scale-mode", "minor-pentatonic")  # the tonic is C until one is picked
+        page.wait_for_function("() => chiptunerStats.settings.scale === 'C:minor-pentatonic'")
+        page.select_option("#scale-tonic", "A")  # A C D E G
+        page.wait_for_function("() => chiptunerStats.settings.scale === 'A:minor-pentatonic'")
+        page.fill("#swing", "0.33")
+        page.dispatch_event("#swing", "change")
+        page.wait_for_function("() => chiptunerStats.settings.swing === 0.33")
+        assert page.inner_text("#swing-out") == "0.33"
+        time.sleep(0.3)  # the engine's next step takes them
+        before = page.evaluate("JSON.parse(JSON.stringify(chiptunerStats.pitchClasses))")
+        for key in ("a", "s", "d", "f", "g", "h", "j", "k", "w", "e", "t", "y"):  # every white and some black
+            press(page, key, 0.15)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        after = page.evaluate("chiptunerStats.pitchClasses")
+        heard = {v: [a - b for a, b in zip(after[v], before[v], strict=True)] for v in after}
+        allowed = {9, 0, 2, 4, 7}
+        band = [pc for v in ("pulse2", "triangle") for pc in range(12) if heard[v][pc]]
+        assert sum(heard["pulse2"]) + sum(heard["triangle"]) >= 4, heard
+        assert set(band) <= allowed, heard
+        assert any(heard["pulse1"][pc] for pc in range(12) if pc not in allowed)  # your own notes stay
+    finally:
+        page.select_option("#scale-mode", "off")
+        page.fill("#swing", "0")
+        page.dispatch_event("#swing", "change")
+        page.wait_for_function("() => chiptunerStats.settings.scale === 'off' && chiptunerStats.settings.swing === 0")
+    assert page.is_disabled("#scale-tonic")
 
 
 FAKE_MIDI = """

@@ -61,6 +61,8 @@ KEY_MIN_ONSETS = 8
 CONTOUR_STATE_SIZE = 2
 CONTOUR_LANE = 0
 CONTOUR_PITCH = 1
+#: The ``scale_bits`` of no scale lock: bit ``k`` set allows pitch class ``k``, and all 12 are.
+ALL_PITCH_CLASSES = 0xFFF
 
 _F32_1D = types.Array(types.float32, 1, "C")
 _F32_1D_RO = types.Array(types.float32, 1, "C", readonly=True)
@@ -73,7 +75,7 @@ _STEP_SIG = types.void(
     _I64_1D, _F32_1D_RO, _F32_2D_RO, _I64_1D_RO, types.Array(types.bool_, 1, "C", readonly=True),
     _F32_1D, _F32_1D, _F32_1D, _F32_1D,
     types.Array(types.float64, 1, "C", readonly=True), types.int64, types.Array(types.uint64, 1, "C"), _I64_1D,
-    _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"), types.int64, types.int64,
+    _I64_1D_RO, _I64_1D, types.Array(types.float64, 1, "C"), types.int64, types.int64, types.int64,
 )  # fmt: skip
 
 
@@ -96,12 +98,21 @@ def clashes(pitch, lead_class):
 
 
 @njit(cache=True, nogil=True)
-def steering(pitch, lead_class, clash_factor, key, key_factor):
+def in_scale(pitch, scale_bits):
+    """Whether ``pitch``'s pitch class is one ``scale_bits`` allows (bit ``k``: pitch class ``k``)."""
+    return (scale_bits >> (pitch % 12)) & 1 == 1
+
+
+@njit(cache=True, nogil=True)
+def steering(pitch, lead_class, clash_factor, key, key_factor, scale_bits=ALL_PITCH_CLASSES):
     """The factor on the weight of sounding ``pitch`` (1 where nothing steers it).
 
     ``clash_factor`` where it clashes with a lead of pitch class ``lead_class`` (>= 0),
-    times ``key_factor`` where it lies outside the scale of ``key`` (>= 0).
+    times ``key_factor`` where it lies outside the scale of ``key`` (>= 0); 0 where the
+    scale lock ``scale_bits`` forbids it (a hard mask, not a bias).
     """
+    if scale_bits != ALL_PITCH_CLASSES and not in_scale(pitch, scale_bits):
+        return 0.0
     factor = 1.0
     if lead_class >= 0 and clashes(pitch, lead_class):
         factor *= clash_factor
@@ -114,6 +125,7 @@ def steering(pitch, lead_class, clash_factor, key, key_factor):
 def sample_voice(
     logits, start, end, previous, onset_only, temperature, rest_bias, rng_state, scratch,
     low=0, lead_class=-1, held_pitch=-1, clash_bias=0.0, key=-1, key_bias=0.0, first=FIRST_NOTE, stop=-1,
+    scale_bits=ALL_PITCH_CLASSES,
 ):  # fmt: skip
     """Draw one voice's token: rest, hold or a new note as trained, then the note at ``temperature``.
 
@@ -136,6 +148,11 @@ def sample_voice(
     ``first``/``stop`` limit the new note to tokens ``first`` to ``stop - 1`` (``stop`` -1:
     to the voice's last), renormalised over them; given with ``onset_only``, so that only
     which note is chosen changes (``contour_tokens``).
+
+    ``scale_bits`` (bit ``k`` allows pitch class ``k``; ``ALL_PITCH_CLASSES``: no lock) is a
+    hard mask: a new note outside it, or holding ``held_pitch`` outside it, has weight 0,
+    and the rest keeps its trained share of what remains. The caller makes sure the notes
+    ``first`` to ``stop - 1`` hold at least one allowed pitch (``scale_window``).
     """
     n = end - start
     if stop < 0:
@@ -156,7 +173,7 @@ def sample_voice(
     for k in range(first, stop):
         weight = math.exp(logits[start + k] - top)
         trained_mass += weight
-        weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
+        weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor, scale_bits)
         scratch[k] = weight
         note_mass += weight
     if not onset_only:
@@ -166,7 +183,7 @@ def sample_voice(
             hold_mass = math.exp(logits[start + HOLD] - top)
             trained_mass += hold_mass
             if held_pitch >= 0:
-                hold_mass *= steering(held_pitch, lead_class, clash_factor, -1, 1.0)
+                hold_mass *= steering(held_pitch, lead_class, clash_factor, -1, 1.0, scale_bits)
         # The rest keeps its trained share of the whole.
         rest_mass *= (hold_mass + note_mass) / trained_mass
         draw = next_uniform(rng_state) * (rest_mass + hold_mass + note_mass)
@@ -182,7 +199,7 @@ def sample_voice(
         total = 0.0
         for k in range(first, stop):
             weight = math.exp(logits[start + k] / temperature - top_note)
-            weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor)
+            weight *= steering(low + k - FIRST_NOTE, lead_class, clash_factor, key, key_factor, scale_bits)
             scratch[k] = weight
             total += weight
     draw = next_uniform(rng_state) * total
@@ -195,19 +212,42 @@ def sample_voice(
 
 
 @njit(cache=True, nogil=True)
-def voice_log_prob(logits, start, end, previous, target):
-    """Log p(target) of one voice under the unscaled softmax, hold masked after a rest."""
+def allowed_token(k, previous, low, held_pitch, scale_bits):
+    """Whether token ``k`` of a pitched voice can be drawn.
+
+    Hold only after a sounding token; under a scale lock (``scale_bits``) no new note, and
+    no hold of a note, outside the scale.
+    """
+    if k == HOLD:
+        if previous == REST:
+            return False
+        return held_pitch < 0 or scale_bits == ALL_PITCH_CLASSES or in_scale(held_pitch, scale_bits)
+    if k >= FIRST_NOTE and scale_bits != ALL_PITCH_CLASSES:
+        return in_scale(low + k - FIRST_NOTE, scale_bits)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def voice_log_prob(logits, start, end, previous, target, low=0, held_pitch=-1, scale_bits=ALL_PITCH_CLASSES):
+    """Log p(target) of one voice under the unscaled softmax, hold masked after a rest.
+
+    With a scale lock (``scale_bits``, see ``sample_voice``) the softmax is renormalised over
+    the tokens the lock allows, and a target it forbids has log p = -inf. ``low`` is the
+    voice's lowest pitch and ``held_pitch`` the note a hold would keep (-1 none).
+    """
     top = -1e300
     for k in range(end - start):
-        if k == HOLD and previous == REST:
+        if not allowed_token(k, previous, low, held_pitch, scale_bits):
             continue
         if logits[start + k] > top:
             top = logits[start + k]
     total = 0.0
     for k in range(end - start):
-        if k == HOLD and previous == REST:
+        if not allowed_token(k, previous, low, held_pitch, scale_bits):
             continue
         total += math.exp(logits[start + k] - top)
+    if not allowed_token(target, previous, low, held_pitch, scale_bits):
+        return -math.inf
     return logits[start + target] - top - math.log(total)
 
 
@@ -306,6 +346,7 @@ def step(
     key_state,
     lead_first,
     lead_stop,
+    scale_bits,
 ):
     """Advance the network one step and sample the four voices' tokens, in ``SAMPLING_ORDER``.
 
@@ -354,6 +395,10 @@ def step(
     lead_first, lead_stop : int64
         With ``LEAD_ONSET``, pulse1's new note is one of tokens ``lead_first`` to
         ``lead_stop - 1`` (``contour_tokens``); ``FIRST_NOTE, -1`` leaves it free.
+    scale_bits : int64
+        The scale lock: bit ``k`` allows pitch class ``k`` (``ALL_PITCH_CLASSES``: no lock).
+        Every note the model picks for pulse1, pulse2 or the triangle is in it; a pulse1
+        token given in ``lead`` (the player's note) is played as given.
     """
     forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, condition, h, acc, gh, logits)
     lead_class = -1
@@ -390,6 +435,7 @@ def step(
                 sampling[6],
                 lead_first if v == 0 else FIRST_NOTE,
                 lead_stop if v == 0 else -1,
+                scale_bits if v < 3 else ALL_PITCH_CLASSES,
             )
         if v == 0 and tokens[0] >= FIRST_NOTE:
             lead_class = (voice_low[0] + tokens[0] - FIRST_NOTE) % 12
@@ -475,11 +521,46 @@ def contour_tokens(contour, lane, low, high):
 
 
 @njit(cache=True, nogil=True)
+def scale_window(first, stop, direction, low, n_notes, scale_bits):
+    """Narrow pulse1's new-note tokens ``first`` to ``stop - 1`` so that the scale lock leaves one.
+
+    Where the window holds a pitch ``scale_bits`` allows, it is kept (the mask in
+    ``sample_voice`` picks among them). Where the contour and the scale leave no pitch, the
+    window becomes the one token of the nearest allowed pitch beyond it in the contour's
+    ``direction`` (+1 up, -1 down, 0 none), else the nearest allowed pitch at all (on a tie,
+    the higher). ``stop`` -1 means the voice's last token; ``n_notes`` is its pitch count.
+    """
+    if stop < 0:
+        stop = FIRST_NOTE + n_notes
+    for k in range(first, stop):
+        if in_scale(low + k - FIRST_NOTE, scale_bits):
+            return first, stop
+    if direction > 0:
+        for k in range(stop, FIRST_NOTE + n_notes):
+            if in_scale(low + k - FIRST_NOTE, scale_bits):
+                return k, k + 1
+    elif direction < 0:
+        for k in range(first - 1, FIRST_NOTE - 1, -1):
+            if in_scale(low + k - FIRST_NOTE, scale_bits):
+                return k, k + 1
+    best, best_distance = -1, n_notes + 1
+    for k in range(FIRST_NOTE, FIRST_NOTE + n_notes):
+        if not in_scale(low + k - FIRST_NOTE, scale_bits):
+            continue
+        distance = first - k if k < first else k - (stop - 1)
+        if distance <= best_distance:
+            best, best_distance = k, distance
+    if best < 0:  # no allowed pitch in the whole range (an empty scale is refused before this)
+        return first, stop
+    return best, best + 1
+
+
+@njit(cache=True, nogil=True)
 def play_step(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
     pair_offset, voice_on, buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead,
     follow_contour, sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started, key_state, contour,
-    lead_pitch,
+    lead_pitch, scale_bits,
 ):  # fmt: skip
     """One step from the player's input to the four voices: the function live and offline share.
 
@@ -493,7 +574,8 @@ def play_step(
     to ``lead_token``. In buttons mode ``contour`` (int64 (CONTOUR_STATE_SIZE,)) keeps the
     last input onset's lane and lead pitch; with ``follow_contour`` a lead the model picks
     on an onset moves the way the lane moves (``contour_tokens``). ``condition``,
-    ``pair_table``, ``pair_offset`` and ``voice_on`` are ``step``'s.
+    ``pair_table``, ``pair_offset``, ``voice_on`` and ``scale_bits`` (the scale lock) are
+    ``step``'s; under a lock the contour's window is narrowed by ``scale_window``.
     """
     input_rows(row_offset, buttons, melody, onset, position, max_position, tokens, rows)
     lead = LEAD_FREE
@@ -504,6 +586,12 @@ def play_step(
         lead = lead_token(buttons, melody, onset, voice_low[0], voice_high[0])
         if lead == LEAD_ONSET and follow_contour:
             lead_first, lead_stop = contour_tokens(contour, melody, voice_low[0], voice_high[0])
+        if lead == LEAD_ONSET and scale_bits != ALL_PITCH_CLASSES:
+            direction = 0
+            if follow_contour and contour[CONTOUR_PITCH] >= 0 and melody != contour[CONTOUR_LANE]:
+                direction = 1 if melody > contour[CONTOUR_LANE] else -1
+            n_notes = voice_high[0] - voice_low[0] + 1
+            lead_first, lead_stop = scale_window(lead_first, lead_stop, direction, voice_low[0], n_notes, scale_bits)
     step(
         in_table,
         b_ih,
@@ -530,6 +618,7 @@ def play_step(
         key_state,
         lead_first,
         lead_stop,
+        scale_bits,
     )
     for v in range(4):
         token = tokens[v]
@@ -570,13 +659,13 @@ def track_key(key_state, lead_pitch, lead_started):
 def run(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
     pair_offset, voice_on, buttons, melody, onset, position, voice_low, voice_high, drum_keys, follow_lead,
-    follow_contour, sampling, rng_state, h, tokens, sounding, key_state, contour, tokens_out,
+    follow_contour, sampling, rng_state, h, tokens, sounding, key_state, contour, scale_bits, tokens_out,
 ):  # fmt: skip
     """Arrange a whole melody: ``play_step`` once per row of ``melody``, from the given state.
 
     ``h``, ``tokens`` (4,), ``sounding`` (4,), ``key_state`` and ``contour`` are the state
-    to start from and are left at the last step's; ``tokens_out`` (T, 4) receives every
-    step's tokens.
+    to start from and are left at the last step's; ``scale_bits`` is the scale lock
+    (``step``); ``tokens_out`` (T, 4) receives every step's tokens.
     """
     acc = np.zeros(in_table.shape[1], dtype=np.float32)
     gh = np.zeros(3 * h.shape[0], dtype=np.float32)
@@ -588,7 +677,7 @@ def run(
             in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, condition, pair_table,
             pair_offset, voice_on, buttons, melody[t], onset[t], position[t], voice_low, voice_high, drum_keys,
             follow_lead, follow_contour, sampling, rng_state, h, acc, gh, logits, rows, tokens, sounding, started,
-            key_state, contour, -1,
+            key_state, contour, -1, scale_bits,
         )  # fmt: skip
         for v in range(4):
             tokens_out[t, v] = tokens[v]
@@ -598,6 +687,7 @@ def run(
 def teacher_forced_log_prob(
     in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, tok_offset, row_offset, max_position, pair_table, pair_offset,
     voice_low, buttons, melody, onset, position, condition_rows, target, h, log_prob_out,
+    scale_bits=ALL_PITCH_CLASSES, scale_voices=0,
 ):  # fmt: skip
     """Log p of every real token (T, 4) given the real past and the voices drawn before it (teacher forcing).
 
@@ -605,6 +695,9 @@ def teacher_forced_log_prob(
     ``SAMPLING_ORDER``, each voice given the real tokens of the voices drawn before it this
     step, so the four log-probabilities of a step sum to its joint log-probability.
     ``condition_rows`` (T, N_CONDITIONS) are each step's setting rows of ``in_table``.
+    Under a scale lock (``scale_bits``), voice ``v`` with bit ``v`` of ``scale_voices`` set
+    is scored over the tokens the lock allows (``voice_log_prob``; -inf where it forbids
+    the real token).
     """
     n_hidden = h.shape[0]
     acc = np.zeros(in_table.shape[1], dtype=np.float32)
@@ -621,7 +714,13 @@ def teacher_forced_log_prob(
         forward(in_table, b_ih, b_hh, w_hh_t, w_out_t, b_out, rows, no_condition, h, acc, gh, logits)
         for position_in_order in range(4):
             v = SAMPLING_ORDER[position_in_order]
-            log_prob_out[t, v] = voice_log_prob(logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v])
+            if v < 3 and (scale_voices >> v) & 1:
+                log_prob_out[t, v] = voice_log_prob(
+                    logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v], voice_low[v], held[v],
+                    scale_bits,
+                )  # fmt: skip
+            else:
+                log_prob_out[t, v] = voice_log_prob(logits, tok_offset[v], tok_offset[v + 1], previous[v], target[t, v])
             if v < 3:
                 row = pair_row(pair_offset, tok_offset, v, target[t, v], held[v], voice_low[v])
                 if position_in_order < 3:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chiptuner import options
+from chiptuner.errors import MidiSystemError, ParameterError
 from chiptuner.options import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "demo_melody_path", "DEMO_MELODY"]
@@ -78,6 +79,11 @@ def build_parser(prog: str = "chiptuner live") -> argparse.ArgumentParser:
     follow = timing.add_mutually_exclusive_group()
     follow.add_argument("--follow", action="store_true", help="follow the tempo of your own playing after a count-in")
     follow.add_argument("--clock", action="store_true", help="follow MIDI clock from the input (start/stop/continue)")
+    follow.add_argument(
+        "--clock-out", action="store_true",
+        help="lead: send MIDI clock (24 per beat), song position, start and stop on the output (JACK)",
+    )  # fmt: skip
+    timing.add_argument("--swing", type=options.swing, default=0.0, metavar="S", help=options.SWING_HELP)
     timing.add_argument("--metronome", action="store_true", help="click every beat")
     timing.add_argument(
         "--count-in", type=options.int_at_least(0), default=None, metavar="BARS",
@@ -109,6 +115,7 @@ def build_parser(prog: str = "chiptuner live") -> argparse.ArgumentParser:
         "--voices", default=None, metavar="LIST",
         help="accompaniment voices that play: any of pulse2,triangle,noise (comma-separated), or none (default: all)",
     )  # fmt: skip
+    playing.add_argument("--scale", type=options.scale, default=None, metavar="TONIC:MODE", help=options.SCALE_HELP)
     playing.add_argument("--model", default=None, metavar="PATH", help="model file (default: the shipped model)")
     output = parser.add_argument_group("sound and recording")
     output.add_argument("--record", default=".", metavar="DIR", help="folder for session.mid/.wav (default: .)")
@@ -191,10 +198,12 @@ def _run(args: argparse.Namespace) -> int:
     from chiptuner.live import engine as eng  # noqa: PLC0415
     from chiptuner.model.arranger import Arranger, load_model, warmup  # noqa: PLC0415
 
+    if args.clock_out and args.demo:
+        raise ParameterError("--clock-out needs a MIDI output port; it cannot be used with --demo")
     model = load_model(args.model)
     arranger = Arranger(
         model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
-        style=args.style, energy=args.energy, voices=args.voices,
+        style=args.style, energy=args.energy, voices=args.voices, scale=args.scale,
     )  # fmt: skip
     warmup(model)  # compile or load every kernel before any port opens
     sound = not args.no_sound
@@ -230,6 +239,12 @@ def _run(args: argparse.Namespace) -> int:
             until += clock()
     else:
         midi_ports = ports.open_ports(args.in_port, args.out, api=args.midi_api)
+        if args.clock_out and not hasattr(midi_ports.output, "clock_start"):
+            midi_ports.close()
+            raise MidiSystemError(
+                f"--clock-out needs the JACK MIDI API (the {midi_ports.api} port cannot time clock pulses); "
+                "start a JACK server and use --midi-api jack"
+            )
         clock, inbox = time.perf_counter, midi_ports.inbox
         outputs.append(midi_ports.output)
         if args.seconds is not None:
@@ -245,7 +260,8 @@ def _run(args: argparse.Namespace) -> int:
             arranger, clock=clock, inbox=inbox, outputs=outputs, tempo=tempo,
             recorder=None if args.no_record else recorder, grace_sec=args.grace / 1000.0, in_channel=args.in_channel,
             buttons=eng.ButtonMap(args.lanes) if args.lanes else None, gm_drums=args.gm_drums,
-            metronome=args.metronome, count_in_steps=count_in_steps,
+            metronome=args.metronome, count_in_steps=count_in_steps, swing=args.swing,
+            clock_out=midi_ports.output if args.clock_out else None,
         )  # fmt: skip
     except BaseException:  # a setting refused: the ports and the stream must not outlive the command
         _close(midi_ports, audio)
@@ -254,7 +270,8 @@ def _run(args: argparse.Namespace) -> int:
     logger.info(
         "ready in %.2f s: %s, %s mode, %s%s; Ctrl-C stops",
         _seconds_since_start(), where, "buttons" if args.buttons else "keys",
-        "MIDI clock" if args.clock else f"{args.bpm:g} BPM" + (" (following you)" if args.follow else ""),
+        "MIDI clock" if args.clock else f"{args.bpm:g} BPM" + (" (following you)" if args.follow else "")
+        + (" (leading by MIDI clock)" if args.clock_out else ""),
         "" if audio is not None or not sound else ", no live audio",
     )  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -284,12 +301,12 @@ def _run(args: argparse.Namespace) -> int:
 _NOT_FOR_WEB = {
     "demo": False, "fast": False, "list_ports": False, "in_port": None, "out": None, "midi_api": "auto",
     "in_channel": None, "gm_drums": False, "follow": False, "clock": False, "count_in": None, "lanes": None,
+    "clock_out": False,
 }  # fmt: skip
 
 
 def _web_options(args: argparse.Namespace):
     """``--web``'s options as ``web.server.WebOptions``; options the page has no use for are refused in one line."""
-    from chiptuner.errors import ParameterError  # noqa: PLC0415
     from chiptuner.live.web.protocol import Settings  # noqa: PLC0415
     from chiptuner.live.web.server import WebOptions  # noqa: PLC0415
     from chiptuner.model.arranger import parse_voices  # noqa: PLC0415
@@ -297,11 +314,13 @@ def _web_options(args: argparse.Namespace):
     clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]
     if clashing:
         options = ", ".join("--" + name.replace("_", "-").replace("in-port", "in") for name in clashing)
-        raise ParameterError(f"{options} cannot be used with --web (the page picks the input and tempo)")
+        raise ParameterError(
+            f"{options} cannot be used with --web (the page picks the input and tempo, and has no MIDI out)"
+        )
     settings = Settings(
         bpm=args.bpm, mode="buttons" if args.buttons else "keys", temperature=args.temperature,
         metronome=args.metronome, seed=args.seed, style=args.style, energy=args.energy,
-        voices=parse_voices(args.voices),
+        voices=parse_voices(args.voices), scale=args.scale.name if args.scale else "off", swing=args.swing,
     )  # fmt: skip
     return WebOptions(
         settings=settings, host=args.host, port=args.port, open_browser=not args.no_browser, seconds=args.seconds,

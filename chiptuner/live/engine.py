@@ -26,6 +26,13 @@ late is heard on the beat they meant, and nobody waits for the lead.
 The lead is the player's: pulse1 sounds while the player holds the note (last-note
 priority) and stops on release; the model's own pulse1 token only feeds its next step.
 
+Swing (``swing``, 0-0.5 of a step) moves the deadline of every off-beat 16th (an odd
+position in the bar) that much of a step later (``timebase.swung_step``); the tempo
+sources keep the straight grid. The input grid and the grace window follow the swung
+deadlines, so a player who swings lands on the step they meant. MIDI clock out
+(``clock_out``) is straight, as MIDI clock is: the engine tells it the straight grid
+after every step, and the port writes the pulses at their own frame times.
+
 Nothing in the step path allocates arrays, builds message objects or logs: messages are
 tuples built once at start-up, recordings go into preallocated arrays, and figures are
 reported when the run ends (``EngineReport``).
@@ -46,6 +53,8 @@ from chiptuner.chip_midi import DUTY_CC, VOICE_PROGRAMS, VOICE_VELOCITY, voice_c
 from chiptuner.errors import ParameterError
 from chiptuner.model.arranger import Arranger, energy_index, parse_voices, style_index
 from chiptuner.rhythm import estimate_tempo
+from chiptuner.scales import Scale, parse_scale
+from chiptuner.timebase import check_swing
 from chiptuner.types import VOICE_NAMES
 
 __all__ = [
@@ -89,6 +98,27 @@ class Inbox(Protocol):
 
 class Output(Protocol):
     def send(self, message: tuple[int, ...]) -> None: ...
+
+
+class ClockOut(Protocol):
+    """Where the engine leads other gear by MIDI clock (``jack_midi.JackOutput``).
+
+    ``clock_start`` starts the pulses at ``grid_sec`` and sends song position 0 and start
+    just before the pulse at ``start_sec`` (the band's first step, after the count-in);
+    ``clock_schedule`` says where the straight grid goes on (the step due at ``grid_sec``,
+    steps of ``step_sec``: a pulse every ``step_sec / 6``); ``clock_stop`` sends stop.
+    Times are the engine's clock (seconds, ``time.perf_counter``). ``lead_sec``: how far
+    ahead of its time a pulse must be known to leave on its frame (the first step waits
+    that long).
+    """
+
+    lead_sec: float
+
+    def clock_start(self, grid_sec: float, step_sec: float, start_sec: float) -> None: ...
+
+    def clock_schedule(self, grid_sec: float, step_sec: float) -> None: ...
+
+    def clock_stop(self) -> None: ...
 
 
 # ----------------------------------------------------------------------------- virtual time
@@ -183,6 +213,7 @@ class FixedTempo:
         self.next_step_sec: float | None = None
         self.position: int | None = None  # set only by sources that know the bar (MIDI clock)
         self.stopped_now = False  # set by a MIDI clock stop; the engine silences the band and clears it
+        self.swing = 0.0  # of a step, on the off-beats; the engine sets it (``Engine(swing=...)``)
 
     def start(self, now_sec: float) -> None:
         """The first step is due now."""
@@ -234,16 +265,28 @@ class FollowTempo(FixedTempo):
         self._offsets = np.zeros(64, dtype=np.float64)
         self._n_offsets = 0
         self._last_due = math.nan
+        self._last_odd = False  # the step due at _last_due is an off-beat 16th
 
     def onset(self, now_sec: float) -> None:
         """Remember an onset for the tempo, and its offset from the grid for the phase."""
         self._onsets[self._n_onsets % len(self._onsets)] = now_sec
         self._n_onsets += 1
         if math.isfinite(self._last_due) and self._n_offsets < len(self._offsets):
-            # Signed offset from the nearest step boundary (late > 0).
-            offset = (now_sec - self._last_due) % self.step_sec
-            if offset > self.step_sec / 2:
-                offset -= self.step_sec
+            # Signed offset from the nearest step boundary (late > 0), the off-beats swung:
+            # a player who swings as the band does is on the grid.
+            if self.swing == 0.0:
+                offset = (now_sec - self._last_due) % self.step_sec
+                if offset > self.step_sec / 2:
+                    offset -= self.step_sec
+            else:
+                delay = self.swing * self.step_sec
+                since = now_sec - self._last_due
+                first = math.floor(since / self.step_sec) - 1
+                offset = math.inf
+                for k in range(first, first + 4):
+                    mark = k * self.step_sec + (delay if (k % 2 == 1) != self._last_odd else 0.0)
+                    if abs(since - mark) < abs(offset):
+                        offset = since - mark
             self._offsets[self._n_offsets] = offset
             self._n_offsets += 1
 
@@ -251,6 +294,7 @@ class FollowTempo(FixedTempo):
         """Advance the grid; on each beat after the count-in, follow the player."""
         self._steps += 1
         self._last_due = due_sec
+        self._last_odd = self._steps % 2 == 0  # _steps counts this one: step index _steps - 1
         skipped = super().stepped(due_sec, now_sec)
         if self._steps >= self.count_in_steps and self._steps % STEPS_PER_BEAT == 0:
             self._follow(now_sec)
@@ -514,6 +558,13 @@ class Engine:
     timer : callable
         Seconds for the latency figures: the processor's own time, even when ``clock`` is
         virtual.
+    swing : float
+        0 (straight) to 0.5: every off-beat 16th is due this much of a step late (see the
+        module notes); ``set_settings`` changes it.
+    clock_out : ClockOut, optional
+        Lead other gear by MIDI clock: pulses from the first step (the count-in is the
+        follower's pre-roll), start with the band's first step, the straight grid after
+        every step, stop at the end. Not with ``MidiClockTempo`` (that follows a clock).
     """
 
     def __init__(
@@ -533,6 +584,8 @@ class Engine:
         count_in_steps: int = 0,
         latency_capacity: int = 200_000,
         timer: Callable[[], float] = time.perf_counter,
+        swing: float = 0.0,
+        clock_out: ClockOut | None = None,
     ) -> None:
         if not 0.0 <= grace_sec <= 0.25:
             raise ParameterError(f"grace window is {grace_sec!r} s; use 0 to 0.25 s (0 turns it off)")
@@ -544,6 +597,10 @@ class Engine:
         self.inbox = inbox
         self.outputs = list(outputs)
         self.tempo = tempo if tempo is not None else FixedTempo(120.0)
+        if clock_out is not None and isinstance(self.tempo, MidiClockTempo):
+            raise ParameterError("MIDI clock out cannot lead while the tempo follows MIDI clock in; choose one")
+        self.clock_out = clock_out
+        self.tempo.swing = check_swing(swing)
         self.recorder = recorder
         self.grace_sec = float(grace_sec)
         self.in_channel = in_channel
@@ -592,9 +649,17 @@ class Engine:
         self._stop.set()
 
     def set_settings(
-        self, *, style: str | None = None, energy: str | None = None, voices: str | Sequence[str] | None = None
+        self,
+        *,
+        style: str | None = None,
+        energy: str | None = None,
+        voices: str | Sequence[str] | None = None,
+        scale: str | Scale | None = None,
+        swing: float | None = None,
     ) -> None:
-        """Change the arranger's style, energy or voices (None keeps one) from the next step on (thread-safe).
+        """Change style, energy, voices, scale lock or swing (None keeps one) from the next step on.
+
+        Thread-safe; ``scale="off"`` turns the lock off.
 
         The values are checked here, on the caller's thread (``ParameterError`` naming the
         choices; nothing changes); the engine's thread hands them to ``Arranger.set_settings``
@@ -611,12 +676,18 @@ class Engine:
             fields["energy"] = energy
         if voices is not None:
             fields["voices"] = parse_voices(voices)
+        if scale is not None:
+            fields["scale"] = parse_scale(scale) or "off"
+        if swing is not None:
+            fields["swing"] = check_swing(swing)
         with self._settings_lock:
             self._new_settings = {**(self._new_settings or {}), **fields}
 
     def _take_settings(self) -> None:
         with self._settings_lock:
             fields, self._new_settings = self._new_settings, None
+        if fields and "swing" in fields:
+            self.tempo.swing = fields.pop("swing")
         if fields:
             self.arranger.set_settings(**fields)
 
@@ -629,7 +700,11 @@ class Engine:
         self._stop.clear()
         self._reset_counters()
         self._start_outputs()
-        self.tempo.start(self.clock())
+        # Leading by clock, the first step waits until its pulse can still leave on time.
+        self.tempo.start(self.clock() + (self.clock_out.lead_sec if self.clock_out is not None else 0.0))
+        if self.clock_out is not None:
+            first, step_sec = self.tempo.next_step_sec, self.tempo.step_sec
+            self.clock_out.clock_start(first, step_sec, first + self.count_in_steps * step_sec)
         try:
             while not self._stop.is_set():
                 if max_steps is not None and self.step_index >= max_steps:
@@ -637,9 +712,12 @@ class Engine:
                 now = self.clock()
                 if until_sec is not None and now >= until_sec:
                     break
-                due = self.tempo.next_step_sec
+                grid = self.tempo.next_step_sec
+                due = grid
+                if grid is not None and self._position() % 2 == 1:
+                    due = grid + self.tempo.swing * self.tempo.step_sec
                 if due is not None and now >= due:
-                    self._step(now, due)
+                    self._step(now, due, grid)
                     continue
                 wait = IDLE_WAIT_SEC if due is None else due - now
                 if until_sec is not None:
@@ -648,6 +726,8 @@ class Engine:
                 if message is not None:
                     self._take(message)
         finally:
+            if self.clock_out is not None:
+                self.clock_out.clock_stop()
             self._all_off()
         return self.report()
 
@@ -728,7 +808,8 @@ class Engine:
         """Step in the bar of the next step."""
         return self.tempo.position if self.tempo.position is not None else self.step_index % STEPS_PER_BAR
 
-    def _step(self, now: float, due: float) -> None:
+    def _step(self, now: float, due: float, grid: float) -> None:
+        """Play the step due (swung) at ``due``, whose straight grid time is ``grid``."""
         began = self.timer()
         late = now - due
         if late > MISS_TOLERANCE_SEC:
@@ -750,10 +831,12 @@ class Engine:
         self._pending_lead = -1
         self._last_step_due = due
         self.step_index += 1
-        skipped = self.tempo.stepped(due, now)
+        skipped = self.tempo.stepped(grid, now)
         if skipped:
             self.misses += skipped
             self.step_index += skipped
+        if self.clock_out is not None and self.tempo.next_step_sec is not None:
+            self.clock_out.clock_schedule(self.tempo.next_step_sec, self.tempo.step_sec)
         self._log_latency(self._step_latency, self._n_step_lat, self.timer() - began)
         self._n_step_lat += 1
 

@@ -12,6 +12,13 @@ start of the next cycle; answers at the time of the note they answer. Each JACK 
 reaches the engine as one whole message, so a sysex cut short by its sender is only that
 one message (rtmidi's JACK input held back all later input after one).
 
+MIDI clock out (``JackOutput.clock_start``) is written by the process callback itself, not
+queued: the engine says where its straight grid lies (in its clock, ``time.perf_counter``),
+which becomes JACK frames at once; each cycle the callback writes every pulse that falls in
+it at its own frame offset (``ClockPulses``), so a pulse is placed to the frame whenever the
+engine's thread runs; a queued message would leave at the start of the
+next cycle, up to a period (5.3 ms at 256 frames) off.
+
 The callback runs Python, so it takes the GIL: while the client is open the interpreter
 hands the GIL over every ``SWITCH_INTERVAL_SEC``, and the engine's step (tens of
 microseconds) is the longest it waits for it otherwise. Closing deactivates the client
@@ -24,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -32,7 +40,16 @@ from collections.abc import Iterator
 
 from chiptuner.errors import MidiSystemError
 
-__all__ = ["Handover", "JackInbox", "JackMidi", "JackOutput", "jack_answers", "jack_ports", "quiet_stderr"]
+__all__ = [
+    "ClockPulses",
+    "Handover",
+    "JackInbox",
+    "JackMidi",
+    "JackOutput",
+    "jack_answers",
+    "jack_ports",
+    "quiet_stderr",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +62,11 @@ MAX_BACKLOG = 4096
 #: Python hands the GIL to a waiting thread after this long; the default (5 ms) is about one
 #: JACK period, so a busy thread could keep the process callback out for a whole cycle.
 SWITCH_INTERVAL_SEC = 0.0005
+#: Reading the engine's clock and JACK's frame time together counts only when it took less than this.
+CLOCK_READ_SEC = 50e-6
+#: MIDI clock: pulses per 16th-note step (24 per quarter note).
+PULSES_PER_STEP = 6
+_CLOCK, _START, _STOP, _SONG_POSITION = b"\xf8", b"\xfa", b"\xfc", b"\xf2\x00\x00"
 
 
 @contextlib.contextmanager
@@ -196,6 +218,138 @@ class Handover:
             self._answered.notify_all()
 
 
+class ClockPulses:
+    """When the MIDI clock pulses fall, in JACK frames: plain Python, no JACK (the process callback asks it).
+
+    The engine's thread gives the straight grid in its own clock (``start``, ``schedule``,
+    ``stop``), turned into frames at once by ``to_frames``; the process thread asks
+    ``due(cycle_start, frames, out)`` for the messages of its cycle with their frame
+    offsets. A pulse every ``step_sec / PULSES_PER_STEP`` from the grid's step.
+
+    The engine gives the grid again after every step, about a step ahead, and its clock
+    and JACK's frame clock drift apart (a sound card's crystal, or a dummy driver on a busy
+    machine: 0.5% measured); rather than jump to a new grid, the pulses before its step
+    share the difference (a new period until then), so every pulse moves by a fraction of
+    it and the clock stays on the engine's steps. Each change is one tuple assigned, so
+    the process thread never sees half of one.
+
+    Parameters
+    ----------
+    to_frames : callable
+        Seconds of the engine's clock -> JACK's frame time (float, not wrapped).
+    sample_rate : int
+    """
+
+    def __init__(self, to_frames, sample_rate: int) -> None:
+        self._to_frames = to_frames
+        self._sample_rate = sample_rate
+        self._grid: tuple[float, float] | None = None  # (a step's frame, frames per pulse)
+        self._start_grid: tuple[float, float] | None = None  # the grid ``start`` gave (``schedule`` moves _grid)
+        self._starting = False
+        self._stopping = False
+        self._start_pulse = 0  # song position and start go before this pulse (0: the first)
+        self._grid_used: tuple[float, float] | None = None  # the process thread's from here on
+        self._start_pending = False
+        self._next_frame = 0.0
+        self._period = 0.0  # frames between the pulses now
+        self._catch_up = 0  # pulses left at ``_period`` before the grid's own period
+        self.pulses = 0
+
+    # ------------------------------------------------------------------ the engine's thread
+
+    def _grid_of(self, grid_sec: float, step_sec: float) -> tuple[float, float]:
+        return float(self._to_frames(grid_sec)), step_sec * self._sample_rate / PULSES_PER_STEP
+
+    def start(self, grid_sec: float, step_sec: float, start_sec: float | None = None) -> None:
+        """Pulses from ``grid_sec``; song position 0 and start just before the pulse at ``start_sec``.
+
+        Pulses before the start (a count-in) let the gear that follows lock to the tempo
+        first, as a DAW's pre-roll does; the start comes with the band's first downbeat
+        (``start_sec`` None: with the first pulse).
+        """
+        pulse_sec = step_sec / PULSES_PER_STEP
+        self._start_pulse = 0 if start_sec is None else max(round((start_sec - grid_sec) / pulse_sec), 0)
+        self._grid = self._start_grid = self._grid_of(grid_sec, step_sec)
+        self._stopping = False
+        self._starting = True
+
+    def schedule(self, grid_sec: float, step_sec: float) -> None:
+        """The grid from here on: a step at ``grid_sec``, steps of ``step_sec``."""
+        self._grid = self._grid_of(grid_sec, step_sec)
+
+    def stop(self) -> None:
+        """Stop, in the next cycle; no pulses after it."""
+        self._stopping = True
+
+    @property
+    def pending(self) -> bool:
+        """A stop not written yet (closing waits for it)."""
+        return self._stopping
+
+    # ------------------------------------------------------------------ the process thread
+
+    def due(self, cycle_start: int, frames: int, out: list[tuple[int, bytes]]) -> None:
+        """Append (offset, message) of everything due in the cycle of ``frames`` from ``cycle_start``, in order.
+
+        ``cycle_start`` is JACK's (wrapping) frame time of the cycle; a message already late
+        goes at offset 0.
+        """
+        if self._stopping:
+            if self._grid_used is not None:
+                out.append((0, _STOP))
+            self._grid_used = self._grid = None
+            self._stopping = self._starting = False
+            return
+        grid = self._grid
+        if grid is None:
+            return
+        if self._starting:
+            first = self._start_grid
+            if _offset(first[0], cycle_start) >= frames:  # the pulses begin in their own cycle
+                return
+            self._starting = False
+            self._start_pending = True
+            self.pulses = 0
+            self._grid_used = first
+            self._next_frame = first[0]
+            self._period, self._catch_up = first[1], 0
+        elif self._grid_used is None:  # stopped: nothing until the next start
+            return
+        if grid is not self._grid_used:
+            self._follow(grid)
+        while (offset := _offset(self._next_frame, cycle_start)) < frames:
+            if self._start_pending and self.pulses == self._start_pulse:
+                self._start_pending = False
+                out.append((max(offset, 0), _SONG_POSITION))
+                out.append((max(offset, 0), _START))
+            out.append((max(offset, 0), _CLOCK))
+            self.pulses += 1
+            if self._catch_up > 0:
+                self._catch_up -= 1
+                if self._catch_up == 0:  # that was the grid's step: its own period from here
+                    self._period = self._grid_used[1]
+            self._next_frame += self._period
+
+    def _follow(self, grid: tuple[float, float]) -> None:
+        """Move the pulses onto a new grid: those left before its step share the difference."""
+        origin, pulse = grid
+        last = self._next_frame - self._period  # the last pulse written
+        count = round((origin - last) / self._grid_used[1])  # pulses from it to the grid's step, at the old tempo
+        if count >= 1:
+            self._period = (origin - last) / count
+            self._catch_up = count
+            self._next_frame = last + self._period
+        else:  # the step is already behind the pulses: go on from the grid
+            self._next_frame = origin + math.ceil((last + pulse / 2 - origin) / pulse) * pulse
+            self._period, self._catch_up = pulse, 0
+        self._grid_used = grid
+
+
+def _offset(frame: float, cycle_start: int) -> int:
+    """Frames from ``cycle_start`` to ``frame`` (rounded), across the 32-bit wrap of JACK's frame time."""
+    return (round(frame) - cycle_start + 2**31) % 2**32 - 2**31
+
+
 class JackMidi:
     """The ``chiptuner`` JACK client: ports ``in`` and ``out``, joined to the engine by a ``Handover``.
 
@@ -209,11 +363,13 @@ class JackMidi:
         self.callback_error: str | None = None
         self.xruns = 0  # cycles the server saw overrun (any client's)
         self._closed = False
+        self._clock_due: list[tuple[int, bytes]] = []
         try:
             self._in_port = self._client.midi_inports.register("in")
             self._out_port = self._client.midi_outports.register("out")
-            period_sec = self._client.blocksize / self._client.samplerate
+            period_sec = self.period_sec = self._client.blocksize / self._client.samplerate
             self.handover = Handover(ANSWER_WAIT * period_sec)
+            self.clock = ClockPulses(self._frame_at, self._client.samplerate)
             self._client.set_process_callback(self._process)
             self._client.set_shutdown_callback(self._shutdown)
             self._client.set_xrun_callback(self._xrun)
@@ -233,6 +389,7 @@ class JackMidi:
             out = self._out_port
             out.clear_buffer()
             outgoing = self.handover.outgoing
+            clock = self._clock_offsets(frames)
             # Sent before this cycle (the engine's steps): at its start.
             self._write(out, 0, len(outgoing))
             messages = []
@@ -240,8 +397,15 @@ class JackMidi:
             for offset, data in self._in_port.incoming_midi_events():  # noqa: B007 (the last offset is kept)
                 messages.append(tuple(bytes(data)))
             self.handover.deliver(messages)
-            # The answers: at the time of the note they answer.
+            # Events of one buffer go in time order: the clock up to the answers, the answers
+            # (at the time of the note they answer), the rest of the clock.
+            written = 0
+            while written < len(clock) and clock[written][0] <= offset:
+                self._write_clock(out, clock[written])
+                written += 1
             self._write(out, offset, len(outgoing))
+            for event in clock[written:]:
+                self._write_clock(out, event)
         except Exception as error:  # noqa: BLE001 (JACK would stop calling; the engine says why instead)
             self.callback_error = f"{type(error).__name__}: {error}"
             raise _jack().CallbackExit from None
@@ -254,6 +418,33 @@ class JackMidi:
             except _jack().JackError:  # the cycle's buffer is full: the rest goes in the next one
                 return
             outgoing.popleft()
+
+    def _frame_at(self, when_sec: float) -> float:
+        """JACK's frame time at ``when_sec`` of ``time.perf_counter``: its current frame estimate, moved on."""
+        # The two clocks read back to back; JACK's estimate comes from the DLL it keeps of the
+        # cycles' start times, so it does not jump with when this thread happens to run. The
+        # process callback may take the GIL between the two reads (a millisecond): read again
+        # until both fall within CLOCK_READ_SEC.
+        for _ in range(5):
+            before = time.perf_counter()
+            now_frame = self._client.frame_time
+            after = time.perf_counter()
+            if after - before < CLOCK_READ_SEC:
+                break
+        return now_frame + (when_sec - (before + after) / 2) * self._client.samplerate
+
+    def _clock_offsets(self, frames: int) -> list[tuple[int, bytes]]:
+        """The clock messages of the cycle, with their frame offsets (``ClockPulses``)."""
+        due = self._clock_due
+        due.clear()
+        self.clock.due(self._client.last_frame_time, frames, due)
+        return due
+
+    def _write_clock(self, out, event: tuple[int, bytes]) -> None:
+        try:
+            out.write_midi_event(event[0], event[1])
+        except _jack().JackError:  # the buffer is full: a clock message is worth nothing late
+            self.handover.dropped_out += 1
 
     def _xrun(self, delay_usec: float) -> None:
         self.xruns += 1
@@ -301,7 +492,7 @@ class JackMidi:
         self._closed = True
         self.handover.stop_serving()
         deadline = time.monotonic() + flush_sec
-        while self.handover.outgoing and time.monotonic() < deadline and not self.server_gone:
+        while (self.handover.outgoing or self.clock.pending) and time.monotonic() < deadline and not self.server_gone:
             time.sleep(0.002)
         with contextlib.suppress(Exception):
             self._client.deactivate()
@@ -336,10 +527,25 @@ class JackOutput:
     def __init__(self, client: JackMidi, name: str) -> None:
         self._client = client
         self.name = name
+        # A pulse is written in the cycle that holds its frame, which the callback starts
+        # up to a period before that frame's time: know it two periods ahead.
+        self.lead_sec = 2 * client.period_sec
 
     def send(self, message: tuple[int, ...]) -> None:
         """Queue one message for the output port."""
         self._client.handover.send(message)
+
+    def clock_start(self, grid_sec: float, step_sec: float, start_sec: float) -> None:
+        """Lead by MIDI clock: pulses from ``grid_sec``, song position 0 and start at ``start_sec`` (``ClockOut``)."""
+        self._client.clock.start(grid_sec, step_sec, start_sec)
+
+    def clock_schedule(self, grid_sec: float, step_sec: float) -> None:
+        """The straight grid from here on (a new tempo takes over from the next pulse)."""
+        self._client.clock.schedule(grid_sec, step_sec)
+
+    def clock_stop(self) -> None:
+        """Send MIDI stop in the next cycle; no pulses after it."""
+        self._client.clock.stop()
 
     def close(self) -> None:
         """Close the client (both ports)."""

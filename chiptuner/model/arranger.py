@@ -38,6 +38,7 @@ import numpy as np
 
 from chiptuner._kernels import arranger as _k
 from chiptuner.errors import ModelFileError, ParameterError
+from chiptuner.scales import Scale, parse_scale, scale_bits
 from chiptuner.types import VOICE_NAMES, Arrangement
 from chiptuner.voices import DRUM_KEYS, VOICE_RANGES
 
@@ -655,6 +656,14 @@ class Arranger:
         ``"none"``); default all. A voice left out rests on every step, inside the kernel,
         and the model knows it is out (its setting row), so the others play as a band
         without it. ``set_settings`` changes all three between steps.
+    scale : str or Scale, optional
+        The scale lock (``"C:major"``, ``"A:minor"``, ``"D:dorian"``; see
+        ``chiptuner.scales``): a hard mask at sampling, so every note the model picks for
+        pulse1, pulse2 and the triangle is in the scale. The player's own note (keys mode)
+        is never changed. In buttons mode, where the contour and the scale leave pulse1 no
+        pitch, it takes the nearest scale pitch in the contour's direction, else the
+        nearest at all (``_kernels.arranger.scale_window``). None (default): no lock, and
+        the arrangement is the same as before the lock existed. ``set_settings`` changes it.
 
     Notes
     -----
@@ -677,6 +686,7 @@ class Arranger:
         style: str | None = None,
         energy: str = "mid",
         voices: str | typing.Iterable[str] | None = None,
+        scale: str | Scale | None = None,
     ) -> None:
         self.model = model
         self.buttons = _check_mode(mode)
@@ -707,6 +717,8 @@ class Arranger:
         self._condition = np.zeros(model.in_table.shape[1], dtype=np.float32)
         self._voice_on = np.ones(4, dtype=np.bool_)
         self.style, self.energy, self.voices = "", "", ACCOMPANIMENT
+        self.scale: Scale | None = parse_scale(scale)
+        self._scale_bits = scale_bits(self.scale)
         default_style = "chip" if "chip" in model.styles else model.styles[0]
         self.set_settings(style=default_style if style is None else style, energy=energy, voices=voices)
         # Everything a step changes, and copies for save_state/restore_state and preview_lead.
@@ -716,13 +728,20 @@ class Arranger:
         self.reset(seed)
 
     def set_settings(
-        self, *, style: str | None = None, energy: str | None = None, voices: str | typing.Iterable[str] | None = None
+        self,
+        *,
+        style: str | None = None,
+        energy: str | None = None,
+        voices: str | typing.Iterable[str] | None = None,
+        scale: str | Scale | None = None,
     ) -> None:
-        """Change the style, energy or voices (None keeps the current one), from the next step on.
+        """Change the style, energy, voices or scale lock (None keeps the current one), from the next step on.
 
-        The state carries over, so a live take goes on with the new band. Raises
-        ``ParameterError`` (naming the choices) and changes nothing for a bad value.
+        ``scale="off"`` turns the lock off. The state carries over, so a live take goes on
+        with the new band. Raises ``ParameterError`` (naming the choices) and changes
+        nothing for a bad value.
         """
+        new_scale = self.scale if scale is None else parse_scale(scale)
         new_style = self.style if style is None else style
         new_energy = self.energy if energy is None else energy
         new_voices = self.voices if voices is None else parse_voices(voices)
@@ -731,6 +750,7 @@ class Arranger:
         self._condition[:] = self.model.in_table[rows].sum(axis=0, dtype=np.float32)
         self._voice_on[1:] = on
         self.style, self.energy, self.voices = new_style, new_energy, new_voices
+        self.scale, self._scale_bits = new_scale, scale_bits(new_scale)
 
     def save_state(self) -> None:
         """Remember the current state (hidden state, tokens, key, contour, random generator); no allocation."""
@@ -800,7 +820,7 @@ class Arranger:
             int(position), VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._acc, self._gh,
             self._logits, self._rows, self._tokens, self._sounding, self._started, self._key_state, self._contour,
-            int(lead_pitch),
+            int(lead_pitch), self._scale_bits,
         )  # fmt: skip
         return self._tokens
 
@@ -850,7 +870,7 @@ class Arranger:
             self._condition, m.pair_table, PAIR_OFFSET, self._voice_on, self.buttons, melody_arr, onset_arr,
             position_arr, VOICE_LOW, VOICE_HIGH, _DRUM_KEYS,
             self.follow_lead, self.follow_contour, self._sampling, self._rng, self._h, self._tokens, self._sounding,
-            self._key_state, self._contour, out,
+            self._key_state, self._contour, self._scale_bits, out,
         )  # fmt: skip
         if len(out):
             self._started[:] = out[-1] >= FIRST_NOTE
@@ -867,6 +887,8 @@ def teacher_forced_log_prob(
     mode: InputMode = "keys",
     style: str | None = None,
     energy: str = "mid",
+    scale: str | Scale | None = None,
+    scale_voices: typing.Iterable[str] = ("pulse2", "triangle"),
 ) -> np.ndarray:
     """Log p of each real token given the real past (teacher forcing), per step and voice.
 
@@ -882,6 +904,10 @@ def teacher_forced_log_prob(
     tokens : np.ndarray [shape=(T, 4), dtype=int]
         The real arrangement's tokens (``voices_to_tokens``).
     mode : {"keys", "buttons"}
+    scale : str or Scale, optional
+        A scale lock (``Arranger``'s): the voices named in ``scale_voices`` (any of pulse1,
+        pulse2, triangle) are scored over the tokens the lock allows, renormalised, as the
+        lock samples them; a real token the lock forbids scores -inf.
 
     Returns
     -------
@@ -903,9 +929,18 @@ def teacher_forced_log_prob(
     _k.teacher_forced_log_prob(
         m.in_table, m.b_ih, m.b_hh, m.w_hh_t, m.w_out_t, m.b_out, TOKEN_OFFSET, ROW_OFFSET, MAX_POSITION,
         m.pair_table, PAIR_OFFSET, VOICE_LOW, buttons, melody_arr, np.ascontiguousarray(onset, dtype=np.bool_),
-        position_arr, settings, target, np.zeros(m.hidden, dtype=np.float32), out,
+        position_arr, settings, target, np.zeros(m.hidden, dtype=np.float32), out, scale_bits(parse_scale(scale)),
+        _voice_bits(scale_voices),
     )  # fmt: skip
     return out
+
+
+def _voice_bits(names: typing.Iterable[str]) -> int:
+    chosen = [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in chosen if name not in VOICE_NAMES[:3]]
+    if unknown:
+        raise ParameterError(f"scale voices {unknown!r}: choose any of {', '.join(VOICE_NAMES[:3])}")
+    return sum(1 << VOICE_NAMES.index(name) for name in chosen)
 
 
 def voices_to_tokens(pitch: np.ndarray, onset: np.ndarray) -> np.ndarray:
@@ -948,7 +983,7 @@ def warmup(model: ArrangerModel | None = None) -> None:
     model = model if model is not None else load_model()
     # Every call the live engine makes on a note, so the first note played is as quick as
     # the rest (loading one kernel from the cache took 3-7 ms there, missing a JACK cycle).
-    for arranger, melody in ((Arranger(model), 60), (Arranger(model, mode="buttons"), 2)):
+    for arranger, melody in ((Arranger(model), 60), (Arranger(model, mode="buttons", scale="C:major"), 2)):
         arranger.save_state()
         lead = arranger.preview_lead(melody, 0)
         arranger.step(melody, True, 0, lead_pitch=lead)

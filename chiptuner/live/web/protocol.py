@@ -10,9 +10,10 @@ Page -> server (each at most ``MAX_MESSAGE_BYTES``):
   the lane notes ``LANE_NOTES``);
 - ``{"type": "settings", "bpm": 20-400, "mode": "keys"|"buttons", "temperature": 0.05-10,
   "metronome": bool, "seed": int >= 0, "style": one of the hello's "styles", "energy":
-  "low"|"mid"|"high", "voices": [any of "pulse2", "triangle", "noise"]}`` (any subset): with
-  only style, energy and voices the running arranger takes them at its next step and the
-  take plays on (a voice left out rests in the model); otherwise the engine restarts with them;
+  "low"|"mid"|"high", "voices": [any of "pulse2", "triangle", "noise"], "scale": "TONIC:MODE"
+  (``chiptuner.scales``, e.g. "C:major") or "off", "swing": 0-0.5}`` (any subset): with only
+  style, energy, voices, scale and swing the running engine takes them at its next step and
+  the take plays on (a voice left out rests in the model); otherwise the engine restarts with them;
 - ``{"type": "record", "on": bool}``: on starts a new take (a fresh recording), off stops
   recording (the take stays downloadable);
 - ``{"type": "ping", "id": int}``.
@@ -20,7 +21,7 @@ Page -> server (each at most ``MAX_MESSAGE_BYTES``):
 Server -> page:
 
 - ``hello`` on connect: settings, recording, voices, the model's styles, the energy levels,
-  lane notes, the synth's duty cycles and drum table, limits;
+  the scale lock's tonics and modes, lane notes, the synth's duty cycles and drum table, limits;
 - ``notes``: ``{"type": "notes", "events": [{"voice": "pulse1"|"pulse2"|"triangle"|"noise"|
   "click", "pitch": int, "on": bool, "step": int, "time_sec": float, "key_id": int}]}``
   (``key_id`` only on a pulse1 note-on started by a page note with an ``id``; a duty change
@@ -49,6 +50,8 @@ from chiptuner.model.arranger import (
     energy_index,
     parse_voices,
 )
+from chiptuner.scales import parse_scale
+from chiptuner.timebase import MAX_SWING, SWING_RANGE
 
 __all__ = [
     "Settings",
@@ -97,6 +100,8 @@ class Settings:
     style: str | None = None
     energy: str = "mid"
     voices: tuple[str, ...] = ACCOMPANIMENT
+    scale: str = "off"
+    swing: float = 0.0
 
     def changed(self, fields: dict[str, Any]) -> Settings:
         """These settings with ``fields`` changed, each checked; MessageError names a bad one."""
@@ -127,14 +132,21 @@ class Settings:
                 if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
                     raise MessageError("bad_value", f"voices is {value!r}; give a list of {list(ACCOMPANIMENT)}")
                 values[name] = _choice(parse_voices, value)
+            elif name == "scale":
+                if not isinstance(value, str):
+                    raise MessageError("bad_value", f"scale is {value!r}; give 'TONIC:MODE' (e.g. 'C:major') or 'off'")
+                scale = _choice(parse_scale, value)
+                values[name] = "off" if scale is None else scale.name
+            elif name == "swing":
+                values[name] = _number(name, value, 0.0, MAX_SWING, SWING_RANGE)
             else:
                 raise MessageError("bad_value", f"unknown setting {name!r}; settings are {_SETTING_NAMES}")
         return replace(self, **values)
 
 
-_SETTING_NAMES = ["bpm", "mode", "temperature", "metronome", "seed", "style", "energy", "voices"]
-#: Settings the running arranger takes between two steps (``Engine.set_settings``), without a restart.
-LIVE_SETTINGS = frozenset({"style", "energy", "voices"})
+_SETTING_NAMES = ["bpm", "mode", "temperature", "metronome", "seed", "style", "energy", "voices", "scale", "swing"]
+#: Settings the running engine takes between two steps (``Engine.set_settings``), without a restart.
+LIVE_SETTINGS = frozenset({"style", "energy", "voices", "scale", "swing"})
 #: Fields of each message type (besides "type"), and which are required.
 _FIELDS = {
     "note": ({"pitch", "on"}, {"velocity", "id"}),

@@ -218,7 +218,7 @@ class EngineRunner:
     def _arranger(self, settings: Settings) -> Arranger:
         return Arranger(
             self.model, mode=settings.mode, temperature=settings.temperature, seed=settings.seed,
-            style=settings.style, energy=settings.energy, voices=settings.voices,
+            style=settings.style, energy=settings.energy, voices=settings.voices, scale=settings.scale,
         )  # fmt: skip
 
     def _make(self, settings: Settings) -> Engine:
@@ -226,7 +226,7 @@ class EngineRunner:
             self._arranger(settings), clock=time.perf_counter, inbox=self.inbox, outputs=self.outputs,
             tempo=FixedTempo(settings.bpm), recorder=self.recorder if self.recording else None,
             grace_sec=self.grace_sec, buttons=ButtonMap(LANE_NOTES) if settings.mode == "buttons" else None,
-            metronome=settings.metronome,
+            metronome=settings.metronome, swing=settings.swing,
         )  # fmt: skip
         for output in self.outputs:
             if isinstance(output, PageOutput):
@@ -287,14 +287,17 @@ class EngineRunner:
                 self._start()
 
     def apply(self, settings: Settings) -> None:
-        """Give the running take's arranger new ``LIVE_SETTINGS`` (style, energy, voices): no restart, no new take.
+        """Give the running take new ``LIVE_SETTINGS`` (style, energy, voices, scale, swing): no restart, no new take.
 
         The engine takes them at its next step (``Engine.set_settings``); a value the
         arranger refuses raises ``ParameterError`` and changes nothing.
         """
         with self._lock:
             if self._engine is not None:
-                self._engine.set_settings(style=settings.style, energy=settings.energy, voices=settings.voices)
+                self._engine.set_settings(
+                    style=settings.style, energy=settings.energy, voices=settings.voices, scale=settings.scale,
+                    swing=settings.swing,
+                )  # fmt: skip
             else:
                 self._arranger(settings)  # checks them for the next start
             self.settings = settings

@@ -44,6 +44,7 @@ from chiptuner.model.arranger import (
     style_index,
     warmup,
 )
+from chiptuner.scales import SCALE_MODES, TONIC_NAMES
 from chiptuner.synth import DRUM_TABLE, DUTY_CYCLES
 from chiptuner.synth import warmup as synth_warmup
 from chiptuner.types import VOICE_NAMES
@@ -276,6 +277,8 @@ class WebServer:
             "voices": list(VOICE_NAMES),
             "styles": list(self.runner.model.styles),
             "energy_levels": list(ENERGY_LEVELS),
+            "scale_tonics": list(TONIC_NAMES),
+            "scale_modes": list(SCALE_MODES),
             "velocity": VOICE_VELOCITY,
             "lane_notes": list(LANE_NOTES),
             "duty_cycles": list(DUTY_CYCLES),

@@ -30,6 +30,8 @@
     settings: null,
     recording: null,
     notes: { melody: 0, pulse1: 0, pulse2: 0, triangle: 0, noise: 0, click: 0 },
+    // Note-ons heard per voice and pitch class (C = 0): what the scale lock is checked by.
+    pitchClasses: { pulse1: new Array(12).fill(0), pulse2: new Array(12).fill(0), triangle: new Array(12).fill(0) },
     latenciesMs: [],
     errors: [],
     pongs: 0,
@@ -328,6 +330,8 @@
         if (!synth) synth = new ChipSynth(audioContext, message);
         showChoices("style", message.styles);
         showChoices("energy", message.energy_levels);
+        showChoices("scale-tonic", message.scale_tonics);
+        showChoices("scale-mode", ["off", ...message.scale_modes]);
         showSettings(message.settings);
         showRecording(message.recording);
         break;
@@ -371,6 +375,7 @@
         if (synth) synth.noteOn(voice, event.pitch, when);
         rollAdd({ kind: "on", voice, pitch: event.pitch, at });
         stats.notes[voice] += 1;
+        if (stats.pitchClasses[voice]) stats.pitchClasses[voice][event.pitch % 12] += 1;
         if (event.key_id !== undefined && pendingKeys.has(event.key_id)) {
           stats.latenciesMs.push(performance.now() - pendingKeys.get(event.key_id));
           pendingKeys.delete(event.key_id);
@@ -536,6 +541,13 @@
     $("style").value = settings.style;
     $("energy").value = settings.energy;
     for (const voice of ACCOMPANIMENT) $(`voice-${voice}`).checked = settings.voices.includes(voice);
+    // "off", or "TONIC:MODE" as the server names it.
+    const [tonic, scaleMode] = settings.scale === "off" ? [null, "off"] : settings.scale.split(":");
+    if (tonic !== null) $("scale-tonic").value = tonic;
+    $("scale-mode").value = scaleMode;
+    $("scale-tonic").disabled = scaleMode === "off";
+    $("swing").value = settings.swing;
+    $("swing-out").textContent = Number(settings.swing).toFixed(2);
     setMode(settings.mode);
   }
 
@@ -579,6 +591,15 @@
   settingControl("metronome", "metronome", (c) => c.checked);
   settingControl("style", "style", (c) => c.value);
   settingControl("energy", "energy", (c) => c.value);
+  // The scale lock: the tonic and the mode make one setting ("off" turns it off).
+  const scaleSetting = () => {
+    const scaleMode = $("scale-mode").value;
+    return scaleMode === "off" ? "off" : `${$("scale-tonic").value}:${scaleMode}`;
+  };
+  settingControl("scale-tonic", "scale", scaleSetting);
+  settingControl("scale-mode", "scale", scaleSetting);
+  settingControl("swing", "swing", (c) => Number(c.value));
+  $("swing").addEventListener("input", () => ($("swing-out").textContent = Number($("swing").value).toFixed(2)));
   // A voice turned off rests in the model (the band plays on without it), from the next step.
   for (const voice of ACCOMPANIMENT) {
     settingControl(`voice-${voice}`, "voices", () => ACCOMPANIMENT.filter((v) => $(`voice-${v}`).checked));
