@@ -1,0 +1,112 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chiptuner import chip_model as cm
+from chiptuner import nsf
+from chiptuner.types import TempoMap
+from tests import nes
+from tests.test_chip_model import _arrangement
+
+ASM = Path(nsf.__file__).resolve().parent / "asm"
+SAMPLE_RATE = 44100
+
+
+def _model_writes_per_frame(frames):
+    frame, register, value = cm.frame_writes(frames)
+    per_frame = [[] for _ in range(len(frames))]
+    for f, r, v in zip(frame.tolist(), register.tolist(), value.tolist(), strict=True):
+        per_frame[f].append((r, v))
+    return per_frame
+
+
+def _minutes(minutes, seed=0):
+    """A busy song: 16th-note lead, 8th-note harmony and bass, drums on every 8th, at 150 BPM."""
+    n = int(minutes * 150 * 4)
+    return cm.song_from_arrangement(_arrangement(n, seed), tempo=_tempo(150), ticks_per_beat=480)
+
+
+def _tempo(bpm):
+    return TempoMap(np.zeros(1, np.int64), np.array([round(60e6 / bpm)], np.int64))
+
+
+@pytest.mark.skipif(not (shutil.which("ca65") and shutil.which("ld65")), reason="cc65 (ca65, ld65) is not installed")
+def test_committed_driver_is_its_source_assembled(tmp_path):
+    subprocess.run(["ca65", str(ASM / "nsf_driver.s"), "-o", str(tmp_path / "d.o")], check=True)
+    subprocess.run(
+        ["ld65", "-C", str(ASM / "nsf_driver.cfg"), str(tmp_path / "d.o"), "-o", str(tmp_path / "d.bin")], check=True
+    )
+    assert (tmp_path / "d.bin").read_bytes() == nsf.driver_bytes()
+
+
+def test_header_declares_ntsc_banked_song():
+    data = nsf.nsf_bytes(cm.song_from_arrangement(_arrangement(32)), title="Song")
+    assert data[:5] == b"NESM\x1a" and data[5] == 1 and data[6] == 1 and data[7] == 1
+    assert int.from_bytes(data[8:10], "little") == 0x8000
+    assert int.from_bytes(data[10:12], "little") == nsf.INIT_ADDRESS
+    assert int.from_bytes(data[12:14], "little") == nsf.PLAY_ADDRESS
+    assert data[14:18] == b"Song" and data[18] == 0
+    assert int.from_bytes(data[0x6E:0x70], "little") == 16639
+    assert list(data[0x70:0x78]) == [0, 1, 0, 0, 0, 0, 0, 0]
+    assert data[0x7A] == 0 and data[0x7B] == 0  # NTSC, no expansion chip
+    assert (len(data) - 0x80) % 0x1000 == 0
+
+
+@pytest.mark.skipif(nes.MPU is None, reason="py65 is not installed (pip install py65)")
+def test_driver_makes_the_model_writes_frame_by_frame():
+    frames = cm.play(_minutes(0.25))
+    machine = nes.NsfMachine(nsf.nsf_bytes(frames))
+    played = machine.run(len(frames) + 30)
+    expected = _model_writes_per_frame(frames)
+    for f, (got, want) in enumerate(zip(played, expected, strict=False)):
+        assert got == want, f"frame {f}"
+    assert all(not w for w in played[len(frames) :])  # the song has ended: silence, no writes
+
+
+@pytest.mark.skipif(nes.MPU is None, reason="py65 is not installed (pip install py65)")
+def test_five_minutes_switch_banks_and_still_match():
+    frames = cm.play(_minutes(5, seed=3))
+    data = nsf.nsf_bytes(frames)
+    assert len(data) > 0x80 + 32 * 1024 + 0x1000  # the data outgrows 32 KB
+    machine = nes.NsfMachine(data)
+    played = machine.run(len(frames))
+    assert played == _model_writes_per_frame(frames)
+    assert machine.bank_switches >= (len(data) - 0x80) // 0x1000 - 1
+
+
+@pytest.mark.skipif(not nes.gme_available(), reason="libgme is not installed (Debian: apt-get install libgme0)")
+@pytest.mark.parametrize("voice", [0, 1, 2, 3])
+def test_game_music_emu_plays_the_model_pitch_and_onsets(voice):
+    frames = cm.play(cm.song_from_arrangement(_arrangement(320, 0)))
+    notes = frames.notes
+    audio = nes.gme_render(nsf.nsf_bytes(frames), len(frames) / cm.FRAME_RATE_HZ + 0.5, solo=voice)
+    rate = cm.FRAME_RATE_HZ
+    mine = np.flatnonzero(notes.voice == voice)
+    assert len(mine) > 20
+    cents, onset_frames = [], []
+    for j, n in enumerate(mine.tolist()):
+        start, end = int(notes.start_frame[n]), int(notes.end_frame[n])
+        hz = float(cm.period_hz(voice, notes.period[n])) if voice < 3 else None
+        prev = mine[j - 1] if j else None
+        old = None
+        if voice < 3 and prev is not None and notes.end_frame[prev] >= start:
+            old = SAMPLE_RATE / float(cm.period_hz(voice, notes.period[prev]))
+        t = nes.note_onset(
+            audio, SAMPLE_RATE, start / rate, search_sec=3 / rate, old_period=old,
+            new_period=SAMPLE_RATE / hz if hz else None,
+        )  # fmt: skip
+        onset_frames.append((t - start / rate) * rate)
+        if hz and end - start >= 6:
+            segment = audio[int((start + 2) / rate * SAMPLE_RATE) : int((end - 1) / rate * SAMPLE_RATE)]
+            period = nes.yin_period(segment, SAMPLE_RATE / hz)
+            cents.append(1200 * np.log2(SAMPLE_RATE / period / hz))
+    assert np.max(np.abs(onset_frames)) <= 1.0, np.round(onset_frames, 2)
+    if voice < 3:
+        assert len(cents) > 10 and np.max(np.abs(cents)) <= 5.0, np.round(cents, 2)
+        # The period's pitch, not the MIDI key's: a wrong period (t +- 1) is off by more than 5 cents here.
+        keys = notes.chip_key[mine]
+        equal = 440 * 2 ** ((keys - 69) / 12)
+        assert np.any(np.abs(1200 * np.log2(cm.period_hz(voice, notes.period[mine]) / equal)) > 0.5)
