@@ -70,19 +70,17 @@ __all__ = [
     "velocity_volume",
 ]
 
-#: The NTSC 2A03's CPU clock, Hz; every timer counts its cycles.
-CPU_HZ = 1789773.0
-#: CPU cycles per NTSC frame (341 x 262 - 0.5 PPU dots, / 3).
-CPU_CYCLES_PER_FRAME = 29780.5
-#: Frames per second, the one rate every chip output uses.
-FRAME_RATE_HZ = CPU_HZ / CPU_CYCLES_PER_FRAME
+#: The NTSC 2A03's CPU clock (Hz), cycles per frame, frames per second: the one rate every chip output uses.
+CPU_HZ = _k.CPU_HZ
+CPU_CYCLES_PER_FRAME = _k.CPU_CYCLES_PER_FRAME
+FRAME_RATE_HZ = _k.FRAME_RATE_HZ
 #: The NSF header's NTSC play speed, microseconds: players take it for the rate above.
 NSF_PLAY_SPEED_US = 16639
 #: Noise timer periods (CPU cycles) of the period indices 0-15, NTSC.
-NOISE_PERIODS = (4, 8, 16, 32, 64, 96, 128, 160, 202, 254, 380, 508, 762, 1016, 2034, 4068)
+NOISE_PERIODS = tuple(_k.NOISE_PERIODS.tolist())
 #: Timer period ranges the chip plays: (shortest, longest), inclusive.
-PULSE_PERIOD_RANGE = (8, 0x7FF)
-TRIANGLE_PERIOD_RANGE = (2, 0x7FF)
+PULSE_PERIOD_RANGE = (_k.PULSE_PERIOD_MIN, _k.PULSE_PERIOD_MAX)
+TRIANGLE_PERIOD_RANGE = (_k.TRIANGLE_PERIOD_MIN, _k.TRIANGLE_PERIOD_MAX)
 #: Duty index (12.5, 25, 50, 75 %) of pulse1 and pulse2 when the song sets none: as ``chip_midi.DUTY_CC``.
 DEFAULT_DUTY = (DUTY_CC["pulse1"] // 32, DUTY_CC["pulse2"] // 32)
 #: The five drum classes on the noise channel: (period index 0-15, short mode, seconds to
@@ -98,8 +96,8 @@ DRUM_SOUNDS = {
 #: A key that ``voices.GM_DRUM_MAP`` does not know: a mid noise, snare-like.
 DEFAULT_DRUM_SOUND = (5, False, 0.2, 0.8)
 #: Pulse envelope: down ``PULSE_DECAY_LEVELS`` levels from the strike, one every ``PULSE_DECAY_FRAMES``.
-PULSE_DECAY_LEVELS = 3
-PULSE_DECAY_FRAMES = 3
+PULSE_DECAY_LEVELS = _k.PULSE_DECAY_LEVELS
+PULSE_DECAY_FRAMES = _k.PULSE_DECAY_FRAMES
 #: Registers (offsets from $4000) in the order a frame writes them; $4009 and $400D do nothing.
 REGISTER_ORDER = (0x15, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0A, 0x0B, 0x0C, 0x0E, 0x0F)
 N_REGISTERS = 0x18
@@ -117,23 +115,16 @@ def velocity_volume(velocity: int) -> int:
 
 
 def _pulse_envelope(peak: int) -> list[int]:
-    levels = []
-    for step in range(PULSE_DECAY_LEVELS + 1):
-        levels += [max(peak - step, 1)] * (PULSE_DECAY_FRAMES if step < PULSE_DECAY_LEVELS else 1)
-    return levels
+    # Up to the first frame of the held level.
+    return [_k.pulse_level(peak, f) for f in range(PULSE_DECAY_LEVELS * PULSE_DECAY_FRAMES + 1)]
 
 
 def _drum_envelope(peak: int, decay_sec: float) -> list[int]:
-    # Exponential fall to -60 dB over decay_sec, on the 4-bit grid, ending at 0.
-    frames = max(decay_sec * FRAME_RATE_HZ, 1.0)
-    levels = []
-    k = 0
-    while True:
-        level = int(np.floor(peak * 10.0 ** (-3.0 * k / frames) + 0.5))
-        levels.append(level)
-        if level == 0:
-            return levels
-        k += 1
+    # Exponential fall to -60 dB over decay_sec, on the 4-bit grid, up to its first 0.
+    levels = [_k.drum_level(peak, decay_sec, 0)]
+    while levels[-1] > 0:
+        levels.append(_k.drum_level(peak, decay_sec, len(levels)))
+    return levels
 
 
 def _envelopes() -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -197,28 +188,15 @@ def pitch_period(voice: int, pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     folded_pitch : np.ndarray [shape=(N,), dtype=int64]
         The key after folding (the key itself where it fits).
     """
-    divider = 16.0 if voice < 2 else 32.0
-    low, high = PULSE_PERIOD_RANGE if voice < 2 else TRIANGLE_PERIOD_RANGE
-    folded = np.asarray(pitch, dtype=np.int64).copy()
-
-    def period_of(keys: np.ndarray) -> np.ndarray:
-        hz = 440.0 * 2.0 ** ((keys - 69) / 12.0)
-        return np.rint(CPU_HZ / (divider * hz) - 1.0).astype(np.int64)
-
-    period = period_of(folded)
-    for _ in range(12):  # at most a few octaves either way over MIDI's 0-127
-        too_long, too_short = period > high, period < low
-        if not (too_long.any() or too_short.any()):
-            break
-        folded += 12 * too_long.astype(np.int64) - 12 * too_short.astype(np.int64)
-        period = period_of(folded)
+    key = np.ascontiguousarray(pitch, dtype=np.int64).reshape(-1)
+    period, folded = np.empty_like(key), np.empty_like(key)
+    _k.timer_periods(int(voice), key, period, folded)
     return period, folded
 
 
 def period_hz(voice: int, period: np.ndarray) -> np.ndarray:
     """Frequency the chip plays for timer periods of a pitched voice (0, 1 pulse; 2 triangle)."""
-    divider = 16.0 if voice < 2 else 32.0
-    return CPU_HZ / (divider * (np.asarray(period, dtype=np.float64) + 1.0))
+    return CPU_HZ / ((16.0 if voice < 2 else 32.0) * (np.asarray(period, dtype=np.float64) + 1.0))
 
 
 @dataclass(frozen=True, eq=False)
