@@ -1,8 +1,12 @@
 """The built-in chip synth (thin typed wrapper over ``_kernels.synth``).
 
 Four voices as on the NES: pulse1 and pulse2 (duty 12.5, 25, 50 or 75 %), triangle and
-noise (drum keys mapped to LFSR settings), mixed by the NES's non-linear mixer and a
-90 Hz DC-blocking high-pass. The kernel's docstring has the sound in detail.
+noise (drum keys mapped to LFSR settings), mixed by the NES's non-linear mixer and the
+console's output filters (high-passes at 90 and 440 Hz, a 14 kHz low-pass). Pitch and
+envelopes are the chip model's (``chip_model``): a key plays its timer period's frequency
+(not equal temperament), and each note the model's per-frame envelope, counted from the
+note's own start sample (no frame grid on the live path). The kernel's docstring has the
+sound in detail.
 
 - ``ChipSynth``: the live object. ``note_on`` / ``note_off`` / ``set_duty`` between blocks,
   ``render(n)`` a block into a preallocated buffer.
@@ -24,6 +28,7 @@ from typing import Union
 import numpy as np
 
 from chiptuner._kernels import synth as _k
+from chiptuner.chip_model import DEFAULT_DRUM_SOUND, DRUM_SOUNDS, FRAME_RATE_HZ
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.melody import melody_notes
 from chiptuner.midi_io import read_control_changes, read_midi
@@ -42,7 +47,7 @@ __all__ = [
     "NOTE_OFF",
     "NO_NOTE",
     "TAIL_SEC",
-    "ARTICULATION_SEC",
+    "TRIANGLE_CUT_SEC",
     "MAX_RENDER_SEC",
     "ChipSynth",
     "render_events",
@@ -69,24 +74,14 @@ NOTE_OFF = _k.NOTE_OFF
 NO_NOTE = _k.NO_NOTE
 #: Seconds rendered after the last note's release: the crash's decay to -60 dB.
 TAIL_SEC = 1.0
-#: A pitched note that runs into the next one of its voice is released this much earlier,
-#: so that repeated notes are heard as such (each note gets its own attack).
-ARTICULATION_SEC = 0.004
+#: A triangle note that runs into the same note is released this much earlier, as the chip
+#: model stops it for its last frame (pulses need no gap: each note-on restarts the envelope).
+TRIANGLE_CUT_SEC = 1.0 / FRAME_RATE_HZ
 #: Longest audio ``render_score`` makes (about 300 MB of float32 at 44.1 kHz).
 MAX_RENDER_SEC = 1800.0
 
-#: Noise settings of the five drum classes: (NES noise period index 0-15, short mode, seconds to
-#: fall by 60 dB, level gain). Low period indices clock the LFSR fast: bright, white noise;
-#: high ones slowly: a dull rumble.
-DRUM_SOUNDS = {
-    "kick": (13, False, 0.15, 1.0),
-    "snare": (6, False, 0.25, 0.9),
-    "closed_hat": (1, False, 0.06, 0.6),
-    "open_hat": (2, False, 0.45, 0.6),
-    "crash": (3, False, 1.0, 0.7),
-}
-#: Settings of a key that ``voices.GM_DRUM_MAP`` does not know: a mid noise, snare-like.
-DEFAULT_DRUM_SOUND = (5, False, 0.2, 0.8)
+# DRUM_SOUNDS, DEFAULT_DRUM_SOUND: the chip model's noise settings of the five drum classes (period
+# index, short mode, seconds to fall by 60 dB, level gain), and of keys of no class.
 
 
 def _drum_table() -> np.ndarray:
@@ -156,10 +151,12 @@ class ChipSynth:
 
     Notes
     -----
-    A note-on on a pitched voice that is already sounding changes its pitch without a new
-    attack (legato); send ``note_off`` a few ms earlier for a separate attack. The noise
-    voice plays one-shot drums: ``pitch`` is a General MIDI drum key, and ``note_off``
-    does not cut the hit's decay. Events take effect at the start of the next block:
+    A note-on on a pulse that is already sounding strikes a new note (its envelope starts
+    again); on the triangle, which has no volume, it only changes the pitch: send
+    ``note_off`` a frame earlier for a separate attack. Pitch is the chip's timer period's
+    (``chip_model``), each note's envelope runs from its own note-on. The noise voice plays
+    one-shot drums: ``pitch`` is a General MIDI drum key, and ``note_off`` does not cut the
+    hit's decay. Events take effect at the start of the next block:
     ``render_events`` places them at exact samples.
     """
 
@@ -367,7 +364,7 @@ def _score_events(
     def to_sample(ticks: np.ndarray) -> np.ndarray:
         return np.rint(ticks_to_seconds(ticks, tempo, tpb) * rate).astype(np.int64)
 
-    gap = max(1, round(ARTICULATION_SEC * rate))
+    cut = max(1, round(TRIANGLE_CUT_SEC * rate))
     parts = []  # (sample, order on the sample, voice, pitch, velocity, duty)
     end_sample = 0
     for v, (start_tick, end_tick, pitch, velocity) in enumerate(lines):
@@ -383,9 +380,12 @@ def _score_events(
         parts.append((start, 2 + rank, np.full(n, v), pitch, velocity, np.full(n, -1)))
         if v != _k.NOISE:  # drums are one-shots: no note-offs
             next_start = np.append(start[1:], np.iinfo(np.int64).max)
-            # Release before the next note (articulated), but never before the note's own onset.
-            release = np.minimum(np.maximum(end, start + 1), next_start - gap)
-            release = np.where(release > start, release, start + np.maximum((next_start - start) // 2, 1))
+            next_pitch = np.append(pitch[1:], -1)
+            release = np.maximum(end, start + 1)
+            if v == _k.TRIANGLE:  # a repeat is stopped a frame early, as by the chip model
+                repeat = (release >= next_start) & (next_pitch == pitch) & (next_start - cut > start)
+                release = np.where(repeat, next_start - cut, release)
+            # A note running into the next is not released: the next note-on strikes the envelope anew.
             keep = release < next_start
             k = int(keep.sum())
             parts.append(
@@ -446,8 +446,9 @@ def render_score(
     ``voices.reduce_voices(score, melody.melody_notes(score))`` on the 16th-note grid,
     each voice's notes from ``voices.voice_notes``, steps to ticks as
     ``chip_midi.write_arrangement`` does it, at the velocities it writes. Either way ticks
-    become samples through the tempo map. Pitched notes that touch the next note are
-    released ``ARTICULATION_SEC`` early so each one is heard; drums are one-shots.
+    become samples through the tempo map. A pulse note is struck anew by the next note-on;
+    a triangle note running into the same note is released ``TRIANGLE_CUT_SEC`` (a frame)
+    early, as the chip model does it; drums are one-shots.
     """
     rate = _check_sample_rate(sample_rate)
     if gm_drums is not None and not isinstance(gm_drums, bool):

@@ -141,13 +141,18 @@ class NsfMachine:
         return [self.call(self.init, 0, 0)] + [self.call(self.play) for _ in range(n_frames - 1)]
 
 
-def yin_period(segment: np.ndarray, expected: float, *, spread: float = 1.4) -> float:
+def yin_period(segment: np.ndarray, expected: float, *, spread: float = 1.4, min_lag: float = 200.0) -> float:
     """The period (samples, fractional) of a periodic segment, searched within ``expected``/spread-x spread.
 
     The YIN difference ``d(tau) = mean((x[t] - x[t + tau])**2)``, minimised over integer lags in
-    the range, refined by a parabola through the minimum and its neighbours.
+    the range, refined by a parabola through the minimum and its neighbours. A short period
+    is measured over as many cycles as reach ``min_lag`` samples (the lag's rounding then
+    counts that many times less), the search narrowed so as not to reach the next cycle.
     """
     x = np.asarray(segment, np.float64)
+    cycles = max(1, int(min_lag // expected))
+    if cycles > 1:
+        return yin_period(x, expected * cycles, spread=1.0 + 0.4 / cycles, min_lag=0.0) / cycles
     low, high = max(2, int(expected / spread)), int(np.ceil(expected * spread)) + 1
     if len(x) < 2 * high + 2:
         raise ValueError(f"segment of {len(x)} samples is too short for periods up to {high}")
