@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chiptuner._kernels import apu as _k
+from chiptuner._kernels import chip_model as _k
 from chiptuner.chip_midi import DUTY_CC, VOICE_VELOCITY, voice_channels
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.midi_io import read_control_changes, read_midi

@@ -16,7 +16,7 @@ Per voice (columns):
 - ``V_GATE``: 1.0 while the key is held, 0.0 after its release.
 - ``V_PITCH``: the MIDI key of the last note-on (-1 before any); the drum key for noise.
 - ``V_FREQ_HZ``: pulses and triangle: the frequency of the chip's timer period for the key
-  (``_kernels.apu.timer_period``: the period nearest the equal-tempered pitch, folded by
+  (``_kernels.chip_model.timer_period``: the period nearest the equal-tempered pitch, folded by
   octaves into what the chip plays, then ``CPU_HZ / (16 (t + 1))``, 32 for the triangle);
   noise: the LFSR clock rate (``NES_CPU_HZ / NOISE_PERIODS[k]``).
 - ``V_PHASE``: pulses and triangle: position in the cycle, [0, 1); noise: elapsed part of
@@ -26,7 +26,7 @@ Per voice (columns):
 - ``V_LEVEL``: the level sounding now; it ramps toward the envelope's level (times ``V_GATE``;
   the noise's regardless of the gate) by ``15 / (RAMP_SEC * sample_rate)`` per sample, so
   starts and ends do not click. The envelope is the chip model's, frame by frame from the
-  note's own start (``_kernels.apu``: ``pulse_level`` for the pulses, ``drum_level`` for the
+  note's own start (``_kernels.chip_model``: ``pulse_level`` for the pulses, ``drum_level`` for the
   noise, a constant 15 for the triangle), so note starts stay sample-accurate.
 - ``V_DUTY``: pulse duty index into ``DUTY_CYCLES`` (12.5, 25, 50, 75 %).
 - ``V_LFSR``: noise: the 15-bit shift register, 1-32767.
@@ -60,8 +60,8 @@ import math
 import numpy as np
 from numba import njit, types
 
-from chiptuner._kernels.apu import CPU_HZ, FRAME_RATE_HZ, drum_level, pulse_level, timer_hz, timer_period
-from chiptuner._kernels.apu import NOISE_PERIODS as _NOISE_PERIODS
+from chiptuner._kernels.chip_model import CPU_HZ, FRAME_RATE_HZ, drum_level, pulse_level, timer_hz, timer_period
+from chiptuner._kernels.chip_model import NOISE_PERIODS as _NOISE_PERIODS
 
 N_VOICES = 4
 PULSE1 = 0
