@@ -10,6 +10,7 @@ from bench.conftest import budget
 from chiptuner import synth
 from chiptuner._kernels import synth as _k
 from chiptuner.chip_midi import write_arrangement
+from chiptuner.chip_model import FRAME_RATE_HZ
 from chiptuner.types import Arrangement
 
 BLOCK = 512
@@ -68,7 +69,8 @@ def test_bench_render_three_minutes(benchmark, tmp_path):
     path = tmp_path / "three_minutes.mid"
     write_arrangement(_three_minute_arrangement(), path)
     audio = benchmark.pedantic(synth.render_score, args=(path,), rounds=5, iterations=1, warmup_rounds=1)
-    assert len(audio) == round((180.0 + synth.TAIL_SEC) * synth.SAMPLE_RATE)
+    end = round(round(180.0 * FRAME_RATE_HZ) / FRAME_RATE_HZ * synth.SAMPLE_RATE)  # the last release, on a frame
+    assert len(audio) == end + round(synth.TAIL_SEC * synth.SAMPLE_RATE)
     assert np.abs(audio).max() > 0.1
     if benchmark.disabled:
         return

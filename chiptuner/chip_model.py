@@ -63,6 +63,7 @@ __all__ = [
     "song_from_arrangement",
     "read_song",
     "chip_notes",
+    "cut_before",
     "play",
     "frame_writes",
     "period_hz",
@@ -357,6 +358,23 @@ class ChipNotes:
             mine = self.voice == v
             out[mine] = period_hz(v, self.period[mine])
         return out
+
+
+def cut_before(notes: ChipNotes) -> np.ndarray:
+    """Which notes (bool (N,)) follow a triangle note the model stops for its last frame: a repeat of its period.
+
+    The same rule as ``_kernels.chip_model.voice_frames``: the note before ends on this one's
+    onset frame, has the same period and lasts at least two frames.
+    """
+    out = np.zeros(len(notes), bool)
+    tri = np.flatnonzero(notes.voice == 2)
+    before, after = tri[:-1], tri[1:]
+    out[after] = (
+        (notes.end_frame[before] == notes.start_frame[after])
+        & (notes.period[before] == notes.period[after])
+        & (notes.end_frame[before] - notes.start_frame[before] >= 2)
+    )
+    return out
 
 
 def step_frames(song: ChipSong) -> np.ndarray:

@@ -362,7 +362,9 @@ def _score_events(
     tempo, tpb = score.tempo, score.ticks_per_beat
 
     def to_sample(ticks: np.ndarray) -> np.ndarray:
-        return np.rint(ticks_to_seconds(ticks, tempo, tpb) * rate).astype(np.int64)
+        # On the chip model's frames, as a sound driver (and the NSF) plays them.
+        frame = np.rint(ticks_to_seconds(ticks, tempo, tpb) * FRAME_RATE_HZ)
+        return np.rint(frame / FRAME_RATE_HZ * rate).astype(np.int64)
 
     cut = max(1, round(TRIANGLE_CUT_SEC * rate))
     parts = []  # (sample, order on the sample, voice, pitch, velocity, duty)
@@ -381,7 +383,7 @@ def _score_events(
         if v != _k.NOISE:  # drums are one-shots: no note-offs
             next_start = np.append(start[1:], np.iinfo(np.int64).max)
             next_pitch = np.append(pitch[1:], -1)
-            release = np.maximum(end, start + 1)
+            release = np.maximum(end, start + cut)  # a note lasts a frame at least, as in the model
             if v == _k.TRIANGLE:  # a repeat is stopped a frame early, as by the chip model
                 repeat = (release >= next_start) & (next_pitch == pitch) & (next_start - cut > start)
                 release = np.where(repeat, next_start - cut, release)
@@ -446,7 +448,9 @@ def render_score(
     ``voices.reduce_voices(score, melody.melody_notes(score))`` on the 16th-note grid,
     each voice's notes from ``voices.voice_notes``, steps to ticks as
     ``chip_midi.write_arrangement`` does it, at the velocities it writes. Either way ticks
-    become samples through the tempo map. A pulse note is struck anew by the next note-on;
+    become seconds through the tempo map, and every event moves to the nearest frame of
+    the chip model (``chip_model.FRAME_RATE_HZ``), as an NSF plays it (the live
+    ``ChipSynth`` plays a note at the sample it comes instead). A pulse note is struck anew by the next note-on;
     a triangle note running into the same note is released ``TRIANGLE_CUT_SEC`` (a frame)
     early, as the chip model does it; drums are one-shots.
     """

@@ -240,9 +240,34 @@ def breaks_from(
     return float("nan")
 
 
+def resumes_at(audio: np.ndarray, sample_rate: int, around_sec: float, *, search_sec: float) -> float:
+    """The time (s) near ``around_sec`` where a stepped wave moves again after a pause (a triangle's repeat).
+
+    The largest sample-to-sample step within each millisecond stays up while the triangle's
+    stairs run and falls to almost nothing while it is stopped (frozen, or silent): the
+    onset is where it first climbs back over half its level in the note that follows.
+    """
+    x = np.asarray(audio, np.float64)
+    width = max(1, int(round(0.001 * sample_rate)))
+    start = max(0, int(round((around_sec - search_sec) * sample_rate)))
+    stop = min(len(x) - 1, int(round((around_sec + search_sec) * sample_rate)))
+    step = np.abs(np.diff(x[start : stop + 1]))
+    if len(step) < 4 * width:
+        return float("nan")
+    moving = np.array([step[i : i + width].max() for i in range(len(step) - width)])
+    centre = int(round(around_sec * sample_rate)) - start
+    quiet = int(np.argmin(moving[: max(centre + width, 1)]))
+    after = moving[centre + width : centre + 20 * width]
+    level = np.median(after) if len(after) else moving.max()
+    rising = np.flatnonzero(moving[quiet:] > 0.5 * level)
+    if not len(rising):
+        return float("nan")
+    return (start + quiet + rising[0] + width) / sample_rate
+
+
 def note_onset(
     audio: np.ndarray, sample_rate: int, around_sec: float, *, search_sec: float, old_period: float | None,
-    new_period: float | None,
+    new_period: float | None, paused: bool = False,
 ) -> float:  # fmt: skip
     """A note's onset (s) near ``around_sec``, by what changes there.
 
@@ -250,13 +275,17 @@ def note_onset(
     and of this one (None: silence before, or an unpitched voice). A note after silence or
     on the same period (a new attack) starts where the energy rises; a new period where
     the audio starts repeating with it, or, where the old note already did (the new period
-    a multiple of the old), where it stops repeating the old one.
+    a multiple of the old), where it stops repeating the old one. ``paused``: the voice
+    stopped for a moment before the note (the triangle's repeat): where it moves again.
     """
     pad = int(round(search_sec * sample_rate)) + 1
     x = np.concatenate((np.zeros(pad), np.asarray(audio, np.float64)))  # silence before the start
     at = around_sec + pad / sample_rate
-    if old_period is None or new_period is None or abs(new_period / old_period - 1) < 1e-3:
-        window = int(round(new_period)) if new_period else None
+    if paused:
+        t = resumes_at(x, sample_rate, at, search_sec=search_sec)
+    elif old_period is None or new_period is None or abs(new_period / old_period - 1) < 1e-3:
+        # Whole periods over at least 8 ms keep the energy of a steady note flat.
+        window = int(round(new_period * max(1, np.ceil(0.008 * sample_rate / new_period)))) if new_period else None
         t = onset_time(x, sample_rate, at, search_sec=search_sec, window=window)
     else:
         ratio = new_period / old_period

@@ -96,7 +96,7 @@ def test_game_music_emu_plays_the_model_pitch_and_onsets(voice):
             old = SAMPLE_RATE / float(cm.period_hz(voice, notes.period[prev]))
         t = nes.note_onset(
             audio, SAMPLE_RATE, start / rate, search_sec=3 / rate, old_period=old,
-            new_period=SAMPLE_RATE / hz if hz else None,
+            new_period=SAMPLE_RATE / hz if hz else None, paused=bool(cm.cut_before(notes)[n]),
         )  # fmt: skip
         onset_frames.append((t - start / rate) * rate)
         if hz and end - start >= 6:

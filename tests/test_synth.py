@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import chiptuner
+from chiptuner import chip_model as cm
 from chiptuner import synth
 from chiptuner._kernels import synth as _k
 from chiptuner.chip_midi import DUTY_CC, VOICE_VELOCITY, write_arrangement
@@ -461,7 +462,9 @@ def rms(audio, start_sec, end_sec):
 
 def test_render_score_plays_each_voice_at_its_time(song_files):
     audio = synth.render_score(song_files[False])
-    assert len(audio) == round(8.25 * SR) + round(synth.TAIL_SEC * SR)  # the hat ends at step 37: 8.25 s
+    # The hat ends at step 37: 8.25 s, on the chip model's nearest frame.
+    end = round(round(8.25 * cm.FRAME_RATE_HZ) / cm.FRAME_RATE_HZ * SR)
+    assert len(audio) == end + round(synth.TAIL_SEC * SR)
     assert spectra.fundamental(audio, SR, 0.1, 0.9) == pytest.approx(hz(72), rel=0.01)
     assert spectra.fundamental(audio, SR, 1.1, 2.9) == pytest.approx(hz(77), rel=0.01)  # the tempo change
     assert spectra.fundamental(audio, SR, 3.1, 4.9) == pytest.approx(hz(67), rel=0.01)
@@ -685,7 +688,7 @@ def test_python_m_chiptuner_render(song_files, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"wrote {out}: 9.2 s, 44100 Hz")
+    assert result.stdout.startswith(f"wrote {out}: 9.3 s, 44100 Hz")  # 8.253 s (on a frame) + the 1 s tail
     assert read_wav(out)[3].shape == (len(synth.render_score(song_files[False])),)
 
 
