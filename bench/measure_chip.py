@@ -16,8 +16,11 @@ its first S seconds. For each song and voice:
 
 Pitch: ``tests.nes.yin_period`` over the note from 2 frames after its onset to 1 frame before
 its end, notes of 6 frames or more; cents against the model's period frequency and between the
-two renderers. Onsets: ``tests.nes.note_onset`` within 3 frames of the model's onset (energy
-rise, or where the new period starts or the old one stops); error in frames. Spectral distance:
+two renderers. Onsets: ``tests.nes.note_onset`` within 3 frames of the model's onset: where the
+energy rises (a note after silence or a re-struck note; for the noise, the energy of its
+sample-to-sample steps), where the new period starts repeating (or the old one stops, when the
+new period is a multiple of the old), where a triangle moves again after the model's one-frame
+stop of a repeat; error in frames. Spectral distance:
 2-second excerpts (every 2 s where the voice sounds in both), each normalised to unit power;
 the RMS over frequency (60 Hz - 14 kHz) of the difference of the two Welch log spectra, dB. For
 scale, the same distance between two different excerpts of the emulator's own rendering

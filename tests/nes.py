@@ -197,6 +197,15 @@ def onset_time(
     return (start + centre + win) / sample_rate
 
 
+def _shifted(x: np.ndarray, start: int, length: int, lag: float) -> np.ndarray:
+    """``x[start + lag : start + lag + length]`` for a fractional ``lag``, by linear interpolation."""
+    whole = int(np.floor(lag))
+    part = lag - whole
+    a = x[start + whole : start + whole + length]
+    b = x[start + whole + 1 : start + whole + 1 + length]
+    return (1.0 - part) * a + part * b
+
+
 def periodic_from(
     audio: np.ndarray, sample_rate: int, around_sec: float, period: float, *, search_sec: float, hop_sec: float = 0.0005
 ) -> float:
@@ -209,12 +218,12 @@ def periodic_from(
     lag = int(round(period))
     hop = max(1, int(round(hop_sec * sample_rate)))
     start = max(0, int(round((around_sec - search_sec) * sample_rate)))
-    stop = min(len(audio) - 2 * lag - 1, int(round((around_sec + search_sec) * sample_rate)))
+    stop = min(len(audio) - 2 * lag - 2, int(round((around_sec + search_sec) * sample_rate)))
     x = np.asarray(audio, np.float64)
     for t in range(start, stop, hop):
         now = x[t : t + lag]
         power = np.mean(now**2)
-        if power > 0 and np.mean((now - x[t + lag : t + 2 * lag]) ** 2) / power < 0.05:
+        if power > 0 and np.mean((now - _shifted(x, t, lag, period)) ** 2) / power < 0.05:
             return t / sample_rate
     return float("nan")
 
@@ -229,13 +238,13 @@ def breaks_from(
     """
     lag = int(round(period))
     hop = max(1, int(round(hop_sec * sample_rate)))
-    start = max(lag, int(round((around_sec - search_sec) * sample_rate)))
+    start = max(lag + 2, int(round((around_sec - search_sec) * sample_rate)))
     stop = min(len(audio) - hop, int(round((around_sec + search_sec) * sample_rate)))
     x = np.asarray(audio, np.float64)
     for t in range(start, stop, hop):
         before = x[t - lag : t]
         power = np.mean(before**2)
-        if power > 0 and np.mean((x[t : t + hop] - x[t - lag : t - lag + hop]) ** 2) / power > 0.05:
+        if power > 0 and np.mean((x[t : t + hop] - _shifted(x, t, hop, -period)) ** 2) / power > 0.05:
             return t / sample_rate
     return float("nan")
 
@@ -284,9 +293,14 @@ def note_onset(
     if paused:
         t = resumes_at(x, sample_rate, at, search_sec=search_sec)
     elif old_period is None or new_period is None or abs(new_period / old_period - 1) < 1e-3:
-        # Whole periods over at least 8 ms keep the energy of a steady note flat.
-        window = int(round(new_period * max(1, np.ceil(0.008 * sample_rate / new_period)))) if new_period else None
-        t = onset_time(x, sample_rate, at, search_sec=search_sec, window=window)
+        # Whole periods over at least 8 ms keep the energy of a steady note flat. Noise: the energy
+        # of its sample-to-sample steps, over 8 ms, where a bright hit stands out of a dull tail.
+        if new_period:
+            window = int(round(new_period * max(1, np.ceil(0.008 * sample_rate / new_period))))
+            t = onset_time(x, sample_rate, at, search_sec=search_sec, window=window)
+        else:
+            steps = np.concatenate(([0.0], np.diff(x)))
+            t = onset_time(steps, sample_rate, at, search_sec=search_sec, window=int(round(0.008 * sample_rate)))
     else:
         ratio = new_period / old_period
         if ratio > 1.5 and abs(ratio - round(ratio)) < 0.02:

@@ -6,8 +6,11 @@ import pytest
 from chiptuner import chip_model as cm
 from chiptuner import synth
 from chiptuner._kernels import synth as _k
-from chiptuner.chip_midi import VOICE_VELOCITY
+from chiptuner.chip_midi import VOICE_VELOCITY, write_arrangement
+from chiptuner.nsf import nsf_bytes
+from chiptuner.types import Arrangement
 from tests import nes
+from tests.test_chip_model import _arrangement
 
 SR = synth.SAMPLE_RATE
 
@@ -68,3 +71,44 @@ def test_the_output_filters_take_the_bass_and_the_top():
     high = synth.render_events(np.array([0]), np.array([0]), np.array([81]), n_frames=SR)  # 880 Hz
     # Same level, duty and waveform: the 440 Hz high-pass leaves the 110 Hz note well under the 880 Hz one.
     assert np.std(low[SR // 2 :]) < 0.6 * np.std(high[SR // 2 :])
+
+
+@pytest.mark.skipif(not nes.gme_available(), reason="libgme is not installed (Debian: apt-get install libgme0)")
+@pytest.mark.parametrize("voice", [0, 1, 2, 3])
+def test_the_synth_agrees_with_game_music_emu_on_the_same_song(voice, tmp_path):
+    """The same arrangement as an NSF through the emulator and as MIDI through the synth, one voice alone:
+    pitch within 5 cents and onsets within a frame of each other."""
+    arrangement = _arrangement(192, seed=5)
+    solo_pitch = np.full(arrangement.pitch.shape, -1, np.int16)
+    solo_onset = np.zeros(arrangement.onset.shape, bool)
+    solo_pitch[:, voice], solo_onset[:, voice] = arrangement.pitch[:, voice], arrangement.onset[:, voice]
+    write_arrangement(Arrangement(solo_pitch, solo_onset), tmp_path / "solo.mid")
+    ours = synth.render_score(tmp_path / "solo.mid").astype(np.float64)
+    frames = cm.play(cm.song_from_arrangement(arrangement))
+    notes, rate = frames.notes, cm.FRAME_RATE_HZ
+    emulator = nes.gme_render(nsf_bytes(frames), len(frames) / rate + 0.5, solo=voice)
+    mine = np.flatnonzero(notes.voice == voice)
+    paused = cm.cut_before(notes)
+    apart, cents = [], []
+    for j, n in enumerate(mine.tolist()):
+        start, end = int(notes.start_frame[n]), int(notes.end_frame[n])
+        hz = float(cm.period_hz(voice, notes.period[n])) if voice < 3 else None
+        prev = mine[j - 1] if j else None
+        old = None
+        if hz and prev is not None and notes.end_frame[prev] >= start:
+            old = SR / float(cm.period_hz(voice, notes.period[prev]))
+        found = [
+            nes.note_onset(
+                audio, SR, start / rate, search_sec=3 / rate, old_period=old, new_period=SR / hz if hz else None,
+                paused=bool(paused[n]),
+            )
+            for audio in (emulator, ours)
+        ]  # fmt: skip
+        apart.append((found[1] - found[0]) * rate)
+        if hz and end - start >= 6:
+            part = slice(int((start + 2) / rate * SR), int((end - 1) / rate * SR))
+            periods = [nes.yin_period(audio[part], SR / hz) for audio in (emulator, ours)]
+            cents.append(1200 * np.log2(periods[0] / periods[1]))
+    assert len(apart) > 30 and np.max(np.abs(apart)) <= 1.0, np.round(apart, 2)
+    if voice < 3:
+        assert len(cents) > 10 and np.max(np.abs(cents)) <= 5.0, np.round(cents, 2)
