@@ -13,8 +13,9 @@ What is written, all read from the chip model (``chip_model``):
   value holds, as the model's sustain does.
 - One row per 16th-note step; rows in patterns of ``PATTERN_ROWS`` (more when a song would
   need over ``MAX_FRAMES`` frames), identical patterns of a channel shared, and the frame
-  order. Speed 6 and tempo = BPM (4 rows a beat at speed 6: BPM = tempo * 6 / speed); a
-  tempo change is an ``Fxx`` effect on pulse1's row.
+  order. Speed 6 and tempo about the BPM (4 rows a beat: BPM = tempo * 6 / speed), nudged
+  row by row with ``Fxx`` in the DPCM column so that the rows keep to the model's frames
+  (``row_tempos``) instead of drifting, and follow the song's tempo map.
 - Pitched notes by name and octave (C-4 is MIDI 60, A-4 440 Hz) of the model's key, folded
   into octaves 0-7 where needed; a note followed by silence ends with ``---``; the
   triangle's repeated notes get the model's cut one frame before the next (``Sxx``).
@@ -50,6 +51,7 @@ __all__ = [
     "NOTE_NAMES",
     "DRUM_KEY_OF_INSTRUMENT",
     "Instrument",
+    "row_tempos",
     "famitracker_text",
     "write_famitracker",
 ]
@@ -97,13 +99,54 @@ def _note_name(key: int) -> str:
     return f"{NOTE_NAMES[key % 12]}{key // 12 - 1}"
 
 
-def _tempo_of(bpm: float) -> tuple[int, int]:
-    """(speed, tempo) of a BPM: speed 6 and tempo = BPM where 32-255, else the speed that fits."""
-    for speed in (SPEED, 3, 2, 1, 12, 24, 31):
-        tempo = int(round(bpm * speed / SPEED))
-        if MIN_TEMPO <= tempo <= MAX_TEMPO:
-            return speed, tempo
-    raise ParameterError(f"a tempo of {bpm:.1f} BPM is outside what FamiTracker plays; use 8-1275 BPM")
+def row_tempos(row_frames: np.ndarray) -> tuple[int, np.ndarray]:
+    """FamiTracker's speed for a song, and a tempo per row that keeps its rows on the model's frames.
+
+    FamiTracker (NTSC) plays a row in ``speed * 150 / tempo`` frames, tempo a whole number
+    32-255: 120 BPM at speed 6 gives 7.5 frames a row where the model has 7.512, 0.3 s
+    behind after 3 minutes. So a row keeps the tempo before it while FamiTracker's running
+    time stays within half a frame of the model's, and otherwise takes the tempo (of the two
+    nearest its length) that brings it closest: the rows stay within half a frame of the
+    model's however long the song, with few tempo changes, and a tempo map is followed too.
+
+    Parameters
+    ----------
+    row_frames : np.ndarray [shape=(T,), dtype=float64]
+        Each step's length in the model's frames.
+
+    Returns
+    -------
+    speed : int
+    tempo : np.ndarray [shape=(T,), dtype=int64]
+
+    Raises
+    ------
+    ParameterError
+        Steps too long or too short for any speed (slower than 8 BPM or faster than 1275).
+    """
+    typical = float(np.median(row_frames)) if len(row_frames) else 7.5
+    speed = next(
+        (s for s in (SPEED, 3, 2, 1, 12, 24, 31) if MIN_TEMPO <= s * 150.0 / typical <= MAX_TEMPO), None
+    )  # fmt: skip
+    if speed is None or np.any(row_frames <= 0):
+        raise ParameterError(
+            f"steps of {typical:.2f} frames ({60 * 60.0988 / (4 * typical):.0f} BPM) are outside what FamiTracker "
+            "plays; use 8-1275 BPM"
+        )
+    tempo = np.empty(len(row_frames), np.int64)
+    behind = 0.0  # the model's running time minus FamiTracker's, frames
+    current = 0
+    for r, frames in enumerate(row_frames.tolist()):
+        behind += frames
+        # The tempo stays while FamiTracker keeps within half a frame of the model (rows fall on
+        # whole frames anyway): few Fxx, no drift.
+        if not current or abs(behind - speed * 150.0 / current) > 0.5:
+            ideal = speed * 150.0 / max(behind, 1e-9)
+            options = {min(max(int(np.floor(ideal)) + d, MIN_TEMPO), MAX_TEMPO) for d in (0, 1)}
+            current = min(options, key=lambda t: abs(behind - speed * 150.0 / t))
+        tempo[r] = current
+        behind -= speed * 150.0 / current
+    return speed, tempo
 
 
 def famitracker_text(song: ChipSong, *, title: str | None = None, author: str = "chiptuner") -> str:
@@ -156,16 +199,12 @@ def famitracker_text(song: ChipSong, *, title: str | None = None, author: str = 
             into_row = int(notes.end_frame[a]) - 1 - int(frames_of_step[last_row])
             if 0 < into_row <= 0xFF:
                 effects[2][last_row] = f"S{into_row:02X}"
-    # Tempo: the first step's sets the track; later changes are Fxx on pulse1.
-    bpm = song.steps_per_minute() / 4.0 if n_steps else np.array([120.0])
-    speed, tempo = _tempo_of(float(bpm[0]))
-    for s in range(1, n_steps):
-        step_speed, step_tempo = _tempo_of(float(bpm[s]))
-        prev_speed, prev_tempo = _tempo_of(float(bpm[s - 1]))
-        if step_tempo != prev_tempo:
-            effects[0][s] = f"F{step_tempo:02X}"
-        if step_speed != prev_speed:
-            effects[1][s] = f"F{step_speed:02X}"
+    # Tempo: per row, so that FamiTracker's rows stay on the model's frames (``row_tempos``);
+    # a change is an Fxx in the DPCM column, which has nothing else to do.
+    speed, row_tempo = row_tempos(np.diff(song.step_sec) * FRAME_RATE_HZ if n_steps else np.array([7.5]))
+    tempo = int(row_tempo[0])
+    for s in np.flatnonzero(np.diff(row_tempo) != 0).tolist():
+        effects[4][s + 1] = f"F{int(row_tempo[s + 1]):02X}"
     # Patterns: rows of each channel cut into patterns, identical ones shared.
     rows = PATTERN_ROWS
     while -(-max(n_steps, 1) // rows) > MAX_FRAMES:

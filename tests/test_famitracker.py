@@ -16,6 +16,7 @@ NOTE = r"(?:[A-G][-#][0-7]|---|===|\.\.\.)"
 NOISE_NOTE = r"(?:[0-9A-F]-#|---|===|\.\.\.)"
 CELL_TAIL = r" (?:[0-9A-F]{2}|\.\.) [0-9A-F.] (?:[0-9A-Z][0-9A-F]{2}|\.\.\.)"
 PITCHED_CELL = NOTE + CELL_TAIL
+DPCM_CELL = r"\.\.\. \.\. \. (?:F[0-9A-F]{2}|\.\.\.)"  # no samples; tempo changes only
 LINE_KINDS = {
     "comment": re.compile(r"#.*"),
     "blank": re.compile(r""),
@@ -28,9 +29,7 @@ LINE_KINDS = {
     "columns": re.compile(r"COLUMNS :( \d){5}"),
     "order": re.compile(r"ORDER [0-9A-F]{2} :( [0-9A-F]{2}){5}"),
     "pattern": re.compile(r"PATTERN [0-9A-F]{2}"),
-    "row": re.compile(
-        rf"ROW [0-9A-F]{{2}}(?: : {PITCHED_CELL}){{3}} : {NOISE_NOTE}{CELL_TAIL} : \.\.\. \.\. \. \.\.\."
-    ),
+    "row": re.compile(rf"ROW [0-9A-F]{{2}}(?: : {PITCHED_CELL}){{3}} : {NOISE_NOTE}{CELL_TAIL} : {DPCM_CELL}"),
 }
 NOTE_INDEX = {
     name: i for i, name in enumerate(("C-", "C#", "D-", "D#", "E-", "F-", "F#", "G-", "G#", "A-", "A#", "B-"))
@@ -164,13 +163,41 @@ def test_noise_digits_are_the_inverted_period_index():
             assert int(note[0], 16) == 15 - cm.DRUM_SOUNDS[name][0]
 
 
+def _famitracker_row_frames(module):
+    """When each row starts, in frames, as FamiTracker plays the module: speed * 150 / tempo frames a row."""
+    rows, speed, tempo = module["track"]
+    starts = [0.0]
+    for frame in module["order"]:
+        for r in range(rows):
+            effect = module["patterns"][frame[4]][r][4].split()[-1]
+            if effect.startswith("F") and int(effect[1:], 16) >= 32:
+                tempo = int(effect[1:], 16)
+            starts.append(starts[-1] + speed * 150.0 / tempo)
+    return np.array(starts)
+
+
 def test_tempo_from_the_song_and_its_changes():
     arrangement = _arrangement(64)
     tempo = TempoMap(np.array([0, 480 * 8]), np.array([round(60e6 / 150), round(60e6 / 90)]))
-    text = famitracker_text(cm.song_from_arrangement(arrangement, tempo=tempo))
+    song = cm.song_from_arrangement(arrangement, tempo=tempo)
+    text = famitracker_text(song)
     assert 'TRACK  64   6 150 "song"' in text
     row = next(line for line in text.split("\n") if line.startswith("ROW 20 "))
-    assert row.split(" : ")[1].endswith(" F5A")  # 90 BPM from step 32 on
+    assert row.split(" : ")[5].startswith("... .. . F")  # the change at step 32, in the DPCM column
+    tempos = [int(line.split(" : ")[5][-2:], 16) for line in text.split("\n")[:-1] if line.endswith(("F59", "F5A"))]
+    assert tempos  # about 90 BPM from there on (89.85 at the NTSC frame rate)
+    played = _famitracker_row_frames(parse(text))
+    assert np.abs(played[:65] - song.step_sec * cm.FRAME_RATE_HZ).max() <= 0.5
+
+
+def test_rows_keep_to_the_model_frames_for_three_minutes():
+    song = cm.song_from_arrangement(_arrangement(1440))  # 3 minutes at 120 BPM
+    module = parse(famitracker_text(song))
+    played = _famitracker_row_frames(module)[:1441]
+    # At a fixed tempo 120 FamiTracker would be 0.165% (18 frames) behind by the end.
+    assert np.abs(played - song.step_sec * cm.FRAME_RATE_HZ).max() <= 0.5
+    effects = sum(1 for p in module["patterns"].values() for row in p if row[4].endswith(("F77", "F78")))
+    assert 0 < effects < 0.1 * 1440  # a correction now and then, not on every row
 
 
 def test_too_long_a_song_is_refused(tmp_path):
