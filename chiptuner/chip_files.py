@@ -19,7 +19,7 @@ FORMATS = {
     "midi": "the four-voice arrangement as MIDI (the output contract)",
     "nsf": "an NSF file: the chip's register writes replayed by a 6502 driver (NSF players, emulators)",
     "famitracker": "FamiTracker text (.txt): import into FamiTracker, 0CC-/Dn-FamiTracker or FamiStudio",
-    "wav": "16-bit WAV through the built-in chip synth",
+    "wav": "16-bit WAV: the chip model's notes through the built-in chip synth",
 }
 EXTENSIONS = {".mid": "midi", ".midi": "midi", ".nsf": "nsf", ".txt": "famitracker", ".wav": "wav"}
 
@@ -75,13 +75,12 @@ def export_file(
     fmt = output_format(out, format)
     if fmt == "midi":
         raise ParameterError("the arrangement is MIDI already; export it as nsf, famitracker or wav")
-    if fmt == "wav":
-        from chiptuner.synth import render_score, write_wav  # noqa: PLC0415 (numba kernels compile on import)
-
-        read_song(source)  # refuses a file that is not an arrangement, as the other formats do
-        write_wav(out, render_score(source, sample_rate=sample_rate), sample_rate=sample_rate)
-        return fmt, Path(out).stat().st_size
     song = read_song(source)
+    if fmt == "wav":
+        from chiptuner.synth import render_song, write_wav  # noqa: PLC0415 (numba kernels compile on import)
+
+        write_wav(out, render_song(song, sample_rate=sample_rate), sample_rate=sample_rate)
+        return fmt, Path(out).stat().st_size
     if fmt == "nsf":
         from chiptuner.nsf import write_nsf  # noqa: PLC0415
 

@@ -28,7 +28,8 @@ from typing import Union
 import numpy as np
 
 from chiptuner._kernels import synth as _k
-from chiptuner.chip_model import DEFAULT_DRUM_SOUND, DRUM_SOUNDS, FRAME_RATE_HZ
+from chiptuner.chip_midi import VOICE_VELOCITY
+from chiptuner.chip_model import DEFAULT_DRUM_SOUND, DRUM_SOUNDS, FRAME_RATE_HZ, ChipSong, chip_notes, cut_before
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.melody import melody_notes
 from chiptuner.midi_io import read_control_changes, read_midi
@@ -52,6 +53,7 @@ __all__ = [
     "ChipSynth",
     "render_events",
     "render_score",
+    "render_song",
     "write_wav",
     "warmup",
 ]
@@ -475,6 +477,52 @@ def render_score(
     state = np.zeros((_k.STATE_ROWS, _k.N_FIELDS), dtype=np.float64)
     _k.init_state(state)
     _k.render_events(*events, DRUM_TABLE, state, out, float(rate))
+    return out
+
+
+def render_song(song: ChipSong, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Render a ``ChipSong`` exactly as the chip model plays it (the WAV of ``chiptuner export``).
+
+    Each note starts and ends on the model's frames (``chip_model.chip_notes``), at its
+    voice's level (``chip_midi.VOICE_VELOCITY``, whatever velocity a source file had), with the
+    duty the model gives it; a pulse note running into the next is struck anew by it, a
+    triangle note before a repeat of its period stops a frame early, drums are one-shots.
+
+    Returns
+    -------
+    np.ndarray [shape=(N,), dtype=float32]
+        Mono audio, about -1 to 1, running ``TAIL_SEC`` past the last frame of a note.
+    """
+    rate = _check_sample_rate(sample_rate)
+    notes = chip_notes(song)
+    cut = cut_before(notes)
+
+    def to_sample(frame: np.ndarray) -> np.ndarray:
+        return np.rint(frame / FRAME_RATE_HZ * rate).astype(np.int64)
+
+    n = len(notes)
+    on_velocity = np.array([VOICE_VELOCITY[name] for name in VOICE_NAMES], np.int64)[notes.voice]
+    duty = np.where(notes.voice < 2, notes.duty, -1)
+    # The note after each one of the same voice (notes come by voice, then onset).
+    same_next = np.append(notes.voice[1:] == notes.voice[:-1], False) if n else np.zeros(0, bool)
+    next_start = np.where(same_next, np.append(notes.start_frame[1:], 0), np.iinfo(np.int64).max // 2)
+    release = notes.end_frame - np.append(cut[1:], False).astype(np.int64) if n else notes.end_frame
+    off = (notes.voice != _k.NOISE) & (release < next_start)
+    sample = np.concatenate((to_sample(notes.start_frame), to_sample(release[off])))
+    order_on_sample = np.concatenate((np.full(n, 2), np.zeros(int(off.sum()), np.int64)))  # offs first
+    voice = np.concatenate((notes.voice, notes.voice[off]))
+    pitch = np.concatenate((notes.key, np.full(int(off.sum()), NOTE_OFF)))
+    velocity = np.concatenate((on_velocity, np.zeros(int(off.sum()), np.int64)))
+    event_duty = np.concatenate((duty, np.full(int(off.sum()), -1)))
+    order = np.lexsort((order_on_sample, sample))
+    last = int(np.max(np.where(notes.voice == _k.NOISE, notes.start_frame, notes.end_frame))) if n else 0
+    out = np.zeros(int(to_sample(np.array(last))) + round(TAIL_SEC * rate), dtype=np.float32)
+    state = np.zeros((_k.STATE_ROWS, _k.N_FIELDS), dtype=np.float64)
+    _k.init_state(state)
+    _k.render_events(
+        sample[order], voice[order], pitch[order], velocity[order], event_duty[order], DRUM_TABLE, state, out,
+        float(rate),
+    )  # fmt: skip
     return out
 
 

@@ -1,5 +1,6 @@
 """The synth plays the chip model: the timer period's pitch, the model's envelopes frame by frame."""
 
+import mido
 import numpy as np
 import pytest
 
@@ -112,3 +113,21 @@ def test_the_synth_agrees_with_game_music_emu_on_the_same_song(voice, tmp_path):
     assert len(apart) > 30 and np.max(np.abs(apart)) <= 1.0, np.round(apart, 2)
     if voice < 3:
         assert len(cents) > 10 and np.max(np.abs(cents)) <= 5.0, np.round(cents, 2)
+
+
+def test_render_song_is_render_score_of_the_arrangement_file_and_ignores_velocities(tmp_path):
+    arrangement = _arrangement(96, seed=2)
+    write_arrangement(arrangement, tmp_path / "band.mid")
+    from_song = synth.render_song(cm.read_song(tmp_path / "band.mid"))
+    from_file = synth.render_score(tmp_path / "band.mid")
+    n = min(len(from_song), len(from_file))
+    assert n > 10 * SR and np.abs(from_song).max() > 0.1
+    np.testing.assert_array_equal(from_song[:n], from_file[:n])
+    # The same notes at other velocities: the model plays each voice at its level, so the WAV is the same.
+    midi = mido.MidiFile(tmp_path / "band.mid")
+    for track in midi.tracks:
+        for message in track:
+            if message.type == "note_on" and message.velocity:
+                message.velocity = 30
+    midi.save(tmp_path / "soft.mid")
+    np.testing.assert_array_equal(synth.render_song(cm.read_song(tmp_path / "soft.mid")), from_song)
