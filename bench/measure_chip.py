@@ -11,7 +11,9 @@ its first S seconds. For each song and voice:
 
 - the chip model's notes (``chip_model.play``) give the reference: each note's onset frame
   and its timer period's frequency;
-- Game_Music_Emu renders the song's NSF (``nsf.nsf_bytes``) with the other voices muted;
+- Game_Music_Emu renders the song's NSF (``nsf.nsf_bytes``) with the other voices muted; its
+  audio is read at the rate it makes samples (``tests.nes.gme_rate``: 44,105.3 per emulated
+  second when asked for 44,100, from its 16-bit fixed-point resampling ratio);
 - the synth renders the song's MIDI file (``synth.render_score``) with only that voice.
 
 Pitch: ``tests.nes.yin_period`` over the note from 2 frames after its onset to 1 frame before
@@ -89,34 +91,41 @@ def solo(arrangement: Arrangement, voice: int) -> Arrangement:
     return Arrangement(pitch, onset)
 
 
-def log_spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def log_spectrum(x: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
     x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
-    freq, power = welch(x, SR, nperseg=4096)
+    freq, power = welch(x, sample_rate, nperseg=4096)
     band = (freq >= 60) & (freq <= 14000)
     return freq[band], 10 * np.log10(power[band] + 1e-12)
 
 
-def spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((log_spectrum(a)[1] - log_spectrum(b)[1]) ** 2)))
+def spectral_distance(a: np.ndarray, a_rate: float, b: np.ndarray, b_rate: float) -> float:
+    freq_a, level_a = log_spectrum(a, a_rate)
+    freq_b, level_b = log_spectrum(b, b_rate)
+    return float(np.sqrt(np.mean((level_a - np.interp(freq_a, freq_b, level_b)) ** 2)))
 
 
-def measure_voice(notes: cm.ChipNotes, voice: int, gme: np.ndarray, ours: np.ndarray) -> dict[str, list[float]]:
+def measure_voice(
+    notes: cm.ChipNotes, voice: int, gme: np.ndarray, gme_rate: float, ours: np.ndarray
+) -> dict[str, list[float]]:
+    """The errors of one voice's notes in both renderings (the emulator's read at the rate it makes samples)."""
     rate = cm.FRAME_RATE_HZ
     out: dict[str, list[float]] = {k: [] for k in ("pitch_gme", "pitch_synth", "pitch_between")}
     out.update({k: [] for k in ("onset_gme", "onset_synth", "onset_between", "spectral", "spectral_baseline")})
     mine = np.flatnonzero(notes.voice == voice)
+    paused = cm.cut_before(notes)
+    renderings = ((gme, gme_rate), (ours, float(SR)))
     for j, n in enumerate(mine.tolist()):
         start, end = int(notes.start_frame[n]), int(notes.end_frame[n])
         hz = float(cm.period_hz(voice, notes.period[n])) if voice < 3 else None
         prev = mine[j - 1] if j else None
-        old = None
+        old_hz = None
         if voice < 3 and prev is not None and notes.end_frame[prev] >= start:
-            old = SR / float(cm.period_hz(voice, notes.period[prev]))
+            old_hz = float(cm.period_hz(voice, notes.period[prev]))
         onsets = []
-        for audio in (gme, ours):
+        for audio, sr in renderings:
             t = nes.note_onset(
-                audio, SR, start / rate, search_sec=3 / rate, old_period=old, new_period=SR / hz if hz else None,
-                paused=voice == 2 and prev is not None and bool(cm.cut_before(notes)[n]),
+                audio, sr, start / rate, search_sec=3 / rate, old_period=sr / old_hz if old_hz else None,
+                new_period=sr / hz if hz else None, paused=bool(paused[n]),
             )  # fmt: skip
             onsets.append((t - start / rate) * rate)
         if np.all(np.isfinite(onsets)):
@@ -124,20 +133,23 @@ def measure_voice(notes: cm.ChipNotes, voice: int, gme: np.ndarray, ours: np.nda
             out["onset_synth"].append(onsets[1])
             out["onset_between"].append(onsets[1] - onsets[0])
         if hz and end - start >= 6:
-            segment = slice(int((start + 2) / rate * SR), int((end - 1) / rate * SR))
-            cents = [1200 * np.log2(SR / nes.yin_period(a[segment], SR / hz) / hz) for a in (gme, ours)]
+            cents = []
+            for audio, sr in renderings:
+                part = audio[int((start + 2) / rate * sr) : int((end - 1) / rate * sr)]
+                cents.append(1200 * np.log2(sr / nes.yin_period(part, sr / hz) / hz))
             out["pitch_gme"].append(cents[0])
             out["pitch_synth"].append(cents[1])
             out["pitch_between"].append(cents[1] - cents[0])
-    n = int(EXCERPT_SEC * SR)
     excerpts = []
-    for begin in range(0, min(len(gme), len(ours)) - n, n):
-        a, b = gme[begin : begin + n], ours[begin : begin + n]
+    seconds = min(len(gme) / gme_rate, len(ours) / SR)
+    for begin in np.arange(0.0, seconds - EXCERPT_SEC, EXCERPT_SEC):
+        a = gme[int(round(begin * gme_rate)) : int(round((begin + EXCERPT_SEC) * gme_rate))]
+        b = ours[int(round(begin * SR)) : int(round((begin + EXCERPT_SEC) * SR))]
         if np.sqrt(np.mean(a**2)) > 1e-3 and np.sqrt(np.mean(b**2)) > 1e-3:
-            out["spectral"].append(spectral_distance(a, b))
+            out["spectral"].append(spectral_distance(a, gme_rate, b, SR))
             excerpts.append(a)
     for a, b in zip(excerpts[:-1], excerpts[1:], strict=True):
-        out["spectral_baseline"].append(spectral_distance(a, b))
+        out["spectral_baseline"].append(spectral_distance(a, gme_rate, b, gme_rate))
     return out
 
 
@@ -189,11 +201,11 @@ def main() -> None:
             for v in range(4):
                 if not np.any(frames.notes.voice == v):
                     continue
-                gme = nes.gme_render(data, seconds, solo=v)
+                gme, gme_sr = nes.gme_render(data, seconds, solo=v)
                 path = folder / f"solo{v}.mid"
                 write_arrangement(solo(arrangement, v), path, ticks_per_beat=tpb, tempo=tempo)
                 ours = render_score(path).astype(np.float64)
-                result = measure_voice(frames.notes, v, gme, ours)
+                result = measure_voice(frames.notes, v, gme, gme_sr, ours)
                 for key, values in result.items():
                     totals[v].setdefault(key, []).extend(values)
         times = export_times(folder)

@@ -56,10 +56,32 @@ def load_gme():
     return None
 
 
-def gme_render(data: bytes, seconds: float, *, sample_rate: int = 44100, solo: int | None = None) -> np.ndarray:
+#: Game_Music_Emu's NES clock as its sample buffer takes it (a whole number of Hz), and the bits
+#: of the fixed-point ratio that turns clocks into samples (Blip_Buffer's BLIP_BUFFER_ACCURACY).
+GME_CLOCK_HZ = 1789772
+GME_RATIO_BITS = 16
+
+
+def gme_rate(sample_rate: int) -> float:
+    """Samples Game_Music_Emu makes per second of emulated time when asked for ``sample_rate``.
+
+    Its buffer converts clocks to samples with a 16-bit fixed-point ratio, rounded: asked for
+    44,100 Hz it makes 44,105.3 samples per emulated second (119 ppm more, 0.43 frame a
+    minute), asked for 22,050 Hz 22,039.0 (500 ppm fewer). Timing read from its audio uses
+    this rate.
+    """
+    scale = 1 << GME_RATIO_BITS
+    return GME_CLOCK_HZ * np.floor(sample_rate / GME_CLOCK_HZ * scale + 0.5) / scale
+
+
+def gme_render(
+    data: bytes, seconds: float, *, sample_rate: int = 44100, solo: int | None = None
+) -> tuple[np.ndarray, float]:
     """Render an NSF with Game_Music_Emu: mono float64 audio (the left channel), about -1 to 1.
 
-    ``solo`` mutes every voice but that one (0-3: pulse1, pulse2, triangle, noise).
+    ``solo`` mutes every voice but that one (0-3: pulse1, pulse2, triangle, noise). Returns
+    the audio, ``seconds`` of emulated time long, and its samples per emulated second
+    (``gme_rate``).
     """
     lib = load_gme()
     if lib is None:
@@ -78,12 +100,13 @@ def gme_render(data: bytes, seconds: float, *, sample_rate: int = 44100, solo: i
         error = lib.gme_start_track(emu, 0)
         if error:
             raise RuntimeError(error.decode())
-        n = int(round(seconds * sample_rate))
+        rate = gme_rate(sample_rate)
+        n = int(round(seconds * rate))
         out = (ctypes.c_short * (2 * n))()
         error = lib.gme_play(emu, 2 * n, out)
         if error:
             raise RuntimeError(error.decode())
-        return np.frombuffer(out, dtype=np.int16)[0::2].astype(np.float64) / 32768.0
+        return np.frombuffer(out, dtype=np.int16)[0::2].astype(np.float64) / 32768.0, rate
     finally:
         lib.gme_delete(emu)
 

@@ -87,7 +87,7 @@ def test_the_synth_agrees_with_game_music_emu_on_the_same_song(voice, tmp_path):
     ours = synth.render_score(tmp_path / "solo.mid").astype(np.float64)
     frames = cm.play(cm.song_from_arrangement(arrangement))
     notes, rate = frames.notes, cm.FRAME_RATE_HZ
-    emulator = nes.gme_render(nsf_bytes(frames), len(frames) / rate + 0.5, solo=voice)
+    emulator, emulator_sr = nes.gme_render(nsf_bytes(frames), len(frames) / rate + 0.5, solo=voice)
     mine = np.flatnonzero(notes.voice == voice)
     paused = cm.cut_before(notes)
     apart, cents = [], []
@@ -95,21 +95,23 @@ def test_the_synth_agrees_with_game_music_emu_on_the_same_song(voice, tmp_path):
         start, end = int(notes.start_frame[n]), int(notes.end_frame[n])
         hz = float(cm.period_hz(voice, notes.period[n])) if voice < 3 else None
         prev = mine[j - 1] if j else None
-        old = None
+        old_hz = None
         if hz and prev is not None and notes.end_frame[prev] >= start:
-            old = SR / float(cm.period_hz(voice, notes.period[prev]))
+            old_hz = float(cm.period_hz(voice, notes.period[prev]))
         found = [
             nes.note_onset(
-                audio, SR, start / rate, search_sec=3 / rate, old_period=old, new_period=SR / hz if hz else None,
-                paused=bool(paused[n]),
+                audio, sr, start / rate, search_sec=3 / rate, old_period=sr / old_hz if old_hz else None,
+                new_period=sr / hz if hz else None, paused=bool(paused[n]),
             )
-            for audio in (emulator, ours)
+            for audio, sr in ((emulator, emulator_sr), (ours, SR))
         ]  # fmt: skip
         apart.append((found[1] - found[0]) * rate)
         if hz and end - start >= 6:
-            part = slice(int((start + 2) / rate * SR), int((end - 1) / rate * SR))
-            periods = [nes.yin_period(audio[part], SR / hz) for audio in (emulator, ours)]
-            cents.append(1200 * np.log2(periods[0] / periods[1]))
+            pitches = []
+            for audio, sr in ((emulator, emulator_sr), (ours, SR)):
+                part = audio[int((start + 2) / rate * sr) : int((end - 1) / rate * sr)]
+                pitches.append(sr / nes.yin_period(part, sr / hz))
+            cents.append(1200 * np.log2(pitches[0] / pitches[1]))
     assert len(apart) > 30 and np.max(np.abs(apart)) <= 1.0, np.round(apart, 2)
     if voice < 3:
         assert len(cents) > 10 and np.max(np.abs(cents)) <= 5.0, np.round(cents, 2)
