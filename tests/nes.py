@@ -256,19 +256,22 @@ def breaks_from(
 ) -> float:
     """The first time (s) near ``around_sec`` at which the audio stops repeating ``period`` samples back.
 
-    For a note whose period is a multiple of the one before (an octave down on the
-    triangle), where the old note already repeats with the new period.
+    For a note whose period is a multiple of the one before (an octave down), where the old
+    note already repeats with the new period. The break must hold over a whole old period.
     """
     lag = int(round(period))
     hop = max(1, int(round(hop_sec * sample_rate)))
     start = max(lag + 2, int(round((around_sec - search_sec) * sample_rate)))
     stop = min(len(audio) - hop, int(round((around_sec + search_sec) * sample_rate)))
     x = np.asarray(audio, np.float64)
+    stop = min(stop, len(audio) - lag - 1)
     for t in range(start, stop, hop):
         before = x[t - lag : t]
         power = np.mean(before**2)
         if power > 0 and np.mean((x[t : t + hop] - _shifted(x, t, hop, -period)) ** 2) / power > 0.05:
-            return t / sample_rate
+            # It must last: a level step inside the old note (its envelope) breaks the repeat for an instant only.
+            if np.mean((x[t : t + lag] - _shifted(x, t, lag, -period)) ** 2) / power > 0.2:
+                return t / sample_rate
     return float("nan")
 
 

@@ -76,3 +76,12 @@ def test_arrange_writes_a_chip_file_in_one_command(tmp_path, capsys):
     # The same as arranging to MIDI and exporting that.
     assert main(["arrange", str(EXAMPLES / "ode_to_joy_melody.mid"), "-o", str(tmp_path / "ode.mid")]) == 0
     assert nsf_bytes(cm.read_song(tmp_path / "ode.mid"), title="ode_to_joy_melody") == data
+
+
+def test_export_reads_drums_on_channel_10_too(tmp_path):
+    arrangement = _arrangement(64)
+    write_arrangement(arrangement, tmp_path / "gm.mid", gm_drums=True)
+    write_arrangement(arrangement, tmp_path / "chip.mid")
+    for name in ("gm", "chip"):
+        assert main(["export", str(tmp_path / f"{name}.mid"), "-o", str(tmp_path / f"{name}.nsf")]) == 0
+    assert (tmp_path / "gm.nsf").read_bytes()[0x80:] == (tmp_path / "chip.nsf").read_bytes()[0x80:]
