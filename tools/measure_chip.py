@@ -1,6 +1,6 @@
 """The chip synth against Game_Music_Emu on the same NSF, voice by voice; export time and NSF size.
 
-Run: ``python bench/measure_chip.py [--corpora DIR] [--songs N] [--seconds S]``; prints Markdown
+Run: ``python tools/measure_chip.py [--corpora DIR] [--songs N] [--seconds S]``; prints Markdown
 tables (docs/chip-files.md holds a run's figures).
 
 Songs: the 3-minute arrangement of ``bench/test_bench_synth.py``, the shipped example band
