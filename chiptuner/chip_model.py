@@ -367,16 +367,18 @@ class ChipNotes:
 def cut_before(notes: ChipNotes) -> np.ndarray:
     """Which notes (bool (N,)) follow a triangle note the model stops for its last frame: a repeat of its period.
 
-    The same rule as ``_kernels.chip_model.voice_frames``: the note before ends on this one's
-    onset frame, has the same period and lasts at least two frames.
+    The same rule as ``_kernels.chip_model.voice_frames``: the note before runs up to this
+    one's onset frame (or past it, and is cut there), has the same period and lasts at least
+    two frames.
     """
     out = np.zeros(len(notes), bool)
     tri = np.flatnonzero(notes.voice == 2)
     before, after = tri[:-1], tri[1:]
+    end = np.minimum(notes.end_frame[before], notes.start_frame[after])
     out[after] = (
-        (notes.end_frame[before] == notes.start_frame[after])
+        (end == notes.start_frame[after])
         & (notes.period[before] == notes.period[after])
-        & (notes.end_frame[before] - notes.start_frame[before] >= 2)
+        & (end - notes.start_frame[before] >= 2)
     )
     return out
 

@@ -1000,3 +1000,59 @@ def control_changes_from_mido(mid, controller: int) -> list[tuple[int, int, int]
             if msg.type == "control_change" and msg.control == controller:
                 out.append((tick, msg.channel, msg.value))
     return out
+
+
+# --- chip files: the chip model's frame loop and the NSF driver's stream ---------------------------
+
+
+def voice_frames_reference(notes, n_frames: int, *, one_shot: bool, cut_repeats: bool):
+    """Period, duty and volume of one voice on each frame, frame by frame.
+
+    ``notes``: (start_frame, end_frame, period, duty, envelope levels) by onset. On a frame,
+    the note sounding is the last one started; it plays its envelope from its onset (the last
+    level held) until its end frame or the next onset, whichever comes first, or, one-shot,
+    until the next onset; a note that so ends on the next one's onset with the same period,
+    two frames long or more, ends a frame early when ``cut_repeats``. Before the first note:
+    the first note's period and duty, silent.
+    """
+    period, duty, volume = [0] * n_frames, [0] * n_frames, [0] * n_frames
+    for f in range(n_frames):
+        started = [i for i, note in enumerate(notes) if note[0] <= f]
+        if not notes:
+            continue
+        i = started[-1] if started else 0
+        start, end, p, d, levels = notes[i]
+        period[f], duty[f] = p, d
+        if not started:
+            continue
+        following = notes[i + 1] if i + 1 < len(notes) else None
+        stop = following[0] if following else n_frames
+        last = stop if one_shot else min(end, stop)
+        if cut_repeats and following and last == following[0] and following[2] == p and last - start >= 2:
+            last -= 1
+        if f < last:
+            volume[f] = levels[min(f - start, len(levels) - 1)]
+    return period, duty, volume
+
+
+def nsf_stream_reference(writes_by_frame: list[list[tuple[int, int]]]) -> bytes:
+    """The driver's stream: each frame's writes as (register, value) pairs, then one byte $80 + k that
+    ends the frame and skips the k frames without writes that follow (at most 126; longer silences
+    take more bytes, each a frame of its own), and $FF at the end."""
+    out = bytearray()
+    n = len(writes_by_frame)
+    f = 0
+    while f < n:
+        for register, value in writes_by_frame[f]:
+            out += bytes([register, value])
+        g = f + 1
+        while g < n and not writes_by_frame[g]:
+            g += 1
+        covered = g - f
+        while covered > 127:
+            out.append(0x80 + 126)
+            covered -= 127
+        out.append(0x80 + covered - 1)
+        f = g
+    out.append(0xFF)
+    return bytes(out)

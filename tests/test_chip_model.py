@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 
 from chiptuner import chip_model as cm
+from chiptuner._kernels import chip_model as _kc
 from chiptuner.chip_midi import write_arrangement
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.types import Arrangement
+from tests import reference
 
 
 def _arrangement(n=64, seed=0):
@@ -124,3 +126,48 @@ def test_bad_song_shapes_are_refused():
         cm.ChipSong(arrangement, np.arange(8.0), np.zeros((8, 2), np.int64))
     with pytest.raises(ParameterError, match="0-3"):
         cm.ChipSong(arrangement, np.arange(9.0), np.full((8, 2), 4, np.int64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize(("one_shot", "cut_repeats"), [(False, False), (True, False), (False, True)])
+def test_the_frame_loop_matches_the_reference(seed, one_shot, cut_repeats):
+    rng = np.random.default_rng(seed)
+    n_frames = 300
+    starts = np.sort(rng.choice(np.arange(2, 280), size=25, replace=False))
+    ends = np.minimum(starts + rng.integers(1, 30, 25), n_frames)
+    into_next = rng.random(25) < 0.3  # some run into the next note, some past it (cut there)
+    ends[into_next] = np.append(starts[1:], n_frames)[into_next]
+    periods = rng.choice([100, 200, 300], 25)
+    duties = rng.integers(0, 4, 25)
+    rows = rng.integers(0, len(cm.ENVELOPE_LENGTH), 25)
+    period, duty, volume = (np.empty(n_frames, np.int64) for _ in range(3))
+    _kc.voice_frames(
+        starts,
+        ends,
+        periods,
+        duties,
+        rows,
+        cm.ENVELOPES,
+        cm.ENVELOPE_LENGTH,
+        one_shot,
+        cut_repeats,
+        period,
+        duty,
+        volume,
+    )
+    notes = [
+        (int(s), int(e), int(p), int(d), cm.ENVELOPES[r, : cm.ENVELOPE_LENGTH[r]].tolist())
+        for s, e, p, d, r in zip(starts, ends, periods, duties, rows, strict=True)
+    ]
+    expected = reference.voice_frames_reference(
+        notes, cm.ENVELOPES, n_frames, one_shot=one_shot, cut_repeats=cut_repeats
+    )
+    assert (period.tolist(), duty.tolist(), volume.tolist()) == expected
+    assert any(v > 0 for v in expected[2]) and 0 in expected[2]
+
+
+def test_timer_periods_match_the_reference_for_every_key():
+    keys = np.arange(128)
+    for voice in (0, 1, 2):
+        period, _ = cm.pitch_period(voice, keys)
+        assert period.tolist() == [reference.chip_period_reference(voice, int(k)) for k in keys]

@@ -7,8 +7,9 @@ import pytest
 
 from chiptuner import chip_model as cm
 from chiptuner import nsf
+from chiptuner._kernels import nsf as _kn
 from chiptuner.types import TempoMap
-from tests import nes
+from tests import nes, reference
 from tests.test_chip_model import _arrangement
 
 ASM = Path(nsf.__file__).resolve().parent / "asm"
@@ -136,3 +137,23 @@ def test_five_minutes_in_the_emulator_do_not_drift():
         )  # fmt: skip
         errors.append((t - start / rate) * rate)
     assert np.max(np.abs(errors)) <= 1.0, np.round(errors, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_stream_matches_the_reference(seed):
+    """Random writes with long silences (over 127 frames), empty frames and busy ones."""
+    rng = np.random.default_rng(seed)
+    n_frames = 900
+    writes_by_frame = [[] for _ in range(n_frames)]
+    busy = np.sort(rng.choice(np.arange(1, 600), size=40, replace=False))  # then 300 silent frames
+    writes_by_frame[0] = [(0x15, 0x0F), (0x00, 0xBF)]
+    for f in busy.tolist():
+        registers, values = rng.integers(0, 0x10, 3), rng.integers(0, 256, 3)
+        writes_by_frame[f] = [(int(r), int(v)) for r, v in zip(registers, values, strict=True)]
+    frame = np.array([f for f, w in enumerate(writes_by_frame) for _ in w], np.int64)
+    register = np.array([r for w in writes_by_frame for r, _ in w], np.int64)
+    value = np.array([v for w in writes_by_frame for _, v in w], np.int64)
+    out = np.empty(3 * len(frame) + n_frames // 127 + 2, np.uint8)
+    length = _kn.encode_stream(frame, register, value, n_frames, out)
+    assert out[:length].tobytes() == reference.nsf_stream_reference(writes_by_frame)
+    assert max(np.diff(np.append(np.flatnonzero([bool(w) for w in writes_by_frame]), n_frames))) > 127
