@@ -159,9 +159,7 @@ def test_the_frame_loop_matches_the_reference(seed, one_shot, cut_repeats):
         (int(s), int(e), int(p), int(d), cm.ENVELOPES[r, : cm.ENVELOPE_LENGTH[r]].tolist())
         for s, e, p, d, r in zip(starts, ends, periods, duties, rows, strict=True)
     ]
-    expected = reference.voice_frames_reference(
-        notes, cm.ENVELOPES, n_frames, one_shot=one_shot, cut_repeats=cut_repeats
-    )
+    expected = reference.voice_frames_reference(notes, n_frames, one_shot=one_shot, cut_repeats=cut_repeats)
     assert (period.tolist(), duty.tolist(), volume.tolist()) == expected
     assert any(v > 0 for v in expected[2]) and 0 in expected[2]
 
