@@ -85,3 +85,34 @@ def test_export_reads_drums_on_channel_10_too(tmp_path):
     for name in ("gm", "chip"):
         assert main(["export", str(tmp_path / f"{name}.mid"), "-o", str(tmp_path / f"{name}.nsf")]) == 0
     assert (tmp_path / "gm.nsf").read_bytes()[0x80:] == (tmp_path / "chip.nsf").read_bytes()[0x80:]
+
+
+def test_cc1_duty_changes_reach_every_chip_file(tmp_path):
+    """CC 1 on pulse1 sets 12.5 % for its first note and 50 % for its second: the model, the NSF's
+    $4000 and the FamiTracker instruments all follow it."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack(
+        [
+            mido.Message("control_change", channel=0, control=1, value=10, time=0),  # 12.5 %
+            mido.Message("note_on", channel=0, note=64, velocity=100, time=0),
+            mido.Message("note_off", channel=0, note=64, velocity=0, time=960),
+            mido.Message("control_change", channel=0, control=1, value=80, time=0),  # 50 %
+            mido.Message("note_on", channel=0, note=67, velocity=100, time=0),
+            mido.Message("note_off", channel=0, note=67, velocity=0, time=960),
+        ]
+    )
+    mid.tracks.append(track)
+    mid.save(tmp_path / "duty.mid")
+    song = cm.read_song(tmp_path / "duty.mid")
+    assert song.duty[:8, 0].tolist() == [0] * 8 and song.duty[8:, 0].tolist() == [2] * 8
+    frames = cm.play(song)
+    second = int(frames.notes.start_frame[1])
+    assert frames.registers[0, 0x00] >> 6 == 0 and frames.registers[second, 0x00] >> 6 == 2
+    assert main(["export", str(tmp_path / "duty.mid"), "-o", str(tmp_path / "duty.txt")]) == 0
+    module = parse((tmp_path / "duty.txt").read_text())
+    names = {i: name for i, (_, name) in module["instruments"].items()}
+    rows = module["patterns"][0]
+    assert names[int(rows[0][0].split()[1], 16)] == "pulse1 12.5%"
+    assert names[int(rows[8][0].split()[1], 16)] == "pulse1 50%"
+    assert main(["export", str(tmp_path / "duty.mid"), "-o", str(tmp_path / "duty.nsf")]) == 0
+    assert (tmp_path / "duty.nsf").read_bytes() == nsf_bytes(song, title="duty")
