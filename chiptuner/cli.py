@@ -3,7 +3,8 @@
 Subcommands: ``convert`` (MIDI corpus to training shards), ``train`` (a model from
 shards or MIDI folders; the only one that imports torch, lazily), ``arrange`` (a MIDI
 file to its four-voice arrangement), ``render`` (a MIDI file through the chip synth to WAV),
-``evaluate`` (the quality report). Bad input (a missing folder,
+``export`` (an arrangement to NSF, FamiTracker text or WAV), ``evaluate`` (the quality report).
+Bad input (a missing folder,
 no MIDI file found, an unwritable output folder, a full disk) is one line on stderr and exit code 2,
 never a traceback; exit code 1 means some files ``failed`` (see the report).
 """
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from chiptuner import __version__, options
+from chiptuner.chip_files import FORMATS, export_file, output_format
 from chiptuner.corpus.convert import REPORT_NAME, convert_corpus
 from chiptuner.errors import ChiptunerError, ParameterError
 from chiptuner.melody import MaxOnsets
@@ -245,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     arrange.add_argument("source", metavar="MELODY.mid", help="a MIDI file (a melody or a full song)")
-    arrange.add_argument("-o", "--out", required=True, metavar="OUT.mid", help="MIDI file to write")
+    arrange.add_argument(
+        "-o", "--out", required=True, metavar="OUT", help="file to write: .mid, or a chip file (.nsf, .txt, .wav)"
+    )
+    arrange.add_argument(
+        "--format", choices=FORMATS, default=None, help="output format (default: from OUT's extension)"
+    )
     arrange.add_argument(
         "--input",
         choices=typing.get_args(InputMode),
@@ -283,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     arrange.add_argument("--scale", type=options.scale, default=None, metavar="TONIC:MODE", help=options.SCALE_HELP)
     arrange.add_argument("--swing", type=options.swing, default=0.0, metavar="S", help=options.SWING_HELP)
     arrange.set_defaults(run=_run_arrange)
+
+    export = commands.add_parser(
+        "export",
+        parents=[verbosity],
+        help="write a four-voice arrangement as a chip file (NSF, FamiTracker text, WAV)",
+        description=(
+            "Convert a four-voice arrangement (as `chiptuner arrange` writes it) into an NSF file for NSF players, "
+            "FamiTracker text for FamiTracker, 0CC-/Dn-FamiTracker or FamiStudio, or WAV, all from one model of "
+            "the NES's sound chip."
+        ),
+    )
+    export.add_argument("source", metavar="ARRANGEMENT.mid", help="a four-voice arrangement MIDI file")
+    export.add_argument("-o", "--out", required=True, metavar="OUT", help="file to write: .nsf, .txt or .wav")
+    export.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from OUT's extension)")
+    export.set_defaults(run=_run_export)
 
     render = commands.add_parser(
         "render",
@@ -506,21 +529,33 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 def _run_arrange(args: argparse.Namespace) -> int:
     from chiptuner.arrange import arrange_file  # noqa: PLC0415 (keeps `chiptuner convert` start-up light)
 
+    chip_format = output_format(args.out, args.format)
     model = load_model(args.model)
     # The settings are checked against the model before the melody is read (a ParameterError: one line, exit 2).
     voices = parse_voices(args.voices)
     if args.style is not None:
         style_index(model, args.style)
-    result = arrange_file(
-        args.source, args.out, model=model, mode=args.input, seed=args.seed, temperature=args.temperature,
-        max_onsets=args.max_onsets, gm_drums=args.gm_drums, style=args.style, energy=args.energy, voices=voices,
-        scale=args.scale, swing=args.swing,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        # A chip file is exported from the arrangement's MIDI file, exactly as `chiptuner export` does it.
+        midi_out = args.out if chip_format == "midi" else os.path.join(folder, "arrangement.mid")
+        result = arrange_file(
+            args.source, midi_out, model=model, mode=args.input, seed=args.seed, temperature=args.temperature,
+            max_onsets=args.max_onsets, gm_drums=args.gm_drums, style=args.style, energy=args.energy, voices=voices,
+            scale=args.scale, swing=args.swing,
+        )  # fmt: skip
+        if chip_format != "midi":
+            export_file(midi_out, args.out, format=chip_format, title=Path(args.source).stem)
     counts = result.arrangement.onset.sum(axis=0).tolist()
     print(
         f"wrote {args.out}: {result.n_steps} steps; notes pulse1 {counts[0]}, pulse2 {counts[1]}, "
         f"triangle {counts[2]}, noise {counts[3]}"
     )
+    return EXIT_OK
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    chip_format, size = export_file(args.source, args.out, format=args.format)
+    print(f"wrote {args.out}: {chip_format}, {size:,} bytes")
     return EXIT_OK
 
 

@@ -1,8 +1,12 @@
 """The built-in chip synth (thin typed wrapper over ``_kernels.synth``).
 
 Four voices as on the NES: pulse1 and pulse2 (duty 12.5, 25, 50 or 75 %), triangle and
-noise (drum keys mapped to LFSR settings), mixed by the NES's non-linear mixer and a
-90 Hz DC-blocking high-pass. The kernel's docstring has the sound in detail.
+noise (drum keys mapped to LFSR settings), mixed by the NES's non-linear mixer and the
+console's output filters (high-passes at 90 and 440 Hz, a 14 kHz low-pass). Pitch and
+envelopes are the chip model's (``chip_model``): a key plays its timer period's frequency
+(not equal temperament), and each note the model's per-frame envelope, counted from the
+note's own start sample (no frame grid on the live path). The kernel's docstring has the
+sound in detail.
 
 - ``ChipSynth``: the live object. ``note_on`` / ``note_off`` / ``set_duty`` between blocks,
   ``render(n)`` a block into a preallocated buffer.
@@ -24,6 +28,8 @@ from typing import Union
 import numpy as np
 
 from chiptuner._kernels import synth as _k
+from chiptuner.chip_midi import VOICE_VELOCITY
+from chiptuner.chip_model import DEFAULT_DRUM_SOUND, DRUM_SOUNDS, FRAME_RATE_HZ, ChipSong, chip_notes, cut_before
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.melody import melody_notes
 from chiptuner.midi_io import read_control_changes, read_midi
@@ -42,11 +48,12 @@ __all__ = [
     "NOTE_OFF",
     "NO_NOTE",
     "TAIL_SEC",
-    "ARTICULATION_SEC",
+    "TRIANGLE_CUT_SEC",
     "MAX_RENDER_SEC",
     "ChipSynth",
     "render_events",
     "render_score",
+    "render_song",
     "write_wav",
     "warmup",
 ]
@@ -69,24 +76,14 @@ NOTE_OFF = _k.NOTE_OFF
 NO_NOTE = _k.NO_NOTE
 #: Seconds rendered after the last note's release: the crash's decay to -60 dB.
 TAIL_SEC = 1.0
-#: A pitched note that runs into the next one of its voice is released this much earlier,
-#: so that repeated notes are heard as such (each note gets its own attack).
-ARTICULATION_SEC = 0.004
+#: A triangle note that runs into the same note is released this much earlier, as the chip
+#: model stops it for its last frame (pulses need no gap: each note-on restarts the envelope).
+TRIANGLE_CUT_SEC = 1.0 / FRAME_RATE_HZ
 #: Longest audio ``render_score`` makes (about 300 MB of float32 at 44.1 kHz).
 MAX_RENDER_SEC = 1800.0
 
-#: Noise settings of the five drum classes: (NES noise period index 0-15, short mode, seconds to
-#: fall by 60 dB, level gain). Low period indices clock the LFSR fast: bright, white noise;
-#: high ones slowly: a dull rumble.
-DRUM_SOUNDS = {
-    "kick": (13, False, 0.15, 1.0),
-    "snare": (6, False, 0.25, 0.9),
-    "closed_hat": (1, False, 0.06, 0.6),
-    "open_hat": (2, False, 0.45, 0.6),
-    "crash": (3, False, 1.0, 0.7),
-}
-#: Settings of a key that ``voices.GM_DRUM_MAP`` does not know: a mid noise, snare-like.
-DEFAULT_DRUM_SOUND = (5, False, 0.2, 0.8)
+# DRUM_SOUNDS, DEFAULT_DRUM_SOUND: the chip model's noise settings of the five drum classes (period
+# index, short mode, seconds to fall by 60 dB, level gain), and of keys of no class.
 
 
 def _drum_table() -> np.ndarray:
@@ -156,10 +153,12 @@ class ChipSynth:
 
     Notes
     -----
-    A note-on on a pitched voice that is already sounding changes its pitch without a new
-    attack (legato); send ``note_off`` a few ms earlier for a separate attack. The noise
-    voice plays one-shot drums: ``pitch`` is a General MIDI drum key, and ``note_off``
-    does not cut the hit's decay. Events take effect at the start of the next block:
+    A note-on on a pulse that is already sounding strikes a new note (its envelope starts
+    again); on the triangle, which has no volume, it only changes the pitch: send
+    ``note_off`` a frame earlier for a separate attack. Pitch is the chip's timer period's
+    (``chip_model``), each note's envelope runs from its own note-on. The noise voice plays
+    one-shot drums: ``pitch`` is a General MIDI drum key, and ``note_off`` does not cut the
+    hit's decay. Events take effect at the start of the next block:
     ``render_events`` places them at exact samples.
     """
 
@@ -365,9 +364,11 @@ def _score_events(
     tempo, tpb = score.tempo, score.ticks_per_beat
 
     def to_sample(ticks: np.ndarray) -> np.ndarray:
-        return np.rint(ticks_to_seconds(ticks, tempo, tpb) * rate).astype(np.int64)
+        # On the chip model's frames, as a sound driver (and the NSF) plays them.
+        frame = np.rint(ticks_to_seconds(ticks, tempo, tpb) * FRAME_RATE_HZ)
+        return np.rint(frame / FRAME_RATE_HZ * rate).astype(np.int64)
 
-    gap = max(1, round(ARTICULATION_SEC * rate))
+    cut = max(1, round(TRIANGLE_CUT_SEC * rate))
     parts = []  # (sample, order on the sample, voice, pitch, velocity, duty)
     end_sample = 0
     for v, (start_tick, end_tick, pitch, velocity) in enumerate(lines):
@@ -383,9 +384,12 @@ def _score_events(
         parts.append((start, 2 + rank, np.full(n, v), pitch, velocity, np.full(n, -1)))
         if v != _k.NOISE:  # drums are one-shots: no note-offs
             next_start = np.append(start[1:], np.iinfo(np.int64).max)
-            # Release before the next note (articulated), but never before the note's own onset.
-            release = np.minimum(np.maximum(end, start + 1), next_start - gap)
-            release = np.where(release > start, release, start + np.maximum((next_start - start) // 2, 1))
+            next_pitch = np.append(pitch[1:], -1)
+            release = np.maximum(end, start + cut)  # a note lasts a frame at least, as in the model
+            if v == _k.TRIANGLE:  # a repeat is stopped a frame early, as by the chip model
+                repeat = (release >= next_start) & (next_pitch == pitch) & (next_start - cut > start)
+                release = np.where(repeat, next_start - cut, release)
+            # A note running into the next is not released: the next note-on strikes the envelope anew.
             keep = release < next_start
             k = int(keep.sum())
             parts.append(
@@ -446,8 +450,11 @@ def render_score(
     ``voices.reduce_voices(score, melody.melody_notes(score))`` on the 16th-note grid,
     each voice's notes from ``voices.voice_notes``, steps to ticks as
     ``chip_midi.write_arrangement`` does it, at the velocities it writes. Either way ticks
-    become samples through the tempo map. Pitched notes that touch the next note are
-    released ``ARTICULATION_SEC`` early so each one is heard; drums are one-shots.
+    become seconds through the tempo map, and every event moves to the nearest frame of
+    the chip model (``chip_model.FRAME_RATE_HZ``), as an NSF plays it (the live
+    ``ChipSynth`` plays a note at the sample it comes instead). A pulse note is struck anew by the next note-on;
+    a triangle note running into the same note is released ``TRIANGLE_CUT_SEC`` (a frame)
+    early, as the chip model does it; drums are one-shots.
     """
     rate = _check_sample_rate(sample_rate)
     if gm_drums is not None and not isinstance(gm_drums, bool):
@@ -470,6 +477,52 @@ def render_score(
     state = np.zeros((_k.STATE_ROWS, _k.N_FIELDS), dtype=np.float64)
     _k.init_state(state)
     _k.render_events(*events, DRUM_TABLE, state, out, float(rate))
+    return out
+
+
+def render_song(song: ChipSong, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Render a ``ChipSong`` exactly as the chip model plays it (the WAV of ``chiptuner export``).
+
+    Each note starts and ends on the model's frames (``chip_model.chip_notes``), at its
+    voice's level (``chip_midi.VOICE_VELOCITY``, whatever velocity a source file had), with the
+    duty the model gives it; a pulse note running into the next is struck anew by it, a
+    triangle note before a repeat of its period stops a frame early, drums are one-shots.
+
+    Returns
+    -------
+    np.ndarray [shape=(N,), dtype=float32]
+        Mono audio, about -1 to 1, running ``TAIL_SEC`` past the last frame of a note.
+    """
+    rate = _check_sample_rate(sample_rate)
+    notes = chip_notes(song)
+    cut = cut_before(notes)
+
+    def to_sample(frame: np.ndarray) -> np.ndarray:
+        return np.rint(frame / FRAME_RATE_HZ * rate).astype(np.int64)
+
+    n = len(notes)
+    on_velocity = np.array([VOICE_VELOCITY[name] for name in VOICE_NAMES], np.int64)[notes.voice]
+    duty = np.where(notes.voice < 2, notes.duty, -1)
+    # The note after each one of the same voice (notes come by voice, then onset).
+    same_next = np.append(notes.voice[1:] == notes.voice[:-1], False) if n else np.zeros(0, bool)
+    next_start = np.where(same_next, np.append(notes.start_frame[1:], 0), np.iinfo(np.int64).max // 2)
+    release = notes.end_frame - np.append(cut[1:], False).astype(np.int64) if n else notes.end_frame
+    off = (notes.voice != _k.NOISE) & (release < next_start)
+    sample = np.concatenate((to_sample(notes.start_frame), to_sample(release[off])))
+    order_on_sample = np.concatenate((np.full(n, 2), np.zeros(int(off.sum()), np.int64)))  # offs first
+    voice = np.concatenate((notes.voice, notes.voice[off]))
+    pitch = np.concatenate((notes.key, np.full(int(off.sum()), NOTE_OFF)))
+    velocity = np.concatenate((on_velocity, np.zeros(int(off.sum()), np.int64)))
+    event_duty = np.concatenate((duty, np.full(int(off.sum()), -1)))
+    order = np.lexsort((order_on_sample, sample))
+    last = int(np.max(np.where(notes.voice == _k.NOISE, notes.start_frame, notes.end_frame))) if n else 0
+    out = np.zeros(int(to_sample(np.array(last))) + round(TAIL_SEC * rate), dtype=np.float32)
+    state = np.zeros((_k.STATE_ROWS, _k.N_FIELDS), dtype=np.float64)
+    _k.init_state(state)
+    _k.render_events(
+        sample[order], voice[order], pitch[order], velocity[order], event_duty[order], DRUM_TABLE, state, out,
+        float(rate),
+    )  # fmt: skip
     return out
 
 

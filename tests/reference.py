@@ -871,6 +871,33 @@ def _edges_residual(phase: float, dt: float, edge_phase: float) -> float:
     return total
 
 
+def chip_period_reference(voice: int, pitch: int) -> int:
+    """The timer period of a MIDI key on a pitched voice, folded by octaves into the chip's range."""
+    divider = 16 if voice < 2 else 32
+    low, high = (8, 0x7FF) if voice < 2 else (2, 0x7FF)
+    while True:
+        period = math.floor(1789773.0 / (divider * 440.0 * 2 ** ((pitch - 69) / 12)) - 1 + 0.5)
+        if period > high:
+            pitch += 12
+        elif period < low:
+            pitch -= 12
+        else:
+            return period
+
+
+def output_filter_reference(x, sample_rate: int) -> np.ndarray:
+    """The console's output filters in turn: high-pass 90 Hz, high-pass 440 Hz, low-pass 14 kHz (all RC)."""
+    y = dc_block_reference(dc_block_reference(x, sample_rate, 90.0), sample_rate, 440.0)
+    rc = 1.0 / (2 * np.pi * 14000.0)
+    b = (1.0 / sample_rate) / (rc + 1.0 / sample_rate)
+    out = np.zeros(len(y))
+    previous = 0.0
+    for i, value in enumerate(y):
+        previous += b * (value - previous)
+        out[i] = previous
+    return out
+
+
 def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) -> np.ndarray:
     """The synth as its kernel's docstring describes it, one sample and one voice at a time.
 
@@ -878,13 +905,14 @@ def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) ->
     their sample. Pitch -1 releases, -2 only sets the duty; velocity 0 releases.
     """
     k = synth_kernel
-    voices = [{"gate": 0.0, "freq": 0.0, "phase": 0.0, "volume": 0.0, "level": 0.0, "duty": 0} for _ in range(4)]
+    frame_rate = 1789773.0 / 29780.5
+    voices = [
+        {"gate": 0.0, "freq": 0.0, "phase": 0.0, "peak": 0, "level": 0.0, "duty": 0, "frames": 0.0} for _ in range(4)
+    ]
     voices[0]["duty"], voices[1]["duty"] = k.DEFAULT_DUTY
     noise = voices[3]
-    noise.update(register=1, short=False, decay_sec=0.0, decay=0.0)
+    noise.update(register=1, short=False, decay_sec=0.0)
     ramp = 15.0 / (k.RAMP_SEC * sample_rate)
-    rc = 1.0 / (2 * math.pi * k.HIGHPASS_HZ)
-    a = rc / (rc + 1.0 / sample_rate)
     by_sample: dict[int, list] = {}
     for event in events:
         by_sample.setdefault(int(event[0]), []).append(event)
@@ -892,8 +920,7 @@ def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) ->
     def toward(level, target):
         return min(level + ramp, target) if level < target else max(level - ramp, target)
 
-    out = np.zeros(n_frames, dtype=np.float32)
-    x_prev = y_prev = 0.0
+    mix = np.zeros(n_frames)
     for i in range(n_frames):
         for _, v, pitch, velocity, duty in by_sample.get(i, []):
             if duty >= 0 and v in (0, 1):
@@ -903,14 +930,23 @@ def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) ->
                 voices[v]["gate"] = 0.0
             elif pitch >= 0 and v == 3:
                 rate, short, decay_sec, gain = drum_table[pitch]
-                noise.update(gate=1.0, freq=rate, short=bool(short), decay_sec=decay_sec, decay=1.0)
-                noise["volume"] = min(15.0, max(1.0, math.floor(volume * gain + 0.5)))
+                noise.update(gate=1.0, freq=rate, short=bool(short), decay_sec=decay_sec, frames=0.0)
+                noise["peak"] = min(15, max(1, math.floor(volume * gain + 0.5)))
             elif pitch >= 0:
-                voices[v].update(gate=1.0, freq=440.0 * 2 ** ((pitch - 69) / 12), volume=float(volume))
+                divider = 16 if v < 2 else 32
+                freq = 1789773.0 / (divider * (chip_period_reference(v, pitch) + 1))
+                voices[v].update(gate=1.0, freq=freq, peak=volume if v < 2 else 15, frames=0.0)
         level = [0.0, 0.0, 0.0, 0.0]
         for v in range(3):
             voice = voices[v]
-            voice["level"] = toward(voice["level"], voice["volume"] * voice["gate"])
+            if v < 2:  # the pulse envelope: down a level every 3 frames, 3 levels, held (never under 1)
+                step = min(int(voice["frames"]) // 3, 3)
+                target = voice["gate"] * max(voice["peak"] - step, 1) if voice["peak"] > 0 else 0.0
+                if voice["peak"] > 0:
+                    voice["frames"] += frame_rate / sample_rate
+            else:
+                target = voice["gate"] * voice["peak"]
+            voice["level"] = toward(voice["level"], target)
             if voice["level"] <= 0:
                 continue
             phase, dt = voice["phase"], voice["freq"] / sample_rate
@@ -931,10 +967,14 @@ def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) ->
                 value = abs(2 * phase - 1)
             level[v] = voice["level"] * value
             voice["phase"] = (phase + dt) % 1.0
-        if noise["decay"] > 0:
-            noise["level"] = toward(noise["level"], noise["volume"])
+        if noise["peak"] > 0:
+            # The drum envelope: the peak falling 60 dB in decay_sec, on the 4-bit grid, frame by frame.
+            frames = max(noise["decay_sec"] * frame_rate, 1.0)
+            target = math.floor(noise["peak"] * 10.0 ** (-3.0 * int(noise["frames"]) / frames) + 0.5)
+            noise["frames"] += frame_rate / sample_rate
+            noise["level"] = toward(noise["level"], target)
             clocks = noise["freq"] / sample_rate
-            if clocks > 0:
+            if noise["level"] > 0 and clocks > 0:
                 # The share of this sample's time during which bit 0 is clear.
                 on_time, time_left = 0.0, clocks
                 while noise["phase"] + time_left >= 1.0:
@@ -945,15 +985,9 @@ def chip_synth_reference(events, drum_table, n_frames: int, sample_rate: int) ->
                     noise["phase"] = 0.0
                 on_time += time_left * (1 - (noise["register"] & 1))
                 noise["phase"] += time_left
-                level[3] = noise["level"] * noise["decay"] * on_time / clocks
-            noise["decay"] *= 1000.0 ** (-1.0 / (noise["decay_sec"] * sample_rate)) if noise["decay_sec"] > 0 else 0.0
-            if noise["decay"] < k.SILENCE:
-                noise["decay"] = 0.0
-        x = float(nes_mix_reference(level[0], level[1], level[2], level[3]))
-        y_prev = a * (y_prev + x - x_prev)
-        x_prev = x
-        out[i] = y_prev * k.OUTPUT_GAIN
-    return out
+                level[3] = noise["level"] * on_time / clocks
+        mix[i] = float(nes_mix_reference(level[0], level[1], level[2], level[3]))
+    return (output_filter_reference(mix, sample_rate) * k.OUTPUT_GAIN).astype(np.float32)
 
 
 def control_changes_from_mido(mid, controller: int) -> list[tuple[int, int, int]]:
@@ -966,3 +1000,59 @@ def control_changes_from_mido(mid, controller: int) -> list[tuple[int, int, int]
             if msg.type == "control_change" and msg.control == controller:
                 out.append((tick, msg.channel, msg.value))
     return out
+
+
+# --- chip files: the chip model's frame loop and the NSF driver's stream ---------------------------
+
+
+def voice_frames_reference(notes, n_frames: int, *, one_shot: bool, cut_repeats: bool):
+    """Period, duty and volume of one voice on each frame, frame by frame.
+
+    ``notes``: (start_frame, end_frame, period, duty, envelope levels) by onset. On a frame,
+    the note sounding is the last one started; it plays its envelope from its onset (the last
+    level held) until its end frame or the next onset, whichever comes first, or, one-shot,
+    until the next onset; a note that so ends on the next one's onset with the same period,
+    two frames long or more, ends a frame early when ``cut_repeats``. Before the first note:
+    the first note's period and duty, silent.
+    """
+    period, duty, volume = [0] * n_frames, [0] * n_frames, [0] * n_frames
+    for f in range(n_frames):
+        started = [i for i, note in enumerate(notes) if note[0] <= f]
+        if not notes:
+            continue
+        i = started[-1] if started else 0
+        start, end, p, d, levels = notes[i]
+        period[f], duty[f] = p, d
+        if not started:
+            continue
+        following = notes[i + 1] if i + 1 < len(notes) else None
+        stop = following[0] if following else n_frames
+        last = stop if one_shot else min(end, stop)
+        if cut_repeats and following and last == following[0] and following[2] == p and last - start >= 2:
+            last -= 1
+        if f < last:
+            volume[f] = levels[min(f - start, len(levels) - 1)]
+    return period, duty, volume
+
+
+def nsf_stream_reference(writes_by_frame: list[list[tuple[int, int]]]) -> bytes:
+    """The driver's stream: each frame's writes as (register, value) pairs, then one byte $80 + k that
+    ends the frame and skips the k frames without writes that follow (at most 126; longer silences
+    take more bytes, each a frame of its own), and $FF at the end."""
+    out = bytearray()
+    n = len(writes_by_frame)
+    f = 0
+    while f < n:
+        for register, value in writes_by_frame[f]:
+            out += bytes([register, value])
+        g = f + 1
+        while g < n and not writes_by_frame[g]:
+            g += 1
+        covered = g - f
+        while covered > 127:
+            out.append(0x80 + 126)
+            covered -= 127
+        out.append(0x80 + covered - 1)
+        f = g
+    out.append(0xFF)
+    return bytes(out)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import chiptuner
+from chiptuner import chip_model as cm
 from chiptuner import synth
 from chiptuner._kernels import synth as _k
 from chiptuner.chip_midi import DUTY_CC, VOICE_VELOCITY, write_arrangement
@@ -28,6 +29,17 @@ SR = synth.SAMPLE_RATE
 
 def hz(pitch: int) -> float:
     return 440.0 * 2 ** ((pitch - 69) / 12)
+
+
+def chip_hz(voice: int, pitch: int) -> float:
+    """What the synth plays: the frequency of the key's timer period (pulses 16, triangle 32 CPU cycles a step)."""
+    return 1789773.0 / ((16 if voice < 2 else 32) * (reference.chip_period_reference(voice, pitch) + 1))
+
+
+def output_filters_gain(f_hz):
+    """Gain of the console's output filters at ``f_hz``: RC high-passes at 90 and 440 Hz, an RC low-pass at 14 kHz."""
+    f_hz = np.asarray(f_hz, np.float64)
+    return f_hz / np.hypot(f_hz, 90.0) * f_hz / np.hypot(f_hz, 440.0) * 14000.0 / np.hypot(f_hz, 14000.0)
 
 
 def tone(voice: int, pitch: int, *, seconds: float = 1.2, duty: int = -1, velocity: int = 100) -> np.ndarray:
@@ -49,7 +61,7 @@ def tone(voice: int, pitch: int, *, seconds: float = 1.2, duty: int = -1, veloci
 )
 def test_each_pitched_voice_sounds_its_pitch(voice, pitch):
     audio = tone(voice, pitch)
-    assert spectra.fundamental(audio, SR, 0.1, 1.1) == pytest.approx(hz(pitch), rel=0.01)
+    assert spectra.fundamental(audio, SR, 0.1, 1.1) == pytest.approx(chip_hz(voice, pitch), rel=0.01)
 
 
 def test_a_chord_shows_its_three_fundamentals():
@@ -75,8 +87,7 @@ def test_duty_sets_the_harmonics_of_a_pulse(duty_index):
     duty = synth.DUTY_CYCLES[duty_index]
     measured = spectra.harmonic_amplitudes(tone(0, 60, duty=duty_index), SR, 0.1, 1.1, f0, 8)
     k = np.arange(1, 9)
-    highpass = k * f0 / np.hypot(k * f0, _k.HIGHPASS_HZ)
-    theory = np.abs(np.sin(np.pi * k * duty)) / k * highpass
+    theory = np.abs(np.sin(np.pi * k * duty)) / k * output_filters_gain(k * f0)
     theory /= theory[0]
     present = theory > 0.05
     np.testing.assert_allclose(20 * np.log10(measured[present]), 20 * np.log10(theory[present]), atol=1.0)
@@ -105,34 +116,34 @@ def test_set_duty_reaches_the_sound_and_defaults_match_the_output_contract():
 
 
 def naive_chain(levels: np.ndarray) -> np.ndarray:
-    """A voice's 0-15 levels through the reference mixer and high-pass, as the synth's output path."""
-    return reference.dc_block_reference(reference.nes_mix_reference(levels, 0, 0, 0), SR, _k.HIGHPASS_HZ)
+    """A voice's 0-15 levels through the reference mixer and output filters, as the synth's output path."""
+    return reference.output_filter_reference(reference.nes_mix_reference(levels, 0, 0, 0), SR)
 
 
 @pytest.mark.parametrize("duty_index", range(4))
 def test_a_high_pulse_aliases_far_less_than_a_naive_one(duty_index):
     pitch = 96  # C7, 2093 Hz: the top of pulse1's range
-    ours = spectra.non_harmonic_fraction(tone(0, pitch, duty=duty_index), SR, 0.1, 1.1, hz(pitch))
+    f0 = chip_hz(0, pitch)
+    ours = spectra.non_harmonic_fraction(tone(0, pitch, duty=duty_index), SR, 0.1, 1.1, f0)
     level = _k.velocity_volume(100)
-    naive = naive_chain(
-        level * reference.naive_pulse_reference(hz(pitch), synth.DUTY_CYCLES[duty_index], SR, int(1.2 * SR))
-    )
-    naive_fraction = spectra.non_harmonic_fraction(naive, SR, 0.1, 1.1, hz(pitch))
+    naive = naive_chain(level * reference.naive_pulse_reference(f0, synth.DUTY_CYCLES[duty_index], SR, int(1.2 * SR)))
+    naive_fraction = spectra.non_harmonic_fraction(naive, SR, 0.1, 1.1, f0)
     margin_db = 10 * np.log10(naive_fraction / ours)
-    # Measured 22.6-27.6 dB at MIDI 96 (ours -33 to -41 dB of the power, naive -10 to -14 dB).
+    # Measured 25.5-30.3 dB at MIDI 96 (ours -38 to -46 dB of the power, naive -12 to -17 dB).
     assert margin_db > 18, margin_db
     assert 10 * np.log10(ours) < -30
 
 
 def test_the_stepped_triangle_aliases_far_less_than_a_naive_staircase():
     pitch = 64  # top of the triangle's range
-    ours = spectra.non_harmonic_fraction(tone(2, pitch), SR, 0.1, 1.1, hz(pitch))
+    f0 = chip_hz(2, pitch)
+    ours = spectra.non_harmonic_fraction(tone(2, pitch), SR, 0.1, 1.1, f0)
     n = int(1.2 * SR)
-    naive = reference.dc_block_reference(
-        reference.nes_mix_reference(0, 0, 12 * reference.naive_triangle_reference(hz(pitch), SR, n), 0), SR, 90.0
+    naive = reference.output_filter_reference(
+        reference.nes_mix_reference(0, 0, 15 * reference.naive_triangle_reference(f0, SR, n), 0), SR
     )
-    naive_fraction = spectra.non_harmonic_fraction(naive, SR, 0.1, 1.1, hz(pitch))
-    assert 10 * np.log10(naive_fraction / ours) > 25  # measured 29.9 dB
+    naive_fraction = spectra.non_harmonic_fraction(naive, SR, 0.1, 1.1, f0)
+    assert 10 * np.log10(naive_fraction / ours) > 25  # measured 57 dB (the 14 kHz low-pass helps)
     assert 10 * np.log10(ours) < -55
 
 
@@ -196,7 +207,7 @@ def test_noise_clocked_at_the_sample_rate_is_the_lfsr_output():
     bits, _ = reference.lfsr_bits_reference(_k.LFSR_RESET, False, n)
     attack = np.minimum(np.arange(1, n + 1) * (15.0 / (_k.RAMP_SEC * SR)), 15.0)  # level 15, ramped in
     levels = attack * (1 - np.array(bits, np.float64))  # sounding while bit 0 is clear
-    expected = reference.dc_block_reference(reference.nes_mix_reference(0, 0, 0, levels), SR, _k.HIGHPASS_HZ)
+    expected = reference.output_filter_reference(reference.nes_mix_reference(0, 0, 0, levels), SR)
     np.testing.assert_allclose(render_noise(float(SR), False, n), expected * _k.OUTPUT_GAIN, atol=1e-5)
 
 
@@ -346,7 +357,7 @@ def test_note_calls_and_the_renderer_write_disjoint_fields():
         before = live.state.copy()
         live.render(int(rng.integers(1, 65)))
         by_render |= live.state != before
-    assert by_notes[_k.NOISE, _k.V_HITS] and by_render[_k.NOISE, _k.V_DECAY_LEVEL]  # both sides did work
+    assert by_notes[_k.NOISE, _k.V_HITS] and by_render[_k.NOISE, _k.V_ENV_FRAMES]  # both sides did work
     assert not (by_notes & by_render).any(), np.argwhere(by_notes & by_render)
 
 
@@ -372,10 +383,11 @@ def test_a_triangle_note_starts_and_ends_without_a_click():
     audio = synth.render_events(np.array([1000, 20000]), np.array([2, 2]), np.array([45, -1]), n_frames=30000)
     jump = np.abs(np.diff(audio))
     steady = jump[5000:15000].max()
-    assert steady < 0.15 * np.abs(audio).max()
+    # The 440 Hz high-pass shrinks the 110 Hz wave more than its stair edges: a stair is 0.25 of the peak.
+    assert steady < 0.3 * np.abs(audio).max()
     assert jump[990:1300].max() <= steady
     assert jump[19990:20300].max() <= steady
-    assert np.abs(audio[1000:1003]).max() < 0.15 * np.abs(audio).max()  # without a ramp: over 2x the peak
+    assert np.abs(audio[1000:1003]).max() < 0.3 * np.abs(audio).max()  # without a ramp: over 2x the peak
     assert np.abs(audio[20000 + int(0.02 * SR) :]).max() < 1e-3 * np.abs(audio).max()  # silent soon after
 
 
@@ -384,7 +396,7 @@ def test_pulse_levels_ramp_in_a_couple_of_milliseconds():
     live.note_on(0, 60, 127)  # level 15
     ramp_samples = _k.RAMP_SEC * SR
     first = live.render(3).copy()
-    steady = live.render(4000).copy()
+    steady = live.render(700).copy()  # within the envelope's first frame (735 samples): still at the strike
     assert np.abs(first).max() < 0.1 * np.abs(steady).max()
     assert live.state[0, _k.V_LEVEL] == 15.0
     live.note_off(0)
@@ -450,7 +462,9 @@ def rms(audio, start_sec, end_sec):
 
 def test_render_score_plays_each_voice_at_its_time(song_files):
     audio = synth.render_score(song_files[False])
-    assert len(audio) == round(8.25 * SR) + round(synth.TAIL_SEC * SR)  # the hat ends at step 37: 8.25 s
+    # The hat ends at step 37: 8.25 s, on the chip model's nearest frame.
+    end = round(round(8.25 * cm.FRAME_RATE_HZ) / cm.FRAME_RATE_HZ * SR)
+    assert len(audio) == end + round(synth.TAIL_SEC * SR)
     assert spectra.fundamental(audio, SR, 0.1, 0.9) == pytest.approx(hz(72), rel=0.01)
     assert spectra.fundamental(audio, SR, 1.1, 2.9) == pytest.approx(hz(77), rel=0.01)  # the tempo change
     assert spectra.fundamental(audio, SR, 3.1, 4.9) == pytest.approx(hz(67), rel=0.01)
@@ -579,12 +593,19 @@ def test_velocities_set_the_level():
 
 
 def test_repeated_notes_in_a_file_are_articulated():
-    """Two touching notes of one pitch: a dip between them, not one long note."""
-    audio = synth.render_score(score_of(arrangement_from_notes(8, [(0, 0, 4, 60), (0, 4, 8, 60)])))
+    """Two touching notes of one pitch are heard as two, as the chip model plays them: a pulse note
+    is struck anew (its envelope back at the strike level), the triangle stops for the frame before."""
     boundary = int(0.5 * SR)  # step 4 at 120 BPM
-    frame = 32
-    levels = [rms(audio, i / SR, (i + frame) / SR) for i in range(boundary - 800, boundary + 800, frame)]
-    assert min(levels) < 0.2 * np.median(levels)
+    pulse = synth.render_score(score_of(arrangement_from_notes(8, [(0, 0, 4, 60), (0, 4, 8, 60)])))
+    period = SR / chip_hz(0, 60)
+    before = rms(pulse, (boundary - 4 * period) / SR, (boundary - period) / SR)
+    after = rms(pulse, (boundary + period) / SR, (boundary + 4 * period) / SR)
+    # The sustain level 9 (12 - 3) against the strike 12, through the non-linear mixer.
+    assert after > 1.2 * before
+    triangle = synth.render_score(score_of(arrangement_from_notes(8, [(2, 0, 4, 45), (2, 4, 8, 45)])))
+    frame = synth.TRIANGLE_CUT_SEC
+    gap = rms(triangle, 0.5 - 0.7 * frame, 0.5 - 0.1 * frame)
+    assert gap < 0.2 * rms(triangle, 0.2, 0.4) and rms(triangle, 0.55, 0.9) > 0.5 * rms(triangle, 0.2, 0.4)
 
 
 # --- WAV and the command line ------------------------------------------------------------------------
@@ -667,7 +688,7 @@ def test_python_m_chiptuner_render(song_files, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"wrote {out}: 9.2 s, 44100 Hz")
+    assert result.stdout.startswith(f"wrote {out}: 9.3 s, 44100 Hz")  # 8.253 s (on a frame) + the 1 s tail
     assert read_wav(out)[3].shape == (len(synth.render_score(song_files[False])),)
 
 

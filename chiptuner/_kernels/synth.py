@@ -8,40 +8,49 @@ thread changes notes by calling ``note_on`` / ``note_off`` / ``set_duty`` on the
 (they release the GIL like ``render_block``); ``render_block`` reads the fields it needs
 once per block, so a change lands on the next block. Every field has one writer: the note
 calls write the note fields (gate, pitch, frequency, volume, duty, the noise settings and
-its hit counter), ``render_block`` the running ones (level, phase, LFSR, decay level, hits
+its note-on counter), ``render_block`` the running ones (level, phase, LFSR, envelope clock, hits
 seen, the filter), so a note call racing a block on another thread is never overwritten.
 
 Per voice (columns):
 
 - ``V_GATE``: 1.0 while the key is held, 0.0 after its release.
 - ``V_PITCH``: the MIDI key of the last note-on (-1 before any); the drum key for noise.
-- ``V_FREQ_HZ``: pulses and triangle: the oscillator's frequency, ``440 * 2**((pitch - 69) / 12)``;
+- ``V_FREQ_HZ``: pulses and triangle: the frequency of the chip's timer period for the key
+  (``_kernels.chip_model.timer_period``: the period nearest the equal-tempered pitch, folded by
+  octaves into what the chip plays, then ``CPU_HZ / (16 (t + 1))``, 32 for the triangle);
   noise: the LFSR clock rate (``NES_CPU_HZ / NOISE_PERIODS[k]``).
 - ``V_PHASE``: pulses and triangle: position in the cycle, [0, 1); noise: elapsed part of
   the current LFSR clock period, [0, 1).
-- ``V_VOLUME``: the NES-like 4-bit level, 0-15, from the note-on velocity.
-- ``V_LEVEL``: the level sounding now; it ramps toward ``V_VOLUME * V_GATE`` (noise: toward
-  ``V_VOLUME``) by ``15 / (RAMP_SEC * sample_rate)`` per sample, so starts and ends do not click.
+- ``V_VOLUME``: the 4-bit level the note strikes at, 1-15, from the note-on velocity (the
+  triangle, which has no volume on the chip: always 15).
+- ``V_LEVEL``: the level sounding now; it ramps toward the envelope's level (times ``V_GATE``;
+  the noise's regardless of the gate) by ``15 / (RAMP_SEC * sample_rate)`` per sample, so
+  starts and ends do not click. The envelope is the chip model's, frame by frame from the
+  note's own start (``_kernels.chip_model``: ``pulse_level`` for the pulses, ``drum_level`` for the
+  noise, a constant 15 for the triangle), so note starts stay sample-accurate.
 - ``V_DUTY``: pulse duty index into ``DUTY_CYCLES`` (12.5, 25, 50, 75 %).
 - ``V_LFSR``: noise: the 15-bit shift register, 1-32767.
 - ``V_SHORT_MODE``: noise: 1.0 for the short (93-step, metallic) sequence, 0.0 for the long one.
 - ``V_DECAY_SEC``: noise: the time to fall by 60 dB after a hit.
-- ``V_DECAY_LEVEL``: noise: the decay envelope, 1.0 at a hit, 0.0 once under ``SILENCE``.
-- ``V_HITS``: noise: note-ons so far (written by ``note_on``); ``V_HITS_SEEN``: the count the
-  renderer has acted on. A block that finds them different starts a new hit (decay 1.0).
+- ``V_ENV_FRAMES``: frames (at ``FRAME_RATE_HZ``) since the note's onset, the envelope's clock.
+- ``V_HITS``: note-ons so far (written by ``note_on``); ``V_HITS_SEEN``: the count the
+  renderer has acted on. A block that finds them different restarts the envelope.
 
 Drums are one-shot: a note-off on the noise voice clears its gate and nothing else (drum
 notes in MIDI files are often a tick long); the hit fades with its decay. A drum key's
 sound comes from a drum table (float64 (128, ``N_DRUM_FIELDS``)) the caller passes to
-``note_on``: the clock rate, the mode, the decay time and a gain on the level.
+``note_on``: the clock rate, the mode, the decay time and a gain on the level. A note-on on
+a sounding pulse restarts its envelope (the chip model strikes every note); on the
+triangle it only changes the pitch.
 
 The sample path, per sample: each voice's level ramp; pulses with a BLEP residual at both
 edges (a 4-sample polynomial: the integrated cubic B-spline, ``blep_tail``); the triangle
 as the NES 32-step staircase with the same residual at each stair (a smooth triangle
 above ``sample_rate / 32``, where stairs come closer than a sample); noise as the LFSR
 output averaged over the sample (a box filter against the aliasing of clock rates above
-the sample rate); the NES non-linear mixer on the 0-15 levels; a one-pole DC-blocking
-high-pass at ``HIGHPASS_HZ``; a gain of ``OUTPUT_GAIN``. All recurrences are per sample and the per-block constants
+the sample rate); the NES non-linear mixer on the 0-15 levels; the console's output
+filters, first-order each: high-passes at ``HIGHPASS_HZ`` and ``HIGHPASS2_HZ``, a low-pass at
+``LOWPASS_HZ``; a gain of ``OUTPUT_GAIN``. All recurrences are per sample and the per-block constants
 depend only on the state and the sample rate, so rendering in one call or block by block
 gives the same samples, bit for bit.
 """
@@ -50,6 +59,9 @@ import math
 
 import numpy as np
 from numba import njit, types
+
+from chiptuner._kernels.chip_model import CPU_HZ, FRAME_RATE_HZ, drum_level, pulse_level, timer_hz, timer_period
+from chiptuner._kernels.chip_model import NOISE_PERIODS as _NOISE_PERIODS
 
 N_VOICES = 4
 PULSE1 = 0
@@ -71,14 +83,16 @@ V_DUTY = 6
 V_LFSR = 7
 V_SHORT_MODE = 8
 V_DECAY_SEC = 9
-V_DECAY_LEVEL = 10
+V_ENV_FRAMES = 10
 V_HITS = 11
 V_HITS_SEEN = 12
 N_FIELDS = 13
 
-# Mixer fields (columns of row ``MIXER``): the high-pass filter's previous input and output.
+# Mixer fields (columns of row ``MIXER``): the mix's previous value, each filter's previous output.
 M_X_PREV = 0
 M_Y_PREV = 1
+M_HP2_Y = 2
+M_LP_Y = 3
 
 # Drum table columns: LFSR clock rate (Hz), short mode (0/1), decay time to -60 dB (s), level gain.
 D_RATE_HZ = 0
@@ -99,17 +113,19 @@ DUTY_CYCLES = (0.125, 0.25, 0.5, 0.75)
 #: Duty index of pulse1 and pulse2 after ``init_state``: 50 % and 25 %, as ``chip_midi.DUTY_CC``.
 DEFAULT_DUTY = (2, 1)
 #: The NES (NTSC) CPU clock; the noise timer periods below are in its cycles.
-NES_CPU_HZ = 1789773.0
-NOISE_PERIODS = (4, 8, 16, 32, 64, 96, 128, 160, 202, 254, 380, 508, 762, 1016, 2034, 4068)
+NES_CPU_HZ = CPU_HZ
+NOISE_PERIODS = tuple(_NOISE_PERIODS.tolist())
 #: Length of a full-scale (0 to 15) attack or release ramp.
 RAMP_SEC = 0.002
-#: Corner of the DC-blocking high-pass (the NES output has a ~90 Hz one).
+#: The console's output filters (nesdev wiki, "APU Mixer"): high-passes at 90 and 440 Hz, a 14 kHz low-pass.
 HIGHPASS_HZ = 90.0
+HIGHPASS2_HZ = 440.0
+LOWPASS_HZ = 14000.0
+#: The triangle's level while it sounds: the chip has no volume for it.
+TRIANGLE_LEVEL = 15
 #: Gain after the mixer and high-pass (whose output swings within about +-0.3 for the loudest mix):
 #: four voices at full velocity peak near 0.8, at velocity 100 near 0.7 (write_wav clips beyond 1).
 OUTPUT_GAIN = 2.0
-#: A drum's decay envelope under this (-80 dB) is silence.
-SILENCE = 1e-4
 #: The noise voice's shift register at reset (the NES powers up with 1).
 LFSR_RESET = 1
 
@@ -132,9 +148,10 @@ def velocity_volume(velocity):
 
 
 @njit(cache=True, nogil=True)
-def pitch_hz(pitch):
-    """Equal-tempered frequency of a MIDI key (A4 = 69 = 440 Hz)."""
-    return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
+def pitch_hz(voice, pitch):
+    """The frequency a pitched voice (0, 1 pulse; 2 triangle) plays for a MIDI key: its timer period's."""
+    period, _ = timer_period(voice, pitch)
+    return timer_hz(voice, period)
 
 
 @njit(cache=True, nogil=True)
@@ -254,56 +271,81 @@ def _ramp(level, target, step):
 
 
 @njit(cache=True, nogil=True)
+def _restart(state, voice):
+    """The envelope clock of ``voice`` after any note-on since the last block: 0 at a new one."""
+    hits = state[voice, V_HITS]
+    if hits != state[voice, V_HITS_SEEN]:
+        state[voice, V_HITS_SEEN] = hits
+        return 0.0
+    return state[voice, V_ENV_FRAMES]
+
+
+@njit(cache=True, nogil=True)
 def _render(state, out, start, stop, sample_rate):
     """Render ``out[start:stop]`` and advance ``state``; no allocation."""
     if stop <= start:
         return
     inv_sr = 1.0 / sample_rate
     ramp = 15.0 / (RAMP_SEC * sample_rate)
+    frames_per_sample = FRAME_RATE_HZ * inv_sr
     hp = 1.0 / (1.0 + 2.0 * math.pi * HIGHPASS_HZ * inv_sr)
+    hp2 = 1.0 / (1.0 + 2.0 * math.pi * HIGHPASS2_HZ * inv_sr)
+    lp = 1.0 - 1.0 / (1.0 + 2.0 * math.pi * LOWPASS_HZ * inv_sr)
 
-    target1 = state[PULSE1, V_VOLUME] * state[PULSE1, V_GATE]
+    gate1 = state[PULSE1, V_GATE]
+    peak1 = int(state[PULSE1, V_VOLUME])
+    env1 = _restart(state, PULSE1)
     level1 = state[PULSE1, V_LEVEL]
     phase1 = state[PULSE1, V_PHASE]
     dt1 = state[PULSE1, V_FREQ_HZ] * inv_sr
     duty1 = DUTY_CYCLES[min(max(int(state[PULSE1, V_DUTY]), 0), 3)]
 
-    target2 = state[PULSE2, V_VOLUME] * state[PULSE2, V_GATE]
+    gate2 = state[PULSE2, V_GATE]
+    peak2 = int(state[PULSE2, V_VOLUME])
+    env2 = _restart(state, PULSE2)
     level2 = state[PULSE2, V_LEVEL]
     phase2 = state[PULSE2, V_PHASE]
     dt2 = state[PULSE2, V_FREQ_HZ] * inv_sr
     duty2 = DUTY_CYCLES[min(max(int(state[PULSE2, V_DUTY]), 0), 3)]
 
-    target3 = state[TRIANGLE, V_VOLUME] * state[TRIANGLE, V_GATE]
+    target3 = state[TRIANGLE, V_VOLUME] * state[TRIANGLE, V_GATE]  # no envelope: on or off
+    _restart(state, TRIANGLE)
     level3 = state[TRIANGLE, V_LEVEL]
     phase3 = state[TRIANGLE, V_PHASE]
     dt3 = state[TRIANGLE, V_FREQ_HZ] * inv_sr
 
-    target4 = state[NOISE, V_VOLUME]
+    peak4 = int(state[NOISE, V_VOLUME])
+    env4 = _restart(state, NOISE)
     level4 = state[NOISE, V_LEVEL]
     position4 = state[NOISE, V_PHASE]
     clocks4 = state[NOISE, V_FREQ_HZ] * inv_sr  # LFSR clocks per sample
     register = np.int64(state[NOISE, V_LFSR])
     short_mode = state[NOISE, V_SHORT_MODE] != 0.0
-    decay = state[NOISE, V_DECAY_LEVEL]
-    hits = state[NOISE, V_HITS]
-    if hits != state[NOISE, V_HITS_SEEN]:
-        decay = 1.0
-        state[NOISE, V_HITS_SEEN] = hits
     decay_sec = state[NOISE, V_DECAY_SEC]
-    decay_factor = math.exp(-math.log(1000.0) / (decay_sec * sample_rate)) if decay_sec > 0.0 else 0.0
+    frame4 = -1  # the envelope frame whose level target4 holds
+    target4 = 0.0
 
     x_prev = state[MIXER, M_X_PREV]
     y_prev = state[MIXER, M_Y_PREV]
+    y2_prev = state[MIXER, M_HP2_Y]
+    y3_prev = state[MIXER, M_LP_Y]
 
     for i in range(start, stop):
         pulse_sum = 0.0
+        target1 = 0.0
+        if peak1 > 0:  # the clock runs once there is a note, so a reset synth stays as new
+            target1 = gate1 * pulse_level(peak1, int(env1))
+            env1 += frames_per_sample
         level1 = _ramp(level1, target1, ramp)
         if level1 > 0.0:
             pulse_sum += level1 * pulse_sample(phase1, dt1, duty1)
             phase1 += dt1
             if phase1 >= 1.0:
                 phase1 -= math.floor(phase1)
+        target2 = 0.0
+        if peak2 > 0:
+            target2 = gate2 * pulse_level(peak2, int(env2))
+            env2 += frames_per_sample
         level2 = _ramp(level2, target2, ramp)
         if level2 > 0.0:
             pulse_sum += level2 * pulse_sample(phase2, dt2, duty2)
@@ -320,9 +362,14 @@ def _render(state, out, start, stop, sample_rate):
                 phase3 -= math.floor(phase3)
 
         noise = 0.0
-        if decay > 0.0:
+        if peak4 > 0:
+            frame = int(env4)
+            if frame != frame4:  # the envelope steps once a frame
+                frame4 = frame
+                target4 = float(drum_level(peak4, decay_sec, frame))
+            env4 += frames_per_sample
             level4 = _ramp(level4, target4, ramp)
-            if clocks4 > 0.0:
+            if level4 > 0.0 and clocks4 > 0.0:
                 # The fraction of this sample the LFSR output is on (bit 0 clear), clock by clock.
                 on = 1.0 if (register & 1) == 0 else 0.0
                 remaining = clocks4
@@ -336,28 +383,32 @@ def _render(state, out, start, stop, sample_rate):
                     position4 = 0.0
                 total += on * remaining
                 position4 += remaining
-                noise = level4 * decay * (total / clocks4)
-            decay *= decay_factor
-            if decay < SILENCE:
-                decay = 0.0
+                noise = level4 * (total / clocks4)
 
         x = nes_mix(pulse_sum, triangle, noise)
-        y_prev = hp * (y_prev + x - x_prev)
+        y = hp * (y_prev + x - x_prev)
+        y2_prev = hp2 * (y2_prev + y - y_prev)
+        y3_prev += lp * (y2_prev - y3_prev)
         x_prev = x
-        out[i] = y_prev * OUTPUT_GAIN
+        y_prev = y
+        out[i] = y3_prev * OUTPUT_GAIN
 
     state[PULSE1, V_LEVEL] = level1
     state[PULSE1, V_PHASE] = phase1
+    state[PULSE1, V_ENV_FRAMES] = env1
     state[PULSE2, V_LEVEL] = level2
     state[PULSE2, V_PHASE] = phase2
+    state[PULSE2, V_ENV_FRAMES] = env2
     state[TRIANGLE, V_LEVEL] = level3
     state[TRIANGLE, V_PHASE] = phase3
     state[NOISE, V_LEVEL] = level4
     state[NOISE, V_PHASE] = position4
     state[NOISE, V_LFSR] = register
-    state[NOISE, V_DECAY_LEVEL] = decay
+    state[NOISE, V_ENV_FRAMES] = env4
     state[MIXER, M_X_PREV] = x_prev
     state[MIXER, M_Y_PREV] = y_prev
+    state[MIXER, M_HP2_Y] = y2_prev
+    state[MIXER, M_LP_Y] = y3_prev
 
 
 @njit(_RENDER_BLOCK_SIG, cache=True, nogil=True)
@@ -405,19 +456,19 @@ def _note_on(state, voice, pitch, velocity, drum_table):
         state[NOISE, V_SHORT_MODE] = 1.0 if drum_table[pitch, D_SHORT_MODE] != 0.0 else 0.0
         state[NOISE, V_DECAY_SEC] = drum_table[pitch, D_DECAY_SEC]
         state[NOISE, V_VOLUME] = min(15.0, max(1.0, math.floor(volume * drum_table[pitch, D_GAIN] + 0.5)))
-        state[NOISE, V_HITS] += 1.0  # the renderer restarts the decay: it alone writes V_DECAY_LEVEL
     else:
-        state[voice, V_FREQ_HZ] = pitch_hz(pitch)
-        state[voice, V_VOLUME] = volume
+        state[voice, V_FREQ_HZ] = pitch_hz(voice, pitch)
+        state[voice, V_VOLUME] = volume if voice != TRIANGLE else TRIANGLE_LEVEL
+    state[voice, V_HITS] += 1.0  # the renderer restarts the envelope: it alone writes V_ENV_FRAMES
 
 
 @njit(_NOTE_ON_SIG, cache=True, nogil=True)
 def note_on(state, voice, pitch, velocity, drum_table):
     """Start a note: ``pitch`` is a MIDI key (a drum key for ``NOISE``); velocity 0 is a note-off.
 
-    A pitched voice that already sounds changes pitch without a new attack (legato); its
-    level glides to the new velocity's. A drum restarts its decay. Out-of-range voices and
-    pitches are ignored.
+    A pulse that already sounds changes pitch and restarts its envelope (the chip model
+    strikes every note); the triangle changes pitch only. A drum restarts its decay.
+    Out-of-range voices and pitches are ignored.
 
     Parameters
     ----------
