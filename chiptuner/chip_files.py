@@ -52,10 +52,13 @@ def export_file(
     format: str | None = None,
     sample_rate: int = 44100,
     title: str | None = None,
+    swing: float = 0.0,
 ) -> tuple[str, int]:
     """Write a four-voice arrangement file (as ``chiptuner arrange`` writes it) as a chip file.
 
     ``title`` (NSF and FamiTracker) defaults to the source's file name without its extension.
+    ``swing`` is the swing the source was written with (``chiptuner arrange --swing``): the
+    chip file swings the same way, each off-beat 16th on the frame nearest its swung start.
 
     Returns
     -------
@@ -75,7 +78,7 @@ def export_file(
     fmt = output_format(out, format)
     if fmt == "midi":
         raise ParameterError("the arrangement is MIDI already; export it as nsf, famitracker or wav")
-    song = read_song(source)
+    song = read_song(source, swing=swing)
     if fmt == "wav":
         from chiptuner.synth import render_song, write_wav  # noqa: PLC0415 (numba kernels compile on import)
 

@@ -41,7 +41,7 @@ from chiptuner._kernels import chip_model as _k
 from chiptuner.chip_midi import DUTY_CC, VOICE_VELOCITY, voice_channels
 from chiptuner.errors import MidiFileError, ParameterError
 from chiptuner.midi_io import read_control_changes, read_midi
-from chiptuner.timebase import STEPS_PER_BEAT, quantize_notes, ticks_to_seconds
+from chiptuner.timebase import check_swing, swung_ticks, swung_ticks_to_steps, ticks_to_seconds
 from chiptuner.types import DEFAULT_US_PER_BEAT, VOICE_NAMES, Arrangement, TempoMap
 from chiptuner.voices import DRUM_KEYS, DRUM_NAMES, GM_DRUM_MAP, voice_notes
 
@@ -264,19 +264,25 @@ def song_from_arrangement(
     return ChipSong(arrangement, step_sec, np.asarray(duty, np.int64), title)
 
 
-def read_song(path: str | os.PathLike) -> ChipSong:
+def read_song(path: str | os.PathLike, *, swing: float = 0.0) -> ChipSong:
     """Read a four-voice arrangement file (the output contract) as a ``ChipSong``.
 
-    Notes are put on the 16th-note grid (``timebase.quantize_notes``); on each of pulse1,
+    Notes are put on the 16th-note grid (``timebase.ticks_to_steps``, every note at least a step); on each of pulse1,
     pulse2 and triangle a later onset cuts the note before it. CC 1 on channels 0 and 1 sets
-    the duty (``value // 32``) from its tick on.
+    the duty (``value // 32``) from its tick on. A file written with ``swing``
+    (``chiptuner arrange --swing``) is read back onto its straight steps
+    (``timebase.swung_ticks_to_steps``) and each off-beat step starts ``swing`` of a step
+    late, so the chip plays the swing (to the nearest frame).
 
     Raises
     ------
     MidiFileError
         An unreadable file, or one with notes on other channels than the contract's
         (0-2, and 3 or 9 for the noise voice): it is not an arrangement.
+    ParameterError
+        ``swing`` outside 0 to ``timebase.MAX_SWING``.
     """
+    swing = check_swing(swing)
     score = read_midi(path)
     notes = score.notes
     used = set(np.unique(notes.channel).tolist())
@@ -290,7 +296,8 @@ def read_song(path: str | os.PathLike) -> ChipSong:
             "make one with `chiptuner arrange`"
         )
     tpb = score.ticks_per_beat
-    start_step, end_step = quantize_notes(notes, tpb)
+    start_step = swung_ticks_to_steps(notes.start_tick, tpb, swing)
+    end_step = np.maximum(swung_ticks_to_steps(notes.end_tick, tpb, swing), start_step + 1)
     n_steps = int(end_step.max())
     pitch = np.full((n_steps, 4), -1, np.int16)
     onset = np.zeros((n_steps, 4), bool)
@@ -304,7 +311,7 @@ def read_song(path: str | os.PathLike) -> ChipSong:
             onset[s + 1 : e, v] = False
     duty = np.tile(np.array(DEFAULT_DUTY, np.int64), (n_steps, 1))
     cc_tick, cc_channel, cc_value = read_control_changes(path, controller=1)
-    step_tick = (np.arange(n_steps, dtype=np.int64) * tpb) // STEPS_PER_BEAT
+    step_tick = swung_ticks(np.arange(n_steps, dtype=np.int64), tpb, swing)
     for v in (0, 1):
         mine = cc_channel == channels[v]
         if mine.any():
@@ -313,7 +320,7 @@ def read_song(path: str | os.PathLike) -> ChipSong:
             last = np.searchsorted(ticks, step_tick, side="right") - 1
             duty[:, v] = np.where(last >= 0, values[np.maximum(last, 0)] // 32, DEFAULT_DUTY[v])
     arrangement = Arrangement(pitch, onset)
-    ticks = (np.arange(n_steps + 1, dtype=np.int64) * tpb) // STEPS_PER_BEAT
+    ticks = swung_ticks(np.arange(n_steps + 1, dtype=np.int64), tpb, swing)
     title = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     return ChipSong(arrangement, ticks_to_seconds(ticks, score.tempo, tpb), duty, title)
 

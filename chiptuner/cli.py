@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("source", metavar="ARRANGEMENT.mid", help="a four-voice arrangement MIDI file")
     export.add_argument("-o", "--out", required=True, metavar="OUT", help="file to write: .nsf, .txt or .wav")
     export.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from OUT's extension)")
+    export.add_argument(
+        "--swing", type=options.swing, default=0.0, metavar="S",
+        help="the swing the arrangement was written with (chiptuner arrange --swing S): the chip file swings too",
+    )  # fmt: skip
     export.set_defaults(run=_run_export)
 
     render = commands.add_parser(
@@ -544,7 +548,7 @@ def _run_arrange(args: argparse.Namespace) -> int:
             scale=args.scale, swing=args.swing,
         )  # fmt: skip
         if chip_format != "midi":
-            export_file(midi_out, args.out, format=chip_format, title=Path(args.source).stem)
+            export_file(midi_out, args.out, format=chip_format, title=Path(args.source).stem, swing=args.swing)
     counts = result.arrangement.onset.sum(axis=0).tolist()
     print(
         f"wrote {args.out}: {result.n_steps} steps; notes pulse1 {counts[0]}, pulse2 {counts[1]}, "
@@ -554,7 +558,7 @@ def _run_arrange(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    chip_format, size = export_file(args.source, args.out, format=args.format)
+    chip_format, size = export_file(args.source, args.out, format=args.format, swing=args.swing)
     print(f"wrote {args.out}: {chip_format}, {size:,} bytes")
     return EXIT_OK
 

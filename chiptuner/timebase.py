@@ -13,6 +13,7 @@ from chiptuner.types import Notes, TempoMap
 __all__ = [
     "STEPS_PER_BEAT",
     "MAX_SWING",
+    "swung_ticks_to_steps",
     "check_swing",
     "swung_step",
     "swung_ticks",
@@ -75,6 +76,37 @@ def swung_ticks(step: np.ndarray, ticks_per_beat: int, swing: float, *, steps_pe
     step = np.asarray(step, dtype=np.int64)
     delay = int(round(check_swing(swing) * ticks_per_beat / steps_per_beat))
     return (step * ticks_per_beat) // steps_per_beat + delay * (step % 2)
+
+
+def swung_ticks_to_steps(
+    ticks: np.ndarray, ticks_per_beat: int, swing: float, *, steps_per_beat: int = STEPS_PER_BEAT
+) -> np.ndarray:
+    """The nearest grid step of each tick of a file written with ``swing`` (``ticks_to_steps`` undone).
+
+    Each pair of steps (an on-beat and its off-beat 16th) is stretched back from its swung
+    halves, ``1 + swing`` and ``1 - swing`` of a step, to one step each, then rounded to the
+    nearest step (halves up), so a note ``swung_ticks`` put on step ``k`` reads back as
+    ``k``, whatever the swing, 0.5 included. Straight (``swing`` 0) it is ``ticks_to_steps``.
+
+    Returns
+    -------
+    np.ndarray [shape=(N,), dtype=int64]
+    """
+    swing = check_swing(swing)
+    if swing == 0.0:
+        return ticks_to_steps(ticks, ticks_per_beat, steps_per_beat=steps_per_beat)
+    if ticks_per_beat <= 0 or steps_per_beat <= 0:
+        raise ParameterError(
+            f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
+        )
+    position = np.asarray(ticks, dtype=np.float64) * steps_per_beat / ticks_per_beat
+    pair = 2.0 * np.floor(position / 2.0)
+    into = position - pair
+    straight = np.where(
+        into < 1.0 + swing, pair + into / (1.0 + swing), pair + 1.0 + (into - 1.0 - swing) / (1.0 - swing)
+    )
+    # Ticks are whole numbers: a swung tick is off its exact place by up to half a tick.
+    return np.floor(straight + 0.5 + 1e-9).astype(np.int64)
 
 
 def _tempo_segments(tempo: TempoMap, ticks_per_beat: int) -> tuple[np.ndarray, np.ndarray]:

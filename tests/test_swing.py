@@ -208,3 +208,49 @@ def test_swing_changes_between_steps(model):
     assert np.allclose([t for t, _, _ in steps], [0.0, 1.5 * STEP_SEC, 2 * STEP_SEC, 3.5 * STEP_SEC])
     with pytest.raises(ParameterError):
         engine.set_settings(swing=0.9)
+
+
+def test_chip_files_swing_to_the_nearest_frame(tmp_path):
+    """`arrange --swing 1/3 -o x.nsf`: the chip plays each off-beat note S of a step late, on the nearest frame."""
+    from chiptuner import chip_model as cm  # noqa: PLC0415
+    from chiptuner.nsf import nsf_bytes  # noqa: PLC0415
+
+    for name, swing in (("straight", "0"), ("swung", "1/3")):
+        assert main(["arrange", MELODY, "-o", str(tmp_path / f"{name}.mid"), "--swing", swing]) == 0
+        assert main(["arrange", MELODY, "-o", str(tmp_path / f"{name}.nsf"), "--swing", swing]) == 0
+    straight = cm.read_song(tmp_path / "straight.mid")
+    swung = cm.read_song(tmp_path / "swung.mid", swing=TRIPLET)
+    # The swung file reads back onto the same steps; only the steps' times move.
+    np.testing.assert_array_equal(swung.arrangement.pitch, straight.arrangement.pitch)
+    np.testing.assert_array_equal(swung.arrangement.onset, straight.arrangement.onset)
+    notes, straight_notes = cm.chip_notes(swung), cm.chip_notes(straight)
+    frames_per_step = STEP_SEC * cm.FRAME_RATE_HZ
+    exact = swung.step_sec[notes.start_step] * cm.FRAME_RATE_HZ
+    odd = notes.start_step % 2 == 1
+    assert odd.sum() > 20 and (~odd).sum() > 20
+    np.testing.assert_allclose(exact[odd] - notes.start_step[odd] * frames_per_step, TRIPLET * frames_per_step)
+    assert np.abs(notes.start_frame - exact).max() <= 0.5  # the nearest frame
+    delay = notes.start_frame - straight_notes.start_frame
+    assert set(delay[~odd].tolist()) == {0} and set(delay[odd].tolist()) <= {2, 3}  # 2.5 frames, rounded
+    # The NSF that `arrange -o x.nsf --swing` wrote plays exactly these frames.
+    assert (tmp_path / "swung.nsf").read_bytes() == nsf_bytes(swung, title="ode_to_joy_melody")
+    assert (tmp_path / "swung.nsf").read_bytes() != (tmp_path / "straight.nsf").read_bytes()
+    exported = tmp_path / "exported.nsf"
+    assert main(["export", str(tmp_path / "swung.mid"), "-o", str(exported), "--swing", "1/3"]) == 0
+    assert exported.read_bytes()[0x80:] == (tmp_path / "swung.nsf").read_bytes()[0x80:]
+    # Read without its swing, a file swung by half a step would land its off-beats on the next step.
+    write_swung = tmp_path / "half.mid"
+    assert main(["arrange", MELODY, "-o", str(write_swung), "--swing", "0.5"]) == 0
+    half = cm.read_song(write_swung, swing=0.5)
+    np.testing.assert_array_equal(half.arrangement.onset, straight.arrangement.onset)
+
+
+@pytest.mark.parametrize("swing", [0.0, 0.1, TRIPLET, 0.4, 0.5])
+@pytest.mark.parametrize("ticks_per_beat", [96, 480, 384])
+def test_swung_ticks_read_back_onto_their_steps(swing, ticks_per_beat):
+    from chiptuner.timebase import swung_ticks_to_steps  # noqa: PLC0415
+
+    steps = np.arange(0, 200)
+    np.testing.assert_array_equal(
+        swung_ticks_to_steps(swung_ticks(steps, ticks_per_beat, swing), ticks_per_beat, swing), steps
+    )
