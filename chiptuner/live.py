@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logging_to_stderr(args.verbose, args.quiet):
             return _run(args)
     except ChiptunerError as error:
-        print(f"chiptuner live: {error}", file=sys.stderr)
+        print(f"chiptuner live: {error}", file=sys.stderr)  # noqa: T201 (the command's one-line refusal)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -239,9 +239,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.list_ports:  # before numba and the model load
         api, inputs, outputs = ports.list_ports(args.midi_api)
-        print(f"MIDI API: {api}")
-        print("inputs:  " + (", ".join(inputs) or "none"))
-        print("outputs: " + (", ".join(outputs) or "none"))
+        # The listing is the command's answer, on stdout.
+        print(f"MIDI API: {api}")  # noqa: T201
+        print("inputs:  " + (", ".join(inputs) or "none"))  # noqa: T201
+        print("outputs: " + (", ".join(outputs) or "none"))  # noqa: T201
         return EXIT_OK
     # Imported here, after parsing: numba and the model take a moment to load.
     from chiptuner import engine as eng  # noqa: PLC0415

@@ -988,7 +988,7 @@ async def _serve(server: WebServer, args: argparse.Namespace, seconds_since_star
                 handled.append(signum)
     try:
         server.runner.start()
-        print(f"chiptuner: play at {url}", flush=True)
+        print(f"chiptuner: play at {url}", flush=True)  # noqa: T201 (the address on stdout, even with -q)
         settings = server.runner.settings
         logger.info(
             "ready in %.2f s: %s mode, %g BPM; open %s in a browser; Ctrl-C stops",
