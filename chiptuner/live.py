@@ -10,13 +10,15 @@ are parsed, so ``--help`` answers at once. With ``--web`` the browser front end
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "demo_melody_path", "DEMO_MELODY"]
@@ -35,6 +37,30 @@ def _seconds_since_start() -> float:
             return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return time.perf_counter() - _IMPORTED
+
+
+#: Said once while the kernels load slowly, which is numba compiling them (a start from its cache is quick).
+COMPILING = "compiling the kernels with numba: about 20 s the first time, then cached (a later start takes about 1 s)"
+#: A start from numba's cache loads every kernel in about 0.7 s; a load still running after this is compiling.
+COMPILE_NOTICE_AFTER_SEC = 2.0
+
+
+@contextlib.contextmanager
+def compile_notice(after_sec: float = COMPILE_NOTICE_AFTER_SEC) -> Iterator[Callable[[], None]]:
+    """Log ``COMPILING`` once if the block (loading the kernels) is still running after ``after_sec``.
+
+    numba cannot say cheaply, before loading a kernel, whether its cache holds it (the cache is
+    keyed by the source file's time stamp, the numba version and each signature), so the wait
+    tells: a cold cache, a changed kernel or a new numba make the first start compile for about
+    20 s, and only then is the line said. Yields a function that ends the wait early.
+    """
+    timer = threading.Timer(after_sec, logger.info, args=(COMPILING,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield timer.cancel
+    finally:
+        timer.cancel()
 
 
 #: The demo's melody, shipped inside the package.
@@ -232,9 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.web:
-        from chiptuner import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
+        with compile_notice() as kernels_ready:
+            from chiptuner import web  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
-        return web.run(args, seconds_since_start=_seconds_since_start)
+            return web.run(args, seconds_since_start=_seconds_since_start, kernels_ready=kernels_ready)
     from chiptuner import ports  # noqa: PLC0415
 
     if args.list_ports:  # before numba and the model load
@@ -244,21 +271,22 @@ def _run(args: argparse.Namespace) -> int:
         print("inputs:  " + (", ".join(inputs) or "none"))  # noqa: T201
         print("outputs: " + (", ".join(outputs) or "none"))  # noqa: T201
         return EXIT_OK
-    # Imported here, after parsing: numba and the model take a moment to load.
-    from chiptuner import engine as eng  # noqa: PLC0415
-    from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
-
-    model = load_model(args.model)
-    arranger = Arranger(
-        model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
-        style=args.style, energy=args.energy, voices=args.voices,
-    )  # fmt: skip
-    warmup(model)  # compile or load every kernel before any port opens
     sound = not args.no_sound
-    if sound:
-        from chiptuner import synth  # noqa: PLC0415
+    with compile_notice():
+        # Imported here, after parsing: numba and the model take a moment to load.
+        from chiptuner import engine as eng  # noqa: PLC0415
+        from chiptuner.model import Arranger, load_model, warmup  # noqa: PLC0415
 
-        synth.warmup()
+        model = load_model(args.model)
+        arranger = Arranger(
+            model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
+            style=args.style, energy=args.energy, voices=args.voices,
+        )  # fmt: skip
+        warmup(model)  # compile or load every kernel before any port opens
+        if sound:
+            from chiptuner import synth  # noqa: PLC0415
+
+            synth.warmup()
     count_in_bars = args.count_in if args.count_in is not None else (1 if args.follow else 0)
     count_in_steps = count_in_bars * eng.STEPS_PER_BAR
     if args.follow:

@@ -910,7 +910,12 @@ def _need_websockets() -> None:
         raise ChiptunerError("the browser front end needs websockets: pip install 'chiptuner[live]'")
 
 
-def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = time.perf_counter) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    seconds_since_start: Callable[[], float] = time.perf_counter,
+    kernels_ready: Callable[[], None] | None = None,
+) -> int:
     """Serve the page until Ctrl-C (or ``--seconds``), then write the session; the exit code.
 
     ``args`` are ``chiptuner.live``'s options (``--web`` and those that apply to it):
@@ -918,7 +923,8 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
     ``--style``, ``--energy``, ``--voices``, ``--metronome``, ``--grace``, ``--model``), the
     recording (``--record``, ``--no-record``, ``--no-sound`` for no session.wav),
     ``--seconds``, and ``--host``, ``--port``, ``--no-browser``. Exit code 130 after Ctrl-C
-    or SIGTERM, 0 after ``--seconds``.
+    or SIGTERM, 0 after ``--seconds``. ``kernels_ready`` is called once every kernel is
+    loaded, before the server opens (``chiptuner.live`` ends its compile notice with it).
     """
     clashing = [name for name, default in _NOT_FOR_WEB.items() if getattr(args, name, default) != default]
     if clashing:
@@ -942,6 +948,8 @@ def run(args: argparse.Namespace, *, seconds_since_start: Callable[[], float] = 
         style_index(model, settings.style)  # refused before the kernels warm up
     warmup(model)  # compile or load every kernel before the server opens
     synth_warmup()  # the downloads render the session
+    if kernels_ready is not None:
+        kernels_ready()
     loop = asyncio.new_event_loop()
     inbox = PageInbox()
     output = PageOutput(loop.call_soon_threadsafe, lambda events: server.deliver(events), inbox,
