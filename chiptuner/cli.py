@@ -19,11 +19,12 @@ import logging
 import os
 import sys
 import tempfile
-import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
+
+from tqdm import tqdm
 
 from chiptuner import __version__, options
 from chiptuner.chip_files import FORMATS, export_file, output_format
@@ -50,51 +51,50 @@ EXIT_FAILED_FILES = 1
 
 
 class ProgressBar:
-    r"""A one-line progress bar redrawn with ``\r`` on a terminal.
+    """A progress bar on one line of a terminal (tqdm's), fed as convert's ``progress`` callback.
+
+    Shows the bar, done/total, time spent and left, the rate and, where given, the files
+    ``ok``, ``rejected`` and ``failed`` so far. The commands draw it only where stderr is a
+    terminal and INFO is logged; elsewhere the library's periodic log lines stand in.
 
     Parameters
     ----------
     stream : TextIO
         Where to draw (stderr).
-    width : int
-        Characters of the bar itself.
+    unit : str
+        What is counted ("files", "songs").
     min_interval_sec : float
         Redraws closer together than this are skipped (the last one is always drawn).
     """
 
-    def __init__(self, stream: TextIO, *, width: int = 28, min_interval_sec: float = 0.1) -> None:
+    def __init__(self, stream: TextIO, *, unit: str = "files", min_interval_sec: float = 0.1) -> None:
         self.stream = stream
-        self.width = width
+        self.unit = unit
         self.min_interval_sec = min_interval_sec
-        self.t0 = time.monotonic()
-        self.last_draw = -1e9
-        self.drawn = False
+        self._bar: tqdm | None = None
 
     def __call__(self, done: int, total: int, counts: Mapping[str, int]) -> None:
-        """Redraw for ``done`` of ``total`` files."""
-        now = time.monotonic()
-        if done < total and now - self.last_draw < self.min_interval_sec:
-            return
-        self.last_draw = now
-        fraction = done / total if total else 1.0
-        filled = int(round(fraction * self.width))
-        elapsed = now - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:4.0f}s left" if rate > 0 and done < total else ""
-        line = (
-            f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-            f"ok {counts.get('ok', 0)} rej {counts.get('rejected', 0)} fail {counts.get('failed', 0)} "
-            f"{rate:5.1f} files/s {eta}"
-        )
-        self.stream.write(line.ljust(100)[:120])
-        self.stream.flush()
-        self.drawn = True
+        """Move the bar to ``done`` of ``total``; ``counts`` may hold ok / rejected / failed."""
+        if self._bar is None:  # made on the first call, which brings the total
+            self._bar = tqdm(
+                total=total, file=self.stream, unit=f" {self.unit}", mininterval=self.min_interval_sec,
+                dynamic_ncols=True, leave=True,
+            )  # fmt: skip
+        bar = self._bar
+        bar.total = total
+        if counts:
+            bar.set_postfix_str(
+                f"ok {counts.get('ok', 0)} rej {counts.get('rejected', 0)} fail {counts.get('failed', 0)}",
+                refresh=False,
+            )
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.refresh()
 
     def close(self) -> None:
         """End the bar's line."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -589,7 +589,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     workers = args.workers or os.cpu_count() or 1
     results = []
     for mode in modes:
-        bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) else None
+        bar = (
+            ProgressBar(sys.stderr, unit="songs") if sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) else None
+        )
         try:
             progress = (lambda done, total, bar=bar: bar(done, total, {})) if bar else None
             results.append(

@@ -11,30 +11,19 @@ under 1e-5).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from chiptuner.model.arranger import FIRST_NOTE, HOLD, N_TOKENS, REST, bar_voice_flags, condition_rows
+from chiptuner.model.arranger import bar_voice_flags, condition_rows
 from chiptuner.train.arranger import ArrangerNet, _held_tokens, export, masked_log_prob, pair_rows, step_rows
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
-
-
-def random_tokens(rng: np.random.Generator, n_steps: int) -> np.ndarray:
-    """Valid token sequences (never hold after rest) for the four voices."""
-    tokens = np.zeros((n_steps, 4), dtype=np.int64)
-    for v in range(4):
-        for t in range(n_steps):
-            choice = rng.random()
-            if choice < 0.25:
-                tokens[t, v] = REST
-            elif choice < 0.6 and t and tokens[t - 1, v] != REST:
-                tokens[t, v] = HOLD
-            else:
-                tokens[t, v] = rng.integers(FIRST_NOTE, N_TOKENS[v])
-    return tokens
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "data"
+sys.path.insert(0, str(ROOT))  # the tests' random tokens, shared with tests/test_model.py and tests/test_train.py
+from tests.helpers import random_tokens  # noqa: E402
 
 
 def main() -> None:

@@ -45,3 +45,14 @@ def small_disk(tmp_path) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(mount)], capture_output=True, timeout=60).returncode != 0:
             subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=60)  # busy: detach it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the corpora (directly or through a fixture) ``corpus``.
+
+    So ``-m "not corpus"`` leaves them all out, whether or not they carry the marker by hand
+    (the kernel coverage run, ``.ci/kernel-coverage``, relies on it).
+    """
+    for item in items:
+        if "corpora" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)

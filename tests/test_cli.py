@@ -135,14 +135,15 @@ def test_a_full_disk_is_one_line_naming_the_cause_and_the_same_command_resumes(s
 
 def test_progress_bar_draws_on_one_line():
     stream = io.StringIO()
-    bar = ProgressBar(stream, width=10, min_interval_sec=0.0)
+    bar = ProgressBar(stream, min_interval_sec=0.0)
     bar(5, 10, {"ok": 4, "rejected": 1})
     bar(10, 10, {"ok": 9, "rejected": 1})
     bar.close()
     text = stream.getvalue()
-    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
-    assert "[#####.....] 5/10 ok 4 rej 1 fail 0" in text
-    assert "[##########] 10/10 ok 9 rej 1 fail 0" in text
+    assert text.endswith("\n") and text.count("\n") == 1  # redrawn with \r, one line ended at close
+    drawn = [part.strip() for part in text.split("\r") if part.strip()]
+    assert any(" 5/10 " in part and "ok 4 rej 1 fail 0" in part and "files/s" in part for part in drawn), drawn
+    assert drawn[-1].startswith("100%") and " 10/10 " in drawn[-1] and "ok 9 rej 1 fail 0" in drawn[-1]
 
 
 def test_progress_bar_skips_redraws_but_not_the_last():
@@ -150,7 +151,37 @@ def test_progress_bar_skips_redraws_but_not_the_last():
     bar = ProgressBar(stream, min_interval_sec=60.0)
     for done in range(1, 101):
         bar(done, 100, {"ok": done})
-    assert stream.getvalue().count("\r") == 2  # the first and the last
+    text = stream.getvalue()
+    assert text.count("\r") <= 3 and " 50/100 " not in text  # the empty bar, maybe the first, the last
+    assert " 100/100 " in text.rsplit("\r", 1)[-1] and "ok 100 rej 0 fail 0" in text
+
+
+def test_progress_bar_without_counts_shows_only_the_count_and_rate():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, unit="songs", min_interval_sec=0.0)
+    bar(3, 7, {})
+    bar.close()
+    last = stream.getvalue().rsplit("\r", 1)[-1]
+    assert " 3/7 " in last and "songs/s" in last and "ok" not in last
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "flags", "drawn"), [(_Terminal, [], True), (io.StringIO, [], False),
+                                                         (_Terminal, ["-q"], False)])  # fmt: skip
+def test_convert_draws_the_bar_only_on_a_terminal_at_info(tmp_path, monkeypatch, capsys, stream, flags, drawn):
+    (tmp_path / "src").mkdir()
+    for name in ("a.mid", "b.mid"):
+        write_song(tmp_path / "src" / name, bars=8)
+    err = stream()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main([*flags, "convert", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.startswith("converted 2 files: ok 2")
+    assert (" 2/2 " in err.getvalue() and "ok 2 rej 0 fail 0" in err.getvalue()) == drawn, err.getvalue()
+    assert ("\r" in err.getvalue()) == drawn
 
 
 @pytest.mark.parametrize(("flags", "level"), [([], logging.INFO), (["-q"], logging.WARNING), (["-v"], logging.DEBUG),

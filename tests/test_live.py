@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -20,8 +21,8 @@ from chiptuner.model import arranger as model
 from tests.spectra import spectrum
 
 
-def _run_live(*args, **kwargs):
-    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+def _run_live(*args, extra_env=None, **kwargs):
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", **(extra_env or {})}
     env.pop("JACK_DEFAULT_SERVER", None)
     return subprocess.run(
         [sys.executable, "-m", "chiptuner.live", *args], capture_output=True, text=True, timeout=120, env=env, **kwargs
@@ -124,6 +125,38 @@ def test_ctrl_c_keeps_the_session(tmp_path):
     notes = _voice_notes(mido.MidiFile(tmp_path / "session.mid"))
     assert 4 <= len(notes["input"]) <= 12  # three seconds at 120 BPM: half notes and quarters
     assert not (tmp_path / "session.wav").exists()
+
+
+def test_the_compile_notice_is_said_once_while_the_kernels_load_slowly(caplog):
+    with caplog.at_level(logging.INFO, logger="chiptuner.live"):
+        with live.compile_notice(after_sec=0.05):
+            time.sleep(0.5)
+        time.sleep(0.2)
+    assert [record.getMessage() for record in caplog.records] == [live.COMPILING]
+
+
+def test_a_quick_load_or_one_ended_early_says_nothing(caplog):
+    with caplog.at_level(logging.INFO, logger="chiptuner.live"):
+        with live.compile_notice(after_sec=0.3):
+            pass
+        with live.compile_notice(after_sec=0.3) as kernels_ready:
+            kernels_ready()
+            time.sleep(0.6)
+        time.sleep(0.5)
+    assert caplog.records == []
+
+
+def test_a_cold_numba_cache_is_said_at_the_start_and_a_warm_one_is_not(tmp_path):
+    # An empty cache folder: numba compiles every kernel the command uses (about 20 s), then
+    # the same command loads them from that folder.
+    cold = _run_live("--demo", "--fast", "--no-sound", "--no-record", extra_env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert cold.returncode == 0, cold.stderr
+    lines = cold.stderr.splitlines()
+    assert lines[0] == live.COMPILING and lines[1].startswith("ready in "), cold.stderr
+    assert float(lines[1].split()[2]) > live.COMPILE_NOTICE_AFTER_SEC
+    warm = _run_live("--demo", "--fast", "--no-sound", "--no-record", extra_env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert warm.returncode == 0 and warm.stderr.startswith("ready in "), warm.stderr
+    assert live.COMPILING not in warm.stderr
 
 
 def test_bad_options_get_one_line_and_exit_2():

@@ -48,6 +48,7 @@ from chiptuner.model.arranger import (
     tokens_to_arrangement,
     voices_to_tokens,
 )
+from tests.helpers import random_tokens
 from tests.reference import arranger_log_prob_reference, arranger_logits_reference, arranger_pair_offsets
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -73,22 +74,6 @@ def random_model(hidden: int = 12, seed: int = 0, scale: float = 0.5) -> Arrange
         f(int(PAIR_OFFSET[-1]), n_out),
         metadata={"styles": list(STYLES)},
     )
-
-
-def random_tokens(n_steps: int, seed: int) -> np.ndarray:
-    """Valid tokens of the four voices (never a hold after a rest), with many holds."""
-    rng = np.random.default_rng(seed)
-    tokens = np.zeros((n_steps, 4), dtype=np.int64)
-    for v in range(4):
-        for t in range(n_steps):
-            choice = rng.random()
-            if choice < 0.25:
-                tokens[t, v] = REST
-            elif choice < 0.6 and t and tokens[t - 1, v] != REST:
-                tokens[t, v] = HOLD
-            else:
-                tokens[t, v] = rng.integers(FIRST_NOTE, N_TOKENS[v])
-    return tokens
 
 
 def step_input_rows(melody, onset, position, tokens, buttons: bool = False) -> list[np.ndarray]:
@@ -231,7 +216,7 @@ def test_step_logits_match_the_reference_on_random_models():
         pitch, onset, position = random_melody(48, seed)
         buttons = seed == 1
         melody = np.where(pitch >= 0, pitch % 5, -1) if buttons else pitch
-        tokens = random_tokens(48, seed)
+        tokens = random_tokens(np.random.default_rng(seed), 48)
         got = teacher_forced_log_prob(
             model, melody, onset, position, tokens, mode="buttons" if buttons else "keys",
             style=STYLES[seed], energy=ENERGY_LEVELS[seed],
@@ -405,7 +390,7 @@ def test_bad_style_energy_or_voices_are_refused_naming_the_choices(setting, valu
 def test_the_pair_table_only_reaches_voices_drawn_later():
     model = random_model(seed=47)
     pitch, onset, position = random_melody(60, 48)
-    tokens = random_tokens(60, 49)
+    tokens = random_tokens(np.random.default_rng(49), 60)
     base = teacher_forced_log_prob(model, pitch, onset, position, tokens)
     rng = np.random.default_rng(50)
     for order_position, voice in enumerate(_k.SAMPLING_ORDER[:3]):

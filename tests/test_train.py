@@ -35,6 +35,7 @@ from chiptuner.model.arranger import (
     teacher_forced_log_prob,
 )
 from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
+from tests.helpers import random_tokens
 
 torch = pytest.importorskip("torch", reason="training tests need torch: pip install 'chiptuner[train]'")
 train = pytest.importorskip("chiptuner.train.arranger")
@@ -71,21 +72,6 @@ def random_net(seed: int, hidden: int = 24, embed: int = 12):
         for parameter in net.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.4)
     return net.float().double()
-
-
-def random_tokens(rng: np.random.Generator, n_steps: int) -> np.ndarray:
-    """Valid tokens (never a hold after a rest), with many holds."""
-    tokens = np.zeros((n_steps, 4), dtype=np.int64)
-    for v in range(4):
-        for t in range(n_steps):
-            choice = rng.random()
-            if choice < 0.25:
-                tokens[t, v] = REST
-            elif choice < 0.6 and t and tokens[t - 1, v] != REST:
-                tokens[t, v] = HOLD
-            else:
-                tokens[t, v] = rng.integers(FIRST_NOTE, N_TOKENS[v])
-    return tokens
 
 
 def torch_log_prob(net, rows, pair_rows, previous, target) -> np.ndarray:

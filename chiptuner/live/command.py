@@ -10,12 +10,14 @@ are parsed, so ``--help`` answers at once. With ``--web`` the browser front end
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from chiptuner import options
@@ -37,6 +39,30 @@ def _seconds_since_start() -> float:
             return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return time.perf_counter() - _IMPORTED
+
+
+#: Said once while the kernels load slowly, which is numba compiling them (a start from its cache is quick).
+COMPILING = "compiling the kernels with numba: about 20 s the first time, then cached (a later start takes about 1 s)"
+#: A start from numba's cache loads every kernel in about 0.7 s; a load still running after this is compiling.
+COMPILE_NOTICE_AFTER_SEC = 2.0
+
+
+@contextlib.contextmanager
+def compile_notice(after_sec: float = COMPILE_NOTICE_AFTER_SEC) -> Iterator[Callable[[], None]]:
+    """Log ``COMPILING`` once if the block (loading the kernels) is still running after ``after_sec``.
+
+    numba cannot say cheaply, before loading a kernel, whether its cache holds it (the cache is
+    keyed by the source file's time stamp, the numba version and each signature), so the wait
+    tells: a cold cache, a changed kernel or a new numba make the first start compile for about
+    20 s, and only then is the line said. Yields a function that ends the wait early.
+    """
+    timer = threading.Timer(after_sec, logger.info, args=(COMPILING,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield timer.cancel
+    finally:
+        timer.cancel()
 
 
 #: The demo's melody, shipped inside the package.
@@ -175,7 +201,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "chiptuner live") -> 
         with logging_to_stderr(args.verbose, args.quiet):
             return _run(args)
     except ChiptunerError as error:
-        print(f"chiptuner live: {error}", file=sys.stderr)
+        print(f"chiptuner live: {error}", file=sys.stderr)  # noqa: T201 (the command's one-line refusal)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -183,34 +209,37 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "chiptuner live") -> 
 
 def _run(args: argparse.Namespace) -> int:
     if args.web:
-        from chiptuner.live.web import server  # noqa: PLC0415 (the browser front end: websockets, only with --web)
+        with compile_notice() as kernels_ready:
+            from chiptuner.live.web import server  # noqa: PLC0415 (the browser front end: websockets, only with --web)
 
-        return server.run(_web_options(args), seconds_since_start=_seconds_since_start)
+            return server.run(_web_options(args), seconds_since_start=_seconds_since_start, kernels_ready=kernels_ready)
     from chiptuner.live import ports  # noqa: PLC0415
 
     if args.list_ports:  # before numba and the model load
         api, inputs, outputs = ports.list_ports(args.midi_api)
-        print(f"MIDI API: {api}")
-        print("inputs:  " + (", ".join(inputs) or "none"))
-        print("outputs: " + (", ".join(outputs) or "none"))
+        # The listing is the command's answer, on stdout.
+        print(f"MIDI API: {api}")  # noqa: T201
+        print("inputs:  " + (", ".join(inputs) or "none"))  # noqa: T201
+        print("outputs: " + (", ".join(outputs) or "none"))  # noqa: T201
         return EXIT_OK
-    # Imported here, after parsing: numba and the model take a moment to load.
-    from chiptuner.live import engine as eng  # noqa: PLC0415
-    from chiptuner.model.arranger import Arranger, load_model, warmup  # noqa: PLC0415
-
     if args.clock_out and args.demo:
         raise ParameterError("--clock-out needs a MIDI output port; it cannot be used with --demo")
-    model = load_model(args.model)
-    arranger = Arranger(
-        model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
-        style=args.style, energy=args.energy, voices=args.voices, scale=args.scale,
-    )  # fmt: skip
-    warmup(model)  # compile or load every kernel before any port opens
     sound = not args.no_sound
-    if sound:
-        from chiptuner import synth  # noqa: PLC0415
+    with compile_notice():
+        # Imported here, after parsing: numba and the model take a moment to load.
+        from chiptuner.live import engine as eng  # noqa: PLC0415
+        from chiptuner.model.arranger import Arranger, load_model, warmup  # noqa: PLC0415
 
-        synth.warmup()
+        model = load_model(args.model)
+        arranger = Arranger(
+            model, mode="buttons" if args.buttons else "keys", temperature=args.temperature, seed=args.seed,
+            style=args.style, energy=args.energy, voices=args.voices, scale=args.scale,
+        )  # fmt: skip
+        warmup(model)  # compile or load every kernel before any port opens
+        if sound:
+            from chiptuner import synth  # noqa: PLC0415
+
+            synth.warmup()
     count_in_bars = args.count_in if args.count_in is not None else (1 if args.follow else 0)
     count_in_steps = count_in_bars * eng.STEPS_PER_BAR
     if args.follow:

@@ -411,10 +411,17 @@ def _need_websockets() -> None:
         raise ChiptunerError("the browser front end needs websockets: pip install 'chiptuner[live]'")
 
 
-def run(options: WebOptions, *, seconds_since_start: Callable[[], float] = time.perf_counter) -> int:
+def run(
+    options: WebOptions,
+    *,
+    seconds_since_start: Callable[[], float] = time.perf_counter,
+    kernels_ready: Callable[[], None] | None = None,
+) -> int:
     """Serve the page until Ctrl-C (or ``options.seconds``), then write the session; the exit code.
 
-    Exit code 130 after Ctrl-C or SIGTERM, 0 after ``options.seconds``.
+    Exit code 130 after Ctrl-C or SIGTERM, 0 after ``options.seconds``. ``kernels_ready`` is
+    called once every kernel is loaded, before the server opens (``chiptuner live`` ends its
+    compile notice with it).
     """
     _need_websockets()
     settings = options.settings
@@ -428,6 +435,8 @@ def run(options: WebOptions, *, seconds_since_start: Callable[[], float] = time.
         style_index(model, settings.style)  # refused before the kernels warm up
     warmup(model)  # compile or load every kernel before the server opens
     synth_warmup()  # the downloads render the session
+    if kernels_ready is not None:
+        kernels_ready()
     loop = asyncio.new_event_loop()
     inbox = PageInbox()
     output = PageOutput(loop.call_soon_threadsafe, lambda events: server.deliver(events), inbox,
@@ -475,7 +484,7 @@ async def _serve(server: WebServer, options: WebOptions, seconds_since_start: Ca
                 handled.append(signum)
     try:
         server.runner.start()
-        print(f"chiptuner: play at {url}", flush=True)
+        print(f"chiptuner: play at {url}", flush=True)  # noqa: T201 (the address on stdout, even with -q)
         settings = server.runner.settings
         logger.info(
             "ready in %.2f s: %s mode, %g BPM; open %s in a browser; Ctrl-C stops",
