@@ -2,8 +2,8 @@
 
 The commands run in a temporary folder, with the README's placeholders (``melody.mid``,
 ``SRC...``, ``OUT_DIR``) made into real files there; ``chiptuner`` runs as ``python -m
-chiptuner``, this checkout's code. Every command of ``chiptuner`` and ``python -m
-chiptuner.live``, run or not, must also parse with the program's own parser, so an option
+chiptuner``, this checkout's code. Every command of ``chiptuner`` (``chiptuner live``
+with the live command's own parser), run or not, must also parse with the program's own parser, so an option
 renamed in the code but not in the README fails here. A command added to the README that is
 neither run nor listed fails until it is one or the other. The ```python block runs too.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from chiptuner import live
 from chiptuner.cli import build_parser
+from chiptuner.live import command as live
 from tests.test_convert import write_song
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,13 +64,17 @@ NOT_RUN = {
     "pip install -e .[train,test,bench,live,cluster]": "installs the package (.ci/run runs it word for word)",
     "pytest": "the test suite itself (.ci/run runs it)",
     "pip install -e .[cluster]": "installs the cluster extra (.ci/run installs it)",
-    "python -m chiptuner.live": "plays live on MIDI ports until Ctrl-C (tests/test_live_jack.py plays it on JACK)",
-    "python -m chiptuner.live --in Keystation --out FluidSynth --metronome": "needs those two MIDI devices",
-    "python -m chiptuner.live --buttons --lanes 60,62,64,65,67": "plays live on MIDI ports until Ctrl-C",
-    "python -m chiptuner.live --follow": "plays live on MIDI ports until Ctrl-C",
-    "python -m chiptuner.live --clock --in DAW": "needs a sequencer sending MIDI clock on a port named DAW",
-    "python -m chiptuner.live --style pop --energy low --voices triangle,noise": "plays live on MIDI ports",
-    "python -m chiptuner.live --web": "serves the page until Ctrl-C and opens a browser (tests/test_web.py)",
+    "chiptuner live": "plays live on MIDI ports until Ctrl-C (tests/test_live_jack.py plays it on JACK)",
+    "chiptuner live --in Keystation --out FluidSynth --metronome": "needs those two MIDI devices",
+    "chiptuner live --buttons --lanes 60,62,64,65,67": "plays live on MIDI ports until Ctrl-C",
+    "chiptuner live --follow": "plays live on MIDI ports until Ctrl-C",
+    "chiptuner live --clock --in DAW": "needs a sequencer sending MIDI clock on a port named DAW",
+    "chiptuner live --clock-out --out DAW --count-in 1": (
+        "needs a port named DAW on JACK (tests/test_clock_jack.py has a second chiptuner follow the clock)"
+    ),
+    "chiptuner live --scale D:dorian --swing 1/3": "plays live on MIDI ports until Ctrl-C (tests/test_swing.py)",
+    "chiptuner live --style pop --energy low --voices triangle,noise": "plays live on MIDI ports",
+    "chiptuner live --web": "serves the page until Ctrl-C and opens a browser (tests/test_web.py)",
     "chiptuner evaluate data/converted --bare ../shared/corpora/nottingham/MIDI/melody --report docs/evaluation": (
         "arranges the whole converted test split with three seeds: many minutes"
     ),
@@ -99,15 +103,6 @@ def _demo(command: str, tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "session.mid").is_file() and (tmp_path / "demo" / "session.wav").is_file()
 
 
-def _list_ports(command: str, tmp_path: Path) -> None:
-    result = _chiptuner(command.split(), tmp_path)
-    if result.returncode == 0:  # a MIDI system: the API and the ports
-        assert result.stdout.startswith("MIDI API: ") and "inputs:" in result.stdout, result.stdout
-    else:  # none (a container): one line saying so and what to use instead, as the README says
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "--demo" in result.stderr, result.stderr
-
-
 def _arrange(command: str, tmp_path: Path) -> None:
     shutil.copy(MELODY, tmp_path / "melody.mid")
     result = _chiptuner(command.split(), tmp_path)
@@ -131,11 +126,30 @@ def _convert(command: str, tmp_path: Path) -> None:
     assert sorted(entry["status"] for entry in report["files"]) == ["ok", "ok"]
 
 
+def _arrange_chip_file(command: str, tmp_path: Path) -> None:
+    shutil.copy(MELODY, tmp_path / "melody.mid")
+    result = _chiptuner(command.split(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "band.nsf").read_bytes()[:5] == b"NESM\x1a"
+
+
+def _export(command: str, tmp_path: Path) -> None:
+    shutil.copy(MELODY, tmp_path / "melody.mid")
+    made = _chiptuner("chiptuner arrange melody.mid -o band.mid".split(), tmp_path)
+    assert made.returncode == 0, made.stderr
+    result = _chiptuner(command.split(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "band.txt").read_text().startswith("# FamiTracker text export")
+
+
 #: Commands the test runs, each with its check.
 RUN: dict[str, Callable[[str, Path], None]] = {
-    "python -m chiptuner.live --demo --out demo": _demo,
-    "python -m chiptuner.live --list-ports": _list_ports,
-    "chiptuner arrange melody.mid -o band.mid --style chorale --energy high --voices pulse2,triangle": _arrange,
+    "chiptuner live --demo --out demo": _demo,
+    "chiptuner arrange melody.mid -o band.mid --style chorale --energy high --voices pulse2,triangle --scale A:minor": (
+        _arrange
+    ),
+    "chiptuner arrange melody.mid -o band.nsf": _arrange_chip_file,
+    "chiptuner export band.mid -o band.txt": _export,
     CONVERT_SYNOPSIS: _convert,
 }
 
@@ -159,16 +173,16 @@ def test_the_readme_command_runs(command, tmp_path):
 
 
 def _ours(command: str) -> bool:
-    return command.startswith(("chiptuner ", "python -m chiptuner.live")) and command != CONVERT_SYNOPSIS
+    return command.startswith("chiptuner ") and command != CONVERT_SYNOPSIS
 
 
 @pytest.mark.parametrize("command", [command for command in readme_commands() if _ours(command)])
 def test_the_readme_command_parses(command):
     words = command.split()
-    if words[0] == "chiptuner":
-        parser, argv = build_parser(), words[1:]
+    if words[1] == "live":
+        parser, argv = live.build_parser(), words[2:]
     else:
-        parser, argv = live.build_parser(), words[3:]
+        parser, argv = build_parser(), words[1:]
     try:
         parser.parse_args(argv)
     except SystemExit as error:
@@ -177,7 +191,7 @@ def test_the_readme_command_parses(command):
 
 def test_chiptuner_and_the_readme_subcommands_have_help():
     named = sorted({c.split()[1] for c in readme_commands() if c.startswith("chiptuner ")})
-    assert {"arrange", "convert", "evaluate"} <= set(named), named
+    assert {"arrange", "convert", "evaluate", "live"} <= set(named), named
     for words in ([], *([subcommand] for subcommand in named)):
         result = subprocess.run(
             [sys.executable, "-m", "chiptuner", *words, "--help"], capture_output=True, text=True, timeout=120
