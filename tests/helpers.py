@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chiptuner.model import FIRST_NOTE, HOLD, N_TOKENS, REST
+from chiptuner.model.arranger import FIRST_NOTE, HOLD, N_TOKENS, REST
 
 
 def random_tokens(rng: np.random.Generator, n_steps: int) -> np.ndarray:
