@@ -116,19 +116,22 @@ def velocity_volume(velocity: int) -> int:
 
 
 # The tables are made at import from the kernels' own Python code (``py_func``): the very
-# functions the synth compiles, without compiling them here.
+# functions the synth compiles, without compiling them here. With NUMBA_DISABLE_JIT the
+# kernels are plain functions already.
+_pulse_level = getattr(_k.pulse_level, "py_func", _k.pulse_level)
+_drum_level = getattr(_k.drum_level, "py_func", _k.drum_level)
 
 
 def _pulse_envelope(peak: int) -> list[int]:
     # Up to the first frame of the held level.
-    return [_k.pulse_level.py_func(peak, f) for f in range(PULSE_DECAY_LEVELS * PULSE_DECAY_FRAMES + 1)]
+    return [_pulse_level(peak, f) for f in range(PULSE_DECAY_LEVELS * PULSE_DECAY_FRAMES + 1)]
 
 
 def _drum_envelope(peak: int, decay_sec: float) -> list[int]:
     # Exponential fall to -60 dB over decay_sec, on the 4-bit grid, up to its first 0.
-    levels = [_k.drum_level.py_func(peak, decay_sec, 0)]
+    levels = [_drum_level(peak, decay_sec, 0)]
     while levels[-1] > 0:
-        levels.append(_k.drum_level.py_func(peak, decay_sec, len(levels)))
+        levels.append(_drum_level(peak, decay_sec, len(levels)))
     return levels
 
 
