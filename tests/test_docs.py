@@ -1,4 +1,4 @@
-"""The documents point at files that exist: every relative Markdown link of README, MODEL_CARD and docs/."""
+"""The documents point at files that exist: every relative Markdown link and every repository file name in backticks, in README, MODEL_CARD and docs/."""
 
 from __future__ import annotations
 
@@ -27,3 +27,31 @@ def test_every_relative_link_exists(document):
 def test_the_documents_link_what_they_name():
     assert "docs/targets.md" in _relative_links(ROOT / "README.md")
     assert any(link.endswith(".png") for link in _relative_links(ROOT / "docs" / "evaluation" / "report.md"))
+
+
+#: The repository's own folders: a name in backticks that starts with one of them is a file or
+#: folder of this repository (a glob where it has one), and must be there.
+REPO_FOLDERS = ("chiptuner/", "tests/", "tools/", "bench/", "docs/", ".ci/", "data/")
+#: Names the documents give of what commands make, not of files in the repository.
+MADE_BY_COMMANDS = ("data/converted",)
+CODE = re.compile(r"`([^`\s]+)`")
+
+
+def _named_files(document: Path) -> list[str]:
+    names = []
+    for name in CODE.findall(document.read_text()):
+        name = name.rstrip(".,:;)")
+        if name.startswith(REPO_FOLDERS) and not name.startswith(MADE_BY_COMMANDS):
+            names.append(name.split("#")[0].split("::")[0])
+    return names
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_file_a_document_names_exists(document):
+    missing = [name for name in _named_files(document) if not any(ROOT.glob(name.rstrip("/")))]
+    assert missing == [], f"{document.relative_to(ROOT)} names files that are not in the repository: {missing}"
+
+
+def test_the_file_names_are_found():
+    # A pattern that found nothing would pass every document.
+    assert "chiptuner/model/calibration.py" in _named_files(ROOT / "MODEL_CARD.md")
