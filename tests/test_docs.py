@@ -1,4 +1,8 @@
-"""The documents point at files that exist: every relative Markdown link and every repository file name in backticks, in README, MODEL_CARD and docs/."""
+"""The documents point at files that exist.
+
+Every relative Markdown link, and every repository file name in backticks, in README,
+MODEL_CARD and docs/.
+"""
 
 from __future__ import annotations
 
