@@ -134,7 +134,7 @@ def sample_voice(
     since rests and holds are the likeliest tokens of almost every step. ``temperature``
     only sharpens (< 1) or flattens (> 1) which note a new note is. Hold is allowed only
     after a sounding token; with ``onset_only`` a new note is certain. ``rest_bias`` is
-    subtracted from the rest logit (0 samples as trained; see ``model.Arranger``).
+    subtracted from the rest logit (0 samples as trained; see ``model.arranger.Arranger``).
     ``scratch`` (at least ``end - start`` floats) holds the weights.
 
     Steering (for pitched voices; new note ``k`` is pitch ``low + k - FIRST_NOTE``):

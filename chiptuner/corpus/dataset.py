@@ -192,7 +192,7 @@ class MappedCorpus(Corpus):
     Attributes
     ----------
     tokens : np.ndarray [shape=(offsets[-1], 4), dtype=int16]
-        ``model.voices_to_tokens`` of every song, each encoded on its own.
+        ``model.arranger.voices_to_tokens`` of every song, each encoded on its own.
     folder : Path
         The cache folder the arrays are mapped from.
     """
@@ -659,7 +659,7 @@ def style_of(model, song_id: str) -> str | None:
 
 
 def shift_tokens(tokens: np.ndarray, semitones: int) -> np.ndarray:
-    """Transpose voice tokens (``model.voices_to_tokens``) by a number of semitones.
+    """Transpose voice tokens (``model.arranger.voices_to_tokens``) by a number of semitones.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """``evaluate``: arrange held-out melodies causally and hold every arrangement against real ones.
 
-Every melody is arranged exactly as live (``model.Arranger``, one step at a time, never a
+Every melody is arranged exactly as live (``model.arranger.Arranger``, one step at a time, never a
 future input step), with several seeds, in the style of the song's corpus (bare melodies in
 the default, ``chip``), by the model as shipped and sampling as trained (steering and
 calibrated rest biases off: ``AS_TRAINED``). Nothing is only averaged:

@@ -83,7 +83,7 @@ def calibrate_rest_bias(model: ArrangerModel, songs: Sequence[dict], *, max_step
     A model trained with teacher forcing and then fed its own output drifts: a voice that
     has rested a while is likelier to keep resting than the data says (songs without
     drums and the ones with drums look alike until the drums start). The bias is a
-    constant subtracted from a voice's rest logit when sampling (``model.Arranger``), never
+    constant subtracted from a voice's rest logit when sampling (``model.arranger.Arranger``), never
     when scoring, so NLLs are unchanged. The grid point with the smallest
     ``sum |log(model / real onsets per bar)|`` over pulse2, triangle and noise plus
     ``20 * |model - real accompaniment silence|`` wins, on the given (validation) songs.
@@ -136,7 +136,7 @@ def calibrate_steering(model: ArrangerModel, songs: Sequence[dict], *, max_steps
     Sampled freely, the model's pulse2 and triangle clash with the lead and leave the key
     more often than real arrangements do: each step's small chance of a wrong note adds
     up, where teacher forcing never shows the model its own mistakes. ``clash_bias`` and
-    ``key_bias`` (``model.Arranger``) steer new notes away from both without changing how
+    ``key_bias`` (``model.arranger.Arranger``) steer new notes away from both without changing how
     often a voice rests. Pairs are tried from the weakest (smallest sum) up; the first
     whose harmony and in-key ratios on the given (validation) songs reach the real songs'
     wins, else the strongest pair. Scores (NLL) are unchanged.
