@@ -314,18 +314,18 @@ def read_song(path: str | os.PathLike, *, swing: float = 0.0) -> ChipSong:
             onset[s + 1 : e, v] = False
     duty = np.tile(np.array(DEFAULT_DUTY, np.int64), (n_steps, 1))
     cc_tick, cc_channel, cc_value = read_control_changes(path, controller=1)
-    step_tick = swung_ticks(np.arange(n_steps, dtype=np.int64), tpb, swing)
+    # Each step's start tick, then the end's: where the duty in force is read, and the timing.
+    step_tick = swung_ticks(np.arange(n_steps + 1, dtype=np.int64), tpb, swing)
     for v in (0, 1):
         mine = cc_channel == channels[v]
         if mine.any():
             order = np.argsort(cc_tick[mine], kind="stable")
             ticks, values = cc_tick[mine][order], cc_value[mine][order]
-            last = np.searchsorted(ticks, step_tick, side="right") - 1
+            last = np.searchsorted(ticks, step_tick[:-1], side="right") - 1
             duty[:, v] = np.where(last >= 0, values[np.maximum(last, 0)] // 32, DEFAULT_DUTY[v])
     arrangement = Arrangement(pitch, onset)
-    ticks = swung_ticks(np.arange(n_steps + 1, dtype=np.int64), tpb, swing)
     title = os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return ChipSong(arrangement, ticks_to_seconds(ticks, score.tempo, tpb), duty, title)
+    return ChipSong(arrangement, ticks_to_seconds(step_tick, score.tempo, tpb), duty, title)
 
 
 @dataclass(frozen=True, eq=False)

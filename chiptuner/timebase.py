@@ -78,6 +78,13 @@ def swung_ticks(step: np.ndarray, ticks_per_beat: int, swing: float, *, steps_pe
     return (step * ticks_per_beat) // steps_per_beat + delay * (step % 2)
 
 
+def _check_grid(ticks_per_beat: int, steps_per_beat: int) -> None:
+    if ticks_per_beat <= 0 or steps_per_beat <= 0:
+        raise ParameterError(
+            f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
+        )
+
+
 def swung_ticks_to_steps(
     ticks: np.ndarray, ticks_per_beat: int, swing: float, *, steps_per_beat: int = STEPS_PER_BEAT
 ) -> np.ndarray:
@@ -95,10 +102,7 @@ def swung_ticks_to_steps(
     swing = check_swing(swing)
     if swing == 0.0:
         return ticks_to_steps(ticks, ticks_per_beat, steps_per_beat=steps_per_beat)
-    if ticks_per_beat <= 0 or steps_per_beat <= 0:
-        raise ParameterError(
-            f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
-        )
+    _check_grid(ticks_per_beat, steps_per_beat)
     position = np.asarray(ticks, dtype=np.float64) * steps_per_beat / ticks_per_beat
     pair = 2.0 * np.floor(position / 2.0)
     into = position - pair
@@ -158,10 +162,7 @@ def ticks_to_steps(ticks: np.ndarray, ticks_per_beat: int, *, steps_per_beat: in
     -------
     np.ndarray [shape=(N,), dtype=int64]
     """
-    if ticks_per_beat <= 0 or steps_per_beat <= 0:
-        raise ParameterError(
-            f"ticks_per_beat={ticks_per_beat}, steps_per_beat={steps_per_beat}; both must be positive integers"
-        )
+    _check_grid(ticks_per_beat, steps_per_beat)
     ticks = np.asarray(ticks, dtype=np.int64)
     return (2 * ticks * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)
 
