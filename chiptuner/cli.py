@@ -1,7 +1,8 @@
 """The ``chiptuner`` command: argument parsing, logging set-up, progress and errors.
 
 Subcommands: ``convert`` (MIDI corpus to training shards), ``train`` (a model from
-shards or MIDI folders; the only one that imports torch, lazily), ``arrange`` (a MIDI
+shards or MIDI folders) and ``tune`` (fine-tuning it on its own play; these two import
+torch, lazily), ``calibrate`` (its sampling biases), ``arrange`` (a MIDI
 file to its four-voice arrangement), ``render`` (a MIDI file through the chip synth to WAV),
 ``export`` (an arrangement to NSF, FamiTracker text or WAV), ``evaluate`` (the quality report).
 Bad input (a missing folder,
@@ -223,6 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
     train.set_defaults(run=_run_train)
+
+    tune = commands.add_parser(
+        "tune",
+        parents=[verbosity],
+        help="fine-tune a trained model on its own free-running play (needs torch)",
+        description=(
+            "Fine-tune MODEL on the melodies of its training songs, played free-running and rewarded by a "
+            "discriminator that tells its windows from the real ones, with its likelihood on real windows kept "
+            "in the loss. Keeps the model whose validation two-sample AUC is lowest, calibrates it and writes it "
+            "to OUT (a torch checkpoint to OUT.ckpt.pt)."
+        ),
+    )
+    tune.add_argument("model", metavar="MODEL.npz", help="a model written by `chiptuner train`")
+    tune.add_argument("data", metavar="CONVERTED", help="the conversion folder the model was trained on")
+    tune.add_argument("-o", "--out", required=True, metavar="OUT.npz", help="model file to write")
+    tune.add_argument("--minutes", type=options.positive_float, default=40.0, help="wall-clock budget (default: 40)")
+    tune.add_argument("--lr", type=options.positive_float, default=2e-4, help="learning rate (default: 0.0002)")
+    tune.add_argument(
+        "--reward-weight",
+        type=options.positive_float,
+        default=1.0,
+        metavar="W",
+        help="weight of the discriminator's reward against the likelihood (default: 1)",
+    )
+    tune.add_argument(
+        "--eval-every", type=options.int_at_least(1), default=150, metavar="N",
+        help="rounds between validation tests (default: 150)",
+    )  # fmt: skip
+    tune.add_argument("--seed", type=options.int_at_least(0), default=0, help="seed of the rollouts (default: 0)")
+    tune.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    tune.set_defaults(run=_run_tune)
 
     calibrate = commands.add_parser(
         "calibrate",
@@ -509,6 +541,37 @@ def _run_train(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: validation NLL {meta['val_nll']:.3f} after {meta['batch']} batches, "
         f"{meta['train_seconds'] / 60:.1f} min, {model.n_parameters:,} weights"
+    )
+    return EXIT_OK
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    try:
+        from chiptuner.train import tune as tuning  # noqa: PLC0415 (torch is heavy and optional)
+    except ImportError as error:
+        raise ParameterError(f"tuning needs torch ({error}); install it with: pip install 'chiptuner[train]'") from None
+    config = tuning.TuneConfig(
+        max_minutes=args.minutes, lr=args.lr, reward_weight=args.reward_weight, eval_every=args.eval_every,
+        seed=args.seed,
+    )  # fmt: skip
+    config.check()
+
+    def show(report: dict) -> None:
+        if "val_auc" in report:
+            logger.info(
+                "round %6d  NLL %.3f  reward %+.2f  %5.1f min  val AUC %.3f (best %.3f)  val NLL %.3f",
+                report["round"], report["running_nll"], report["running_reward"], report["elapsed_sec"] / 60,
+                report["val_auc"], report["best_val_auc"], report["val_nll"],
+            )  # fmt: skip
+
+    model = tuning.tune(
+        args.model, args.data, args.out, config=config, resume=args.resume, progress=show, command=" ".join(sys.argv)
+    )
+    tuned = model.metadata["tune"]
+    print(
+        f"wrote {args.out}: validation AUC {tuned.get('val_auc_before', float('nan')):.3f} -> "
+        f"{tuned.get('val_auc', tuned.get('val_auc_before', float('nan'))):.3f} after {tuned['rounds']} rounds, "
+        f"validation NLL {model.metadata['val_nll']:.3f}"
     )
     return EXIT_OK
 

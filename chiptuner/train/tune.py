@@ -1,0 +1,521 @@
+"""Fine-tuning a trained arranger on its own free-running play, rewarded by a discriminator.
+
+A model fitted by likelihood plays well one step ahead of the real song, yet free-running it
+drifts into a band that a classifier tells from real chip music almost every time (the
+classifier two-sample test of ``chiptuner.evaluate.c2st``). Here the model learns from what
+it actually plays, as ReaLchords does with reinforcement learning:
+
+1. **Rollouts.** Training songs' melodies are arranged free-running by the numba step
+   (``model.arranger.Arranger``, sampling as trained: no rest biases, no steering), each
+   window with its real song's settings (style, the window's energy bucket, the voices the
+   real window uses), from the song's start or from a bar line, in keys or buttons mode.
+2. **Discriminator.** A gradient-boosted classifier (scikit-learn's
+   ``HistGradientBoostingClassifier``) is refitted every ``refit_every`` rounds on the 2-bar
+   windows of recent rollouts against the same songs' real four-voice reductions, on the
+   window features of ``c2st.window_features``. Each rollout window is scored by a
+   discriminator fitted *before* it was played: its reward is the log-odds that it is real.
+3. **Policy gradient.** REINFORCE with the batch's mean reward as baseline: the log-probability
+   of every token the model drew in a window (not the lead notes the player forced, not a
+   voice its setting turned off) is raised in proportion to that window's advantage. The
+   plain NLL of real training windows (as ``train`` fits it, scheduled sampling included)
+   is added to the loss in every round, so the model keeps its likelihood while it learns
+   to sound real; the validation NLL is reported beside the validation test.
+4. **Selection.** Every ``eval_every`` rounds the model arranges validation chip songs
+   (never test songs) as trained and the classifier two-sample test of ``c2st`` is run on
+   them; the model with the lowest AUC whose validation NLL is within ``max_nll_rise`` of
+   the starting model's is kept, then calibrated (``model.calibration.calibrate``).
+
+The network is the exported model's own arrays, made trainable (``FoldedNet``): any model
+file can be tuned, and exporting is a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from chiptuner import __version__
+from chiptuner._kernels.arranger import N_CONDITIONS
+from chiptuner.corpus.dataset import model_songs, open_conversion, songs_with_ids
+from chiptuner.errors import ParameterError
+from chiptuner.evaluate import c2st
+from chiptuner.model.arranger import (
+    ACCOMPANIMENT,
+    ENERGY_LEVELS,
+    FIRST_NOTE,
+    REST,
+    Arranger,
+    ArrangerModel,
+    condition_rows,
+    load_model,
+    tokens_to_arrangement,
+)
+from chiptuner.model.calibration import calibrate, song_starts
+from chiptuner.train.arranger import (
+    _fixed_windows,
+    _held_tokens,
+    _nll,
+    _pair_maps,
+    _targets,
+    _to_torch,
+    _Windows,
+    _with_own_samples,
+    masked_log_prob,
+    pair_rows,
+    song_styles,
+    step_rows,
+    window_energy,
+)
+
+__all__ = ["TuneConfig", "FoldedNet", "tune"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Settings of ``tune`` (stored in the model's metadata).
+
+    Attributes
+    ----------
+    max_minutes : float
+        Wall-clock budget of the fine-tuning rounds.
+    lr : float
+        Adam learning rate.
+    rollouts : int
+        Free-running windows per round.
+    rollout_steps : int
+        Steps per rollout window (a multiple of ``c2st.WINDOW_STEPS``).
+    batch : int
+        Real training windows per round for the likelihood term.
+    reward_weight : float
+        Weight of the policy-gradient term against the NLL term.
+    refit_every : int
+        Rounds between discriminator fits; each fit reads the last ``2 * refit_every`` rounds.
+    eval_every : int
+        Rounds between validation tests.
+    val_songs : int
+        Validation chip songs arranged for each test (their first ``val_steps`` steps).
+    val_steps : int
+    max_nll_rise : float
+        A model whose validation NLL is more than this above the starting model's is not kept.
+    seed : int
+    """
+
+    max_minutes: float = 40.0
+    lr: float = 2e-4
+    rollouts: int = 32
+    rollout_steps: int = 256
+    batch: int = 32
+    reward_weight: float = 1.0
+    refit_every: int = 10
+    eval_every: int = 150
+    val_songs: int = 160
+    val_steps: int = 512
+    max_nll_rise: float = 0.02
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ParameterError for a value no fine-tuning can use."""
+        for name in ("rollouts", "batch", "refit_every", "eval_every", "val_songs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ParameterError(f"{name} is {value!r}; it must be a whole number above 0")
+        for name in ("rollout_steps", "val_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < c2st.WINDOW_STEPS or value % c2st.WINDOW_STEPS:
+                raise ParameterError(f"{name} is {value!r}; it must be a multiple of {c2st.WINDOW_STEPS}")
+        if not self.lr > 0 or not self.max_minutes > 0 or not self.reward_weight >= 0 or not self.max_nll_rise >= 0:
+            raise ParameterError("lr and max_minutes must be above 0, reward_weight and max_nll_rise at least 0")
+
+
+class FoldedNet(nn.Module):
+    """An exported ``ArrangerModel`` as a trainable torch module (the batch form of the numba step).
+
+    The folded input table holds each row's GRU input, so the GRU's input matrix is the
+    identity (fixed); the heads read the GRU state and the rows' direct part; the pair
+    table is masked as ``ArrangerNet``'s, so a voice's token only reaches the voices drawn
+    after it. ``forward`` takes and gives what ``ArrangerNet.forward`` does.
+    """
+
+    def __init__(self, model: ArrangerModel) -> None:
+        super().__init__()
+        hidden = model.hidden
+        gates = 3 * hidden
+        self.model = model
+        self.in_gates = nn.Parameter(torch.from_numpy(np.array(model.in_table[:, :gates])))
+        self.in_direct = nn.Parameter(torch.from_numpy(np.array(model.in_table[:, gates:])))
+        self.gru = nn.GRU(gates, hidden, batch_first=True)
+        with torch.no_grad():
+            self.gru.weight_ih_l0.copy_(torch.eye(gates))
+            self.gru.bias_ih_l0.copy_(torch.from_numpy(np.array(model.b_ih)))
+            self.gru.weight_hh_l0.copy_(torch.from_numpy(np.array(model.w_hh_t.T)))
+            self.gru.bias_hh_l0.copy_(torch.from_numpy(np.array(model.b_hh)))
+        self.gru.weight_ih_l0.requires_grad_(False)
+        self.w_out = nn.Parameter(torch.from_numpy(np.array(model.w_out_t.T)))
+        self.b_out = nn.Parameter(torch.from_numpy(np.array(model.b_out)))
+        self.pair = nn.Parameter(torch.from_numpy(np.array(model.pair_table)))
+        self.register_buffer("pair_mask", torch.from_numpy(_pair_maps()[0]), persistent=False)
+
+    def forward(
+        self, rows: torch.Tensor, pair_rows: torch.Tensor | None = None, h0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L, V) and the last state, from input rows (B, L, N_ROWS + N_CONDITIONS)."""
+        batch, length, n_rows = rows.shape
+        flat = rows.reshape(batch * length, n_rows)
+        gates = nn.functional.embedding_bag(flat, self.in_gates, mode="sum").reshape(batch, length, -1)
+        direct = nn.functional.embedding_bag(flat, self.in_direct, mode="sum").reshape(batch, length, -1)
+        out, h = self.gru(gates, h0)
+        logits = nn.functional.linear(out, self.w_out, self.b_out) + direct
+        if pair_rows is not None:
+            table = self.pair * self.pair_mask
+            pairs = nn.functional.embedding_bag(pair_rows.reshape(batch * length, 3), table, mode="sum")
+            logits = logits + pairs.reshape(logits.shape)
+        return logits, h
+
+    def export(self, metadata: dict | None = None) -> ArrangerModel:
+        """The model with this module's weights (metadata and extras kept unless ``metadata`` is given)."""
+        with torch.no_grad():
+            in_table = torch.cat((self.in_gates, self.in_direct), dim=1)
+            return dataclasses.replace(
+                self.model,
+                in_table=in_table.float().cpu().numpy(),
+                b_ih=self.gru.bias_ih_l0.float().cpu().numpy(),
+                b_hh=self.gru.bias_hh_l0.float().cpu().numpy(),
+                w_hh_t=self.gru.weight_hh_l0.T.contiguous().float().cpu().numpy(),
+                w_out_t=self.w_out.T.contiguous().float().cpu().numpy(),
+                b_out=self.b_out.float().cpu().numpy(),
+                pair_table=(self.pair * self.pair_mask).float().cpu().numpy(),
+                metadata=dict(self.model.metadata if metadata is None else metadata),
+            )
+
+
+def _discriminator(real: np.ndarray, fake: np.ndarray, seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (slow to import)
+
+    x = np.nan_to_num(np.concatenate((real, fake)), nan=-1.0)
+    y = np.r_[np.ones(len(real)), np.zeros(len(fake))]
+    return HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x, y)
+
+
+def _log_odds_real(discriminator, features: np.ndarray) -> np.ndarray:
+    p = discriminator.predict_proba(np.nan_to_num(features, nan=-1.0))[:, 1]
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
+def _window_features(tokens: np.ndarray, position: np.ndarray) -> np.ndarray:
+    arranged = tokens_to_arrangement(tokens)
+    return c2st.window_features(arranged.pitch, arranged.onset, position)
+
+
+class _Rollouts:
+    """Free-running windows of training songs, each with its real song's settings and real features."""
+
+    def __init__(self, corpus, targets, songs: np.ndarray, styles: list[str], edges: np.ndarray, steps: int, seed: int):
+        self.corpus, self.targets, self.songs, self.styles = corpus, targets, songs, styles
+        self.edges, self.steps = edges, steps
+        self.rng = np.random.default_rng(seed)
+        lengths = np.diff(corpus.offsets)[songs]
+        self.songs = songs[lengths >= steps]
+        weight = lengths[lengths >= steps].astype(np.float64)
+        self.p = weight / weight.sum()
+
+    def play(self, model: ArrangerModel, n: int, round_index: int) -> dict:
+        """``n`` rollouts: their batch inputs for torch, which tokens were drawn, and both sides' features."""
+        corpus, targets = self.corpus, self.targets
+        songs = self.rng.choice(self.songs, size=n, p=self.p)
+        index = np.zeros((n, self.steps), dtype=np.int64)
+        drawn = np.zeros((n, self.steps, 4), dtype=np.int64)
+        free = np.zeros((n, self.steps, 4), dtype=bool)
+        buttons = self.rng.random(n) < 0.5
+        real_features, model_features = [], []
+        settings = np.zeros((n, N_CONDITIONS), dtype=np.int64)
+        for i, song in enumerate(songs.tolist()):
+            begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
+            start = begin
+            if self.rng.random() < 0.5:  # else from a bar line inside the song
+                bars = np.flatnonzero(corpus.steps["step_in_bar"][begin : end - self.steps + 1] == 0)
+                if len(bars):
+                    start = begin + int(self.rng.choice(bars))
+            index[i] = np.arange(start, start + self.steps)
+            real = targets.tokens[index[i]].astype(np.int64)
+            energy = int(np.searchsorted(self.edges, window_energy(real[None], np.ones((1, self.steps)))[0], "right"))
+            on = (real[:, 1:] >= FIRST_NOTE).any(axis=0)
+            steps = corpus.steps
+            position = steps["step_in_bar"][index[i]].astype(np.int64)
+            melody = steps["lane" if buttons[i] else "melody_pitch"][index[i]].astype(np.int64)
+            onset = steps["lane_onset" if buttons[i] else "melody_onset"][index[i]].astype(bool)
+            arranger = Arranger(
+                model, mode="buttons" if buttons[i] else "keys", seed=round_index * 1000 + i,
+                rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0,
+                style=self.styles[targets.song_style[song]], energy=ENERGY_LEVELS[min(energy, 2)],
+                voices=[name for name, o in zip(ACCOMPANIMENT, on, strict=True) if o],
+            )  # fmt: skip
+            drawn[i] = arranger.run(melody, onset, position)
+            free[i, :, 1:] = on
+            free[i, :, 0] = ~(onset & (melody >= 0))  # the lead's onsets are the player's
+            settings[i] = condition_rows(targets.song_style[song], min(energy, 2), on)
+            model_features.append(_window_features(drawn[i], position))
+            real_features.append(
+                c2st.window_features(steps["voice_pitch"][index[i]], steps["voice_onset"][index[i]], position)
+            )
+        # The parallel pass reads the rollout as its real tokens: its log-probabilities are the rollout's.
+        previous = np.concatenate((np.full((n, 1, 4), REST), drawn[:, :-1]), axis=1)
+        held = np.stack([_held_tokens(d) for d in drawn])
+        steps = corpus.steps
+        rows = step_rows(
+            steps["melody_pitch"][index], steps["melody_onset"][index], steps["lane"][index],
+            steps["lane_onset"][index], steps["step_in_bar"][index], previous,
+            np.broadcast_to(buttons[:, None], index.shape),
+        )  # fmt: skip
+        batch = {
+            "rows": np.concatenate((rows, np.broadcast_to(settings[:, None], (*index.shape, N_CONDITIONS))), axis=-1),
+            "pair_rows": pair_rows(drawn[..., :3], held[..., :3]),
+            "previous": previous,
+            "target": drawn,
+        }
+        return {"batch": batch, "free": free, "real": real_features, "model": model_features}
+
+
+ProgressCallback = Callable[[dict], None]
+
+
+def _chip_index(styles: list[str]) -> int:
+    return styles.index("chip") if "chip" in styles else 0
+
+
+def _validation(model: ArrangerModel, songs: list[dict], real: list[np.ndarray]) -> float:
+    """The two-sample AUC of ``model`` playing ``songs`` as trained (keys mode, seed = song index) against ``real``."""
+    generated = []
+    for i, song in enumerate(songs):
+        tokens = Arranger(
+            model, seed=i, style=song["style"], rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0
+        ).run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
+        generated.append(_window_features(tokens, song["step_in_bar"]))
+    ids = list(range(len(songs)))
+    return c2st.two_sample_auc(real, generated, groups=(ids, ids))
+
+
+def tune(
+    model_path: str | os.PathLike,
+    converted_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    config: TuneConfig | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    command: str = "",
+) -> ArrangerModel:
+    """Fine-tune the model at ``model_path`` on its free-running play and write the best to ``out_path``.
+
+    Parameters
+    ----------
+    model_path : str or os.PathLike
+        A model written by ``chiptuner train`` on ``converted_dir`` (its metadata lists the
+        validation and test songs; every other song of the conversion is a training song).
+    converted_dir : str or os.PathLike
+        The conversion it was trained on.
+    out_path : str or os.PathLike
+        The ``.npz`` to write (the best model so far, rewritten at each improvement, then
+        calibrated at the end); ``out_path + ".ckpt.pt"`` holds the state for ``resume``.
+    config : TuneConfig
+    resume : bool
+        Continue from the checkpoint beside ``out_path``.
+    progress : callable
+        Called with a dict after every round (round, nll, reward, elapsed_sec, and after a
+        validation test val_auc, val_nll and best_val_auc).
+    command : str
+        The command line, recorded in the model's metadata.
+
+    Returns
+    -------
+    ArrangerModel
+        The kept model, calibrated.
+    """
+    config = config or TuneConfig()
+    config.check()
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise ParameterError(f"{out_path.parent}: no such folder for the model; create it first")
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    model = load_model(model_path)
+    for field in ("energy_edges", "val_songs", "test_songs"):
+        if field not in model.metadata:
+            raise ParameterError(f"{model_path}: the model lists no {field}; tune a model written by `chiptuner train`")
+    corpus = open_conversion(converted_dir, out_path)
+    val = model_songs(model, corpus.song_ids, "val", converted_dir)
+    test = model_songs(model, corpus.song_ids, "test", converted_dir)
+    held_out = np.zeros(len(corpus), dtype=bool)
+    held_out[val] = True
+    held_out[test] = True
+    train_songs = np.flatnonzero(~held_out)
+    style_names, song_style = song_styles(corpus.song_ids, model.metadata.get("style_sources"))
+    if style_names != list(model.styles):
+        raise ParameterError(
+            f"{converted_dir}: its songs make the styles {style_names}, the model has {list(model.styles)}; "
+            "tune on the conversion the model was trained on"
+        )
+    chip = _chip_index(style_names)
+    targets = _targets(corpus, song_style)
+    edges = np.array(model.metadata["energy_edges"], dtype=np.float64)
+    trained = model.metadata.get("config", {})
+    windows = _Windows(
+        corpus, targets, train_songs, int(trained.get("window", 128)), config.seed, edges,
+        float(trained.get("voice_dropout", 0.2)),
+    )  # fmt: skip
+    chip_train = train_songs[song_style[train_songs] == chip]
+    rollouts = _Rollouts(corpus, targets, chip_train, style_names, edges, config.rollout_steps, config.seed)
+    if len(rollouts.songs) == 0:
+        raise ParameterError(
+            f"{converted_dir}: no training song of style {style_names[chip]} is long enough to tune on"
+        )
+    device = torch.device("cpu")
+    val_keys = _to_torch(_fixed_windows(corpus, targets, val, 256, 384, False, edges), device)
+    val_chip = val[song_style[val] == chip]
+    val_chip = val_chip[:: max(len(val_chip) // config.val_songs, 1)][: config.val_songs]
+    val_songs = [
+        {**song, "style": style_names[chip]} for song in song_starts(songs_with_ids(corpus, val_chip), config.val_steps)
+    ]
+    val_real = [c2st.window_features(s["voice_pitch"], s["voice_onset"], s["step_in_bar"]) for s in val_songs]
+    if len(val_songs) < 5:
+        raise ParameterError(f"{converted_dir}: {len(val_songs)} validation songs are too few for the two-sample test")
+    logger.info(
+        "tuning on %d training songs (%d %s for the rollouts); %d validation songs for the test",
+        len(train_songs), len(rollouts.songs), style_names[chip], len(val_songs),
+    )  # fmt: skip
+
+    net = FoldedNet(model)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
+    checkpoint = out_path.with_name(out_path.name + ".ckpt.pt")
+    round_index, spent_sec = 0, 0.0
+    start_auc, start_nll = _validation(model, val_songs, val_real), _nll(net, val_keys)
+    best_auc, best_round = start_auc, 0
+    if resume:
+        if not checkpoint.is_file():
+            raise ParameterError(f"{checkpoint}: no checkpoint to resume from; tune without --resume")
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        round_index, spent_sec = int(state["round"]), float(state["spent_sec"])
+        best_auc, best_round = float(state["best_auc"]), int(state["best_round"])
+        logger.info("resumed at round %d (best validation AUC %.3f)", round_index, best_auc)
+    logger.info("start: validation AUC %.3f, NLL %.4f", start_auc, start_nll)
+
+    def save(metadata_extra: dict) -> ArrangerModel:
+        tuned = net.export()
+        metadata = {
+            **model.metadata, **metadata_extra, "chiptuner_version": __version__, "torch_version": torch.__version__,
+            "date": datetime.date.today().isoformat(),
+        }  # fmt: skip
+        tuned = dataclasses.replace(tuned, metadata=metadata)
+        tuned.save(out_path)
+        return tuned
+
+    kept: ArrangerModel | None = None
+    if not out_path.is_file() or not resume:
+        kept = save({
+            "tune": {
+                "command": command, "config": asdict(config), "rounds": 0, "val_auc_before": start_auc,
+                "val_nll_before": start_nll,
+            },
+        })  # fmt: skip
+    budget_sec = config.max_minutes * 60.0 - spent_sec
+    loop_start = time.monotonic()
+    discriminator = None
+    recent_real: list[np.ndarray] = []
+    recent_model: list[np.ndarray] = []
+    running_nll, running_reward = math.nan, math.nan
+    while True:
+        round_index += 1
+        played = rollouts.play(net.export(), config.rollouts, round_index)
+        model_windows = [f for f in played["model"]]
+        per_rollout = model_windows[0].shape[0]
+        recent_real.append(np.concatenate(played["real"]))
+        recent_model.append(np.concatenate(model_windows))
+        del recent_real[: -2 * config.refit_every], recent_model[: -2 * config.refit_every]
+        net.train()
+        batch = _to_torch(windows.batch(config.batch), device)
+        corpus.release()
+        share = float(trained.get("sampled_inputs", 0.25))
+        if share > 0:
+            batch["rows"] = _with_own_samples(net, batch, share)
+        logits, _ = net(batch["rows"], batch["pair_rows"])
+        mask = batch["mask"].unsqueeze(-1)
+        nll = -(masked_log_prob(logits, batch["previous"], batch["target"]) * mask).sum() / (mask.sum() * 4)
+        loss = nll
+        report: dict = {"round": round_index, "nll": float(nll.detach())}
+        if discriminator is not None and config.reward_weight > 0:
+            reward = _log_odds_real(discriminator, recent_model[-1]).reshape(config.rollouts, per_rollout)
+            advantage = (reward - reward.mean()) / (reward.std() + 1e-6)
+            rollout = _to_torch(played["batch"], device)
+            logits, _ = net(rollout["rows"], rollout["pair_rows"])
+            log_prob = masked_log_prob(logits, rollout["previous"], rollout["target"])
+            free = torch.from_numpy(played["free"]).float()
+            step_advantage = torch.from_numpy(np.repeat(advantage, c2st.WINDOW_STEPS, axis=1)).float()
+            policy = -(step_advantage.unsqueeze(-1) * log_prob * free).sum() / free.sum().clamp(min=1.0)
+            loss = loss + config.reward_weight * policy
+            report["reward"] = float(reward.mean())
+            previous = report["reward"] if math.isnan(running_reward) else running_reward
+            running_reward = 0.95 * previous + 0.05 * report["reward"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        if round_index % config.refit_every == 0 or discriminator is None:
+            discriminator = _discriminator(np.concatenate(recent_real), np.concatenate(recent_model), config.seed)
+        running_nll = report["nll"] if math.isnan(running_nll) else 0.95 * running_nll + 0.05 * report["nll"]
+        elapsed = time.monotonic() - loop_start
+        report.update(elapsed_sec=spent_sec + elapsed, running_nll=running_nll, running_reward=running_reward)
+        out_of_time = elapsed >= budget_sec
+        if round_index % config.eval_every == 0 or out_of_time:
+            net.eval()
+            val_auc = _validation(net.export(), val_songs, val_real)
+            val_nll = _nll(net, val_keys)
+            report.update(val_auc=val_auc, val_nll=val_nll)
+            if val_auc < best_auc and val_nll <= start_nll + config.max_nll_rise:
+                best_auc, best_round = val_auc, round_index
+                kept = save({
+                    "val_nll": val_nll, "val_joint_nll": 4 * val_nll,
+                    "tune": {
+                        "command": command, "config": asdict(config), "rounds": round_index,
+                        "val_auc_before": start_auc, "val_auc": val_auc, "val_nll_before": start_nll,
+                        "seconds": round(spent_sec + elapsed, 1),
+                    },
+                })  # fmt: skip
+            report["best_val_auc"] = best_auc
+            torch.save(
+                {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "round": round_index,
+                 "spent_sec": spent_sec + elapsed, "best_auc": best_auc, "best_round": best_round},
+                checkpoint,
+            )  # fmt: skip
+        if progress is not None:
+            progress(report)
+        if out_of_time:
+            break
+    if kept is None:
+        kept = ArrangerModel.load(out_path)
+    styled_val = [
+        {**song, "style": style_names[song_style[i]]} for i, song in zip(val, songs_with_ids(corpus, val), strict=True)
+    ]
+    kept = calibrate(kept, styled_val)
+    kept.save(out_path)
+    corpus.release()
+    logger.info(
+        "tuned in %.0f s; kept round %d: validation AUC %.3f (from %.3f)",
+        time.monotonic() - started, best_round, best_auc, start_auc,
+    )  # fmt: skip
+    return kept

@@ -1,0 +1,139 @@
+"""Fine-tuning on the model's own play (needs torch): the trainable copy is the numba model, the loop runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chiptuner import cli
+from chiptuner.model.arranger import FIRST_NOTE, REST, Arranger, ArrangerModel, teacher_forced_log_prob
+from tests.helpers import random_tokens
+
+torch = pytest.importorskip("torch", reason="tuning tests need torch: pip install 'chiptuner[train]'")
+train = pytest.importorskip("chiptuner.train.arranger")
+tune = pytest.importorskip("chiptuner.train.tune")
+
+from tests.test_train import STYLES, _song, random_net  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """40 short songs (8-12 bars of melody, bass and drums), converted."""
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
+    from chiptuner.midi_io import write_midi  # noqa: PLC0415
+
+    songs = tmp_path_factory.mktemp("songs")
+    for i in range(40):
+        write_midi(_song(i % 12 - 5, bars=8 + i % 5), songs / f"song{i:02d}.mid")
+    folder = tmp_path_factory.mktemp("converted")
+    convert_corpus([songs], folder, workers=1)
+    return folder
+
+
+def _random_model(seed: int = 3) -> ArrangerModel:
+    return train.export(random_net(seed, hidden=16, embed=8).float(), metadata={"styles": STYLES})
+
+
+@pytest.mark.parametrize("buttons", [False, True])
+def test_the_trainable_copy_scores_every_token_as_the_numba_step(buttons):
+    model = _random_model()
+    net = tune.FoldedNet(model)
+    rng = np.random.default_rng(1)
+    n = 96
+    tokens = random_tokens(rng, n)
+    melody = np.where(rng.random(n) < 0.2, -1, rng.integers(0, 5, n) if buttons else rng.integers(48, 84, n))
+    onset = rng.random(n) < 0.4
+    position = np.arange(n) % 16
+    expected = teacher_forced_log_prob(
+        model, melody, onset, position, tokens, mode="buttons" if buttons else "keys", style="pop", energy="high"
+    )
+    lane = np.where(buttons, melody, -1)
+    previous = np.concatenate((np.full((1, 4), REST), tokens[:-1]))
+    rows = train.step_rows(melody, onset, lane, onset, position, previous, np.full(n, buttons))
+    from chiptuner.model.arranger import bar_voice_flags, condition_rows  # noqa: PLC0415
+
+    settings = condition_rows(STYLES.index("pop"), 2, bar_voice_flags(tokens, position))
+    held = train._held_tokens(tokens)
+    logits, _ = net(
+        torch.from_numpy(np.concatenate((rows, settings), axis=-1)[None]),
+        torch.from_numpy(train.pair_rows(tokens[:, :3], held[:, :3])[None]),
+    )
+    got = train.masked_log_prob(logits, torch.from_numpy(previous[None]), torch.from_numpy(tokens[None]))[0]
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_trainable_copy_exports_the_same_arrays_and_keeps_the_pair_mask():
+    model = _random_model()
+    net = tune.FoldedNet(model)
+    exported = net.export()
+    for name in ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out", "pair_table"):
+        np.testing.assert_array_equal(getattr(exported, name), getattr(model, name), err_msg=name)
+    with torch.no_grad():
+        net.pair.add_(1.0)  # entries the mask holds at 0 (a voice on itself or on voices drawn before it)
+    changed = net.export().pair_table
+    assert ((changed != 0) == (net.pair_mask.numpy() != 0)).all()
+    assert not net.gru.weight_ih_l0.requires_grad  # the GRU's input matrix stays the identity
+
+
+def test_rollouts_are_the_numba_step_with_the_real_windows_settings(converted):
+    from chiptuner.corpus.dataset import open_cache  # noqa: PLC0415
+
+    corpus = open_cache(converted)
+    song_style = np.zeros(len(corpus), dtype=np.int64)
+    targets = train._targets(corpus, song_style)
+    model = _random_model()
+    rollouts = tune._Rollouts(corpus, targets, np.arange(len(corpus)), STYLES, np.array([4.0, 8.0]), 64, seed=0)
+    played = rollouts.play(model, 6, round_index=1)
+    batch, free = played["batch"], played["free"]
+    assert batch["target"].shape == (6, 64, 4) and free.shape == (6, 64, 4)
+    assert len(played["real"]) == len(played["model"]) == 6 and played["model"][0].shape[0] == 2  # 2-bar windows
+    # the previous-token inputs are the drawn tokens one step late, from silence
+    assert (batch["previous"][:, 0] == REST).all()
+    np.testing.assert_array_equal(batch["previous"][:, 1:], batch["target"][:, :-1])
+    # a voice the window's setting turns off rests and is not trained on; the player's lead notes are not either
+    off = ~free[:, 0, 1:]
+    assert (batch["target"][:, :, 1:][np.broadcast_to(off[:, None, :], (6, 64, 3))] == REST).all()
+    assert (batch["target"][:, :, 0][~free[:, :, 0]] >= FIRST_NOTE).all()
+    # the log-probabilities of the drawn tokens are finite where the model chose them
+    logits, _ = tune.FoldedNet(model)(torch.from_numpy(batch["rows"]), torch.from_numpy(batch["pair_rows"]))
+    log_prob = train.masked_log_prob(logits, torch.from_numpy(batch["previous"]), torch.from_numpy(batch["target"]))
+    assert torch.isfinite(log_prob[torch.from_numpy(free)]).all()
+    corpus.release()
+
+
+def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path):
+    trained = tmp_path / "model.npz"
+    # 20% validation songs: the two-sample test folds by song and needs at least 5.
+    config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10, val_size=0.2)
+    start = train.train(converted, trained, config=config)
+    out = tmp_path / "tuned.npz"
+    small = tune.TuneConfig(
+        max_minutes=0.15, rollouts=4, rollout_steps=64, batch=4, refit_every=2, eval_every=3, val_songs=8,
+        val_steps=64, max_nll_rise=10.0,
+    )  # fmt: skip
+    reports = []
+    tuned = tune.tune(trained, converted, out, config=small, progress=reports.append)
+    assert reports and "reward" in reports[-1]  # the discriminator was fitted and rewarded rollouts
+    validated = [r for r in reports if "val_auc" in r]
+    assert validated and all(0.0 <= r["val_auc"] <= 1.0 for r in validated)
+    meta = tuned.metadata
+    assert meta["tune"]["rounds"] in [0] + [r["round"] for r in validated]
+    best = min([meta["tune"]["val_auc_before"]] + [r["val_auc"] for r in validated])
+    assert meta["tune"].get("val_auc", meta["tune"]["val_auc_before"]) == pytest.approx(best)
+    assert meta["test_songs"] == start.metadata["test_songs"] and "rest_bias_fit" in meta  # same split, calibrated
+    assert ArrangerModel.load(out).metadata["tune"] == meta["tune"]
+    tokens = Arranger(tuned).run(np.full(32, 60), np.arange(32) % 4 == 0, np.arange(32) % 16)
+    assert tokens.shape == (32, 4)
+    last = reports[-1]["round"]
+    more = []
+    tune.tune(trained, converted, out, config=small, resume=True, progress=more.append)
+    assert more[0]["round"] > validated[-1]["round"] and more[-1]["round"] > last - 3
+
+
+def test_tune_cli_refuses_a_model_without_its_split_in_one_line(converted, tmp_path, capsys):
+    bare = _random_model()
+    bare.save(tmp_path / "bare.npz")
+    code = cli.main(["tune", str(tmp_path / "bare.npz"), str(converted), "-o", str(tmp_path / "out.npz")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and "lists no energy_edges" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npz").exists()
