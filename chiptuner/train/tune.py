@@ -9,14 +9,18 @@ it actually plays, as ReaLchords does with reinforcement learning:
    (``model.arranger.Arranger``, sampling as trained: no rest biases, no steering), each
    window with its real song's settings (style, the window's energy bucket, the voices the
    real window uses), from the song's start or from a bar line, in keys or buttons mode.
-2. **Discriminator.** A gradient-boosted classifier (scikit-learn's
-   ``HistGradientBoostingClassifier``) is refitted every ``refit_every`` rounds on the 2-bar
+2. **Discriminators.** Gradient-boosted classifiers (scikit-learn's
+   ``HistGradientBoostingClassifier``) are refitted every ``refit_every`` rounds on the 2-bar
    windows of recent rollouts against the same songs' real four-voice reductions, on the
-   window features of ``c2st.window_features``. Each rollout window is scored by a
-   discriminator fitted *before* it was played: its reward is the log-odds that it is real.
-3. **Policy gradient.** REINFORCE with the batch's mean reward as baseline: the log-probability
-   of every token the model drew in a window (not the lead notes the player forced, not a
-   voice its setting turned off) is raised in proportion to that window's advantage. The
+   window features of ``c2st.window_features``: one on every feature, and one per voice on
+   its own features (pulse2's and the triangle's with the consonances). Each rollout window
+   is scored by discriminators fitted *before* it was played: a voice's reward is the
+   log-odds that the window is real on every feature plus on the voice's own, so each
+   voice answers mostly for what it plays.
+3. **Policy gradient.** REINFORCE, each voice's reward standardised over the round's
+   windows: the log-probability of every token the model drew in a window (not the lead
+   notes the player forced, not a voice its setting turned off) is raised in proportion to
+   its voice's advantage in that window. The
    plain NLL of real training windows (as ``train`` fits it, scheduled sampling included)
    is added to the loss in every round, so the model keeps its likelihood while it learns
    to sound real; the validation NLL is reported beside the validation test.
@@ -201,16 +205,46 @@ class FoldedNet(nn.Module):
             )
 
 
-def _discriminator(real: np.ndarray, fake: np.ndarray, seed: int):
-    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (slow to import)
+def _voice_columns() -> list[np.ndarray]:
+    """The ``c2st.FEATURE_NAMES`` columns judged per voice: its own, and the consonances for pulse2 and the triangle."""
+    names = c2st.FEATURE_NAMES
+    consonance = [c for c, name in enumerate(names) if "consonance" in name]
+    columns = []
+    for v, voice in enumerate(("pulse1", "pulse2", "triangle", "noise")):
+        own = [c for c, name in enumerate(names) if name.startswith(f"{voice}_") and "consonance" not in name]
+        columns.append(np.array(own + (consonance if v in (1, 2) else []), dtype=np.int64))
+    return columns
 
-    x = np.nan_to_num(np.concatenate((real, fake)), nan=-1.0)
-    y = np.r_[np.ones(len(real)), np.zeros(len(fake))]
-    return HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x, y)
+
+VOICE_COLUMNS = _voice_columns()
 
 
-def _log_odds_real(discriminator, features: np.ndarray) -> np.ndarray:
-    p = discriminator.predict_proba(np.nan_to_num(features, nan=-1.0))[:, 1]
+class _Discriminators:
+    """Gradient-boosted classifiers of real against generated windows: one on every feature, one per voice."""
+
+    def __init__(self, real: np.ndarray, fake: np.ndarray, seed: int) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (slow to import)
+
+        x = np.nan_to_num(np.concatenate((real, fake)), nan=-1.0)
+        y = np.r_[np.ones(len(real)), np.zeros(len(fake))]
+        self.every = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x, y)
+        self.voices = [
+            HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x[:, columns], y)
+            for columns in VOICE_COLUMNS
+        ]
+
+    def reward(self, features: np.ndarray) -> np.ndarray:
+        """Per window and voice (W, 4): the log-odds that it is real on every feature plus on the voice's own."""
+        x = np.nan_to_num(features, nan=-1.0)
+        every = _log_odds(self.every.predict_proba(x)[:, 1])
+        own = [
+            _log_odds(d.predict_proba(x[:, columns])[:, 1])
+            for d, columns in zip(self.voices, VOICE_COLUMNS, strict=True)
+        ]
+        return every[:, None] + np.stack(own, axis=1)
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-3, 1 - 1e-3)
     return np.log(p / (1 - p))
 
@@ -459,16 +493,16 @@ def tune(
         loss = nll
         report: dict = {"round": round_index, "nll": float(nll.detach())}
         if discriminator is not None and config.reward_weight > 0:
-            reward = _log_odds_real(discriminator, recent_model[-1]).reshape(config.rollouts, per_rollout)
-            advantage = (reward - reward.mean()) / (reward.std() + 1e-6)
+            reward = discriminator.reward(recent_model[-1]).reshape(config.rollouts, per_rollout, 4)
+            advantage = (reward - reward.mean(axis=(0, 1))) / (reward.std(axis=(0, 1)) + 1e-6)
             rollout = _to_torch(played["batch"], device)
             logits, _ = net(rollout["rows"], rollout["pair_rows"])
             log_prob = masked_log_prob(logits, rollout["previous"], rollout["target"])
             free = torch.from_numpy(played["free"]).float()
             step_advantage = torch.from_numpy(np.repeat(advantage, c2st.WINDOW_STEPS, axis=1)).float()
-            policy = -(step_advantage.unsqueeze(-1) * log_prob * free).sum() / free.sum().clamp(min=1.0)
+            policy = -(step_advantage * log_prob * free).sum() / free.sum().clamp(min=1.0)
             loss = loss + config.reward_weight * policy
-            report["reward"] = float(reward.mean())
+            report["reward"] = float(reward.mean()) / 2  # per discriminator
             previous = report["reward"] if math.isnan(running_reward) else running_reward
             running_reward = 0.95 * previous + 0.05 * report["reward"]
         optimizer.zero_grad(set_to_none=True)
@@ -476,7 +510,7 @@ def tune(
         nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         if round_index % config.refit_every == 0 or discriminator is None:
-            discriminator = _discriminator(np.concatenate(recent_real), np.concatenate(recent_model), config.seed)
+            discriminator = _Discriminators(np.concatenate(recent_real), np.concatenate(recent_model), config.seed)
         running_nll = report["nll"] if math.isnan(running_nll) else 0.95 * running_nll + 0.05 * report["nll"]
         elapsed = time.monotonic() - loop_start
         report.update(elapsed_sec=spent_sec + elapsed, running_nll=running_nll, running_reward=running_reward)
