@@ -240,13 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("data", metavar="CONVERTED", help="the conversion folder the model was trained on")
     tune.add_argument("-o", "--out", required=True, metavar="OUT.npz", help="model file to write")
     tune.add_argument("--minutes", type=options.positive_float, default=40.0, help="wall-clock budget (default: 40)")
-    tune.add_argument("--lr", type=options.positive_float, default=2e-4, help="learning rate (default: 0.0002)")
+    tune.add_argument("--lr", type=options.positive_float, default=3e-4, help="learning rate (default: 0.0003)")
     tune.add_argument(
         "--reward-weight",
         type=options.positive_float,
-        default=1.0,
+        default=2.0,
         metavar="W",
-        help="weight of the discriminator's reward against the likelihood (default: 1)",
+        help="weight of the discriminators' reward against the likelihood (default: 2)",
     )
     tune.add_argument(
         "--eval-every", type=options.int_at_least(1), default=150, metavar="N",

@@ -118,11 +118,11 @@ class TuneConfig:
     """
 
     max_minutes: float = 40.0
-    lr: float = 2e-4
+    lr: float = 3e-4
     rollouts: int = 32
     rollout_steps: int = 256
     batch: int = 32
-    reward_weight: float = 1.0
+    reward_weight: float = 2.0
     refit_every: int = 10
     eval_every: int = 150
     val_songs: int = 160
