@@ -7,8 +7,10 @@ it actually plays, as ReaLchords does with reinforcement learning:
 
 1. **Rollouts.** Training songs' melodies are arranged free-running by the numba step
    (``model.arranger.Arranger``, sampling as trained: no rest biases, no steering), each
-   window with its real song's settings (style, the window's energy bucket, the voices the
-   real window uses), from the song's start or from a bar line, in keys or buttons mode.
+   window with its real song's settings (style, the window's energy bucket, and bar by bar
+   the voices the real bar uses, as training reads them), from the song's start or from a
+   bar line, in keys or buttons mode. A voice set on is judged against real bars where it
+   plays, so sounding real never means leaving holes the player did not ask for.
 2. **Discriminators.** Gradient-boosted classifiers (scikit-learn's
    ``HistGradientBoostingClassifier``) are refitted every ``refit_every`` rounds on the 2-bar
    windows of recent rollouts against the same songs' real four-voice reductions, on the
@@ -26,8 +28,10 @@ it actually plays, as ReaLchords does with reinforcement learning:
    to sound real; the validation NLL is reported beside the validation test.
 4. **Selection.** Every ``eval_every`` rounds the model arranges validation chip songs
    (never test songs) as trained and the classifier two-sample test of ``c2st`` is run on
-   them; the model with the lowest AUC whose validation NLL is within ``max_nll_rise`` of
-   the starting model's is kept, then calibrated (``model.calibration.calibrate``).
+   them; the model with the lowest AUC is kept, provided its validation NLL is within
+   ``max_nll_rise`` of the starting model's and the band still plays as well as the
+   start's (voices that never play or fall silent for 4 bars, the longest notes: see
+   ``TuneConfig``); it is then calibrated (``model.calibration.calibrate``).
 
 The network is the exported model's own arrays, made trainable (``FoldedNet``): any model
 file can be tuned, and exporting is a copy.
@@ -54,10 +58,10 @@ from chiptuner._kernels.arranger import N_CONDITIONS
 from chiptuner.corpus.dataset import model_songs, open_conversion, songs_with_ids
 from chiptuner.errors import ParameterError
 from chiptuner.evaluate import c2st
+from chiptuner.metrics import pool, song_statistics, voice_presence
 from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     ENERGY_LEVELS,
-    FIRST_NOTE,
     REST,
     Arranger,
     ArrangerModel,
@@ -114,6 +118,11 @@ class TuneConfig:
     val_steps : int
     max_nll_rise : float
         A model whose validation NLL is more than this above the starting model's is not kept.
+    max_holes_rise : float
+        Nor one whose share of validation arrangements with a voice that never plays or falls
+        silent for 4 bars is more than this above the start's,
+    max_stuck_rise : float
+        nor one whose p98 longest note is more than this fraction above the start's.
     seed : int
     """
 
@@ -128,6 +137,8 @@ class TuneConfig:
     val_songs: int = 160
     val_steps: int = 512
     max_nll_rise: float = 0.02
+    max_holes_rise: float = 0.01
+    max_stuck_rise: float = 0.1
     seed: int = 0
 
     def check(self) -> None:
@@ -275,7 +286,7 @@ class _Rollouts:
         free = np.zeros((n, self.steps, 4), dtype=bool)
         buttons = self.rng.random(n) < 0.5
         real_features, model_features = [], []
-        settings = np.zeros((n, N_CONDITIONS), dtype=np.int64)
+        settings = np.zeros((n, self.steps, N_CONDITIONS), dtype=np.int64)
         for i, song in enumerate(songs.tolist()):
             begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
             start = begin
@@ -286,7 +297,7 @@ class _Rollouts:
             index[i] = np.arange(start, start + self.steps)
             real = targets.tokens[index[i]].astype(np.int64)
             energy = int(np.searchsorted(self.edges, window_energy(real[None], np.ones((1, self.steps)))[0], "right"))
-            on = (real[:, 1:] >= FIRST_NOTE).any(axis=0)
+            on = targets.voice_on[index[i]].astype(bool)  # each bar's voices, as training reads them
             steps = corpus.steps
             position = steps["step_in_bar"][index[i]].astype(np.int64)
             melody = steps["lane" if buttons[i] else "melody_pitch"][index[i]].astype(np.int64)
@@ -295,9 +306,16 @@ class _Rollouts:
                 model, mode="buttons" if buttons[i] else "keys", seed=round_index * 1000 + i,
                 rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0,
                 style=self.styles[targets.song_style[song]], energy=ENERGY_LEVELS[min(energy, 2)],
-                voices=[name for name, o in zip(ACCOMPANIMENT, on, strict=True) if o],
             )  # fmt: skip
-            drawn[i] = arranger.run(melody, onset, position)
+            # Bar by bar, each with its real bar's voices: a voice the real bar leaves out rests,
+            # and one it plays is judged against real bars where it plays.
+            bar_starts = np.flatnonzero(np.diff(on, axis=0).any(axis=1) | (np.diff(position) < 0)) + 1
+            for begin_bar, end_bar in zip(np.r_[0, bar_starts], np.r_[bar_starts, self.steps], strict=True):
+                voices = [name for name, o in zip(ACCOMPANIMENT, on[begin_bar], strict=True) if o]
+                arranger.set_settings(voices=voices)
+                drawn[i, begin_bar:end_bar] = arranger.run(
+                    melody[begin_bar:end_bar], onset[begin_bar:end_bar], position[begin_bar:end_bar]
+                )
             free[i, :, 1:] = on
             free[i, :, 0] = ~(onset & (melody >= 0))  # the lead's onsets are the player's
             settings[i] = condition_rows(targets.song_style[song], min(energy, 2), on)
@@ -315,7 +333,7 @@ class _Rollouts:
             np.broadcast_to(buttons[:, None], index.shape),
         )  # fmt: skip
         batch = {
-            "rows": np.concatenate((rows, np.broadcast_to(settings[:, None], (*index.shape, N_CONDITIONS))), axis=-1),
+            "rows": np.concatenate((rows, settings), axis=-1),
             "pair_rows": pair_rows(drawn[..., :3], held[..., :3]),
             "previous": previous,
             "target": drawn,
@@ -330,16 +348,29 @@ def _chip_index(styles: list[str]) -> int:
     return styles.index("chip") if "chip" in styles else 0
 
 
-def _validation(model: ArrangerModel, songs: list[dict], real: list[np.ndarray]) -> float:
-    """The two-sample AUC of ``model`` playing ``songs`` as trained (keys mode, seed = song index) against ``real``."""
-    generated = []
+def _validation(model: ArrangerModel, songs: list[dict], real: list[np.ndarray]) -> dict:
+    """``model`` playing ``songs`` as trained (keys mode, seed = song index, every voice on) against ``real``.
+
+    ``auc``: the two-sample AUC; ``holes``: the share of arrangements where an accompaniment
+    voice never plays or is silent ``metrics.HOLE_BARS`` bars or more after the start;
+    ``stuck_p98``: the p98 over songs of the longest note of a pitched voice, in steps.
+    """
+    generated, presence, stats = [], [], []
     for i, song in enumerate(songs):
         tokens = Arranger(
             model, seed=i, style=song["style"], rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0
         ).run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
-        generated.append(_window_features(tokens, song["step_in_bar"]))
+        arranged = tokens_to_arrangement(tokens)
+        generated.append(c2st.window_features(arranged.pitch, arranged.onset, song["step_in_bar"]))
+        band = voice_presence(arranged.pitch, arranged.onset)
+        presence.append(bool((band.never_plays[1:] | band.holes[1:]).any()))
+        stats.append(song_statistics(song["melody_pitch"], song["melody_onset"], arranged.pitch, arranged.onset))
     ids = list(range(len(songs)))
-    return c2st.two_sample_auc(real, generated, groups=(ids, ids))
+    return {
+        "auc": c2st.two_sample_auc(real, generated, groups=(ids, ids)),
+        "holes": float(np.mean(presence)),
+        "stuck_p98": float(pool(stats)["stuck_p98"]),
+    }
 
 
 def tune(
@@ -419,6 +450,7 @@ def tune(
         )
     device = torch.device("cpu")
     val_keys = _to_torch(_fixed_windows(corpus, targets, val, 256, 384, False, edges), device)
+    val_buttons = _to_torch(_fixed_windows(corpus, targets, val, 256, 384, True, edges), device)
     val_chip = val[song_style[val] == chip]
     val_chip = val_chip[:: max(len(val_chip) // config.val_songs, 1)][: config.val_songs]
     val_songs = [
@@ -436,7 +468,8 @@ def tune(
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     checkpoint = out_path.with_name(out_path.name + ".ckpt.pt")
     round_index, spent_sec = 0, 0.0
-    start_auc, start_nll = _validation(model, val_songs, val_real), _nll(net, val_keys)
+    start, start_nll = _validation(model, val_songs, val_real), _nll(net, val_keys)
+    start_auc = start["auc"]
     best_auc, best_round = start_auc, 0
     if resume:
         if not checkpoint.is_file():
@@ -447,7 +480,10 @@ def tune(
         round_index, spent_sec = int(state["round"]), float(state["spent_sec"])
         best_auc, best_round = float(state["best_auc"]), int(state["best_round"])
         logger.info("resumed at round %d (best validation AUC %.3f)", round_index, best_auc)
-    logger.info("start: validation AUC %.3f, NLL %.4f", start_auc, start_nll)
+    logger.info(
+        "start: validation AUC %.3f, NLL %.4f, holes %.3f, stuck p98 %.0f",
+        start_auc, start_nll, start["holes"], start["stuck_p98"],
+    )  # fmt: skip
 
     def save(metadata_extra: dict) -> ArrangerModel:
         tuned = net.export()
@@ -517,16 +553,22 @@ def tune(
         out_of_time = elapsed >= budget_sec
         if round_index % config.eval_every == 0 or out_of_time:
             net.eval()
-            val_auc = _validation(net.export(), val_songs, val_real)
-            val_nll = _nll(net, val_keys)
-            report.update(val_auc=val_auc, val_nll=val_nll)
-            if val_auc < best_auc and val_nll <= start_nll + config.max_nll_rise:
+            checked = _validation(net.export(), val_songs, val_real)
+            val_auc, val_nll = checked["auc"], _nll(net, val_keys)
+            report.update(val_auc=val_auc, val_nll=val_nll, val_holes=checked["holes"], val_stuck=checked["stuck_p98"])
+            # A band that sounds more real by leaving holes or holding notes longer is not kept.
+            keeps_the_band = checked["holes"] <= start["holes"] + config.max_holes_rise and checked[
+                "stuck_p98"
+            ] <= start["stuck_p98"] * (1 + config.max_stuck_rise)
+            if val_auc < best_auc and val_nll <= start_nll + config.max_nll_rise and keeps_the_band:
                 best_auc, best_round = val_auc, round_index
                 kept = save({
-                    "val_nll": val_nll, "val_joint_nll": 4 * val_nll,
+                    "val_nll": val_nll, "val_joint_nll": 4 * val_nll, "val_nll_buttons": _nll(net, val_buttons),
                     "tune": {
                         "command": command, "config": asdict(config), "rounds": round_index,
                         "val_auc_before": start_auc, "val_auc": val_auc, "val_nll_before": start_nll,
+                        "val_holes_before": start["holes"], "val_holes": checked["holes"],
+                        "val_stuck_p98_before": start["stuck_p98"], "val_stuck_p98": checked["stuck_p98"],
                         "seconds": round(spent_sec + elapsed, 1),
                     },
                 })  # fmt: skip
