@@ -108,7 +108,7 @@ def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path):
     out = tmp_path / "tuned.npz"
     small = tune.TuneConfig(
         max_minutes=0.15, rollouts=4, rollout_steps=64, batch=4, refit_every=2, eval_every=3, val_songs=8,
-        val_steps=64, max_nll_rise=10.0,
+        val_steps=64, max_nll_rise=10.0, max_holes_rise=1.0, max_stuck_rise=100.0,
     )  # fmt: skip
     reports = []
     tuned = tune.tune(trained, converted, out, config=small, progress=reports.append)
@@ -136,3 +136,27 @@ def test_tune_cli_refuses_a_model_without_its_split_in_one_line(converted, tmp_p
     err = capsys.readouterr().err
     assert code == cli.EXIT_USAGE and "lists no energy_edges" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_tune_keeps_no_model_whose_band_plays_less(converted, tmp_path, monkeypatch):
+    trained = tmp_path / "model.npz"
+    config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10, val_size=0.2)
+    train.train(converted, trained, config=config)
+    checks = iter([0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02] + [0.01] * 100)
+    real_validation = tune._validation
+
+    def validation(model, songs, real):
+        figures = real_validation(model, songs, real)
+        auc = next(checks)
+        # every later model sounds "more real" by leaving a hole in one more arrangement
+        return {**figures, "auc": auc, "holes": figures["holes"] + (0.0 if auc == 0.9 else 0.2)}
+
+    monkeypatch.setattr(tune, "_validation", validation)
+    small = tune.TuneConfig(
+        max_minutes=0.1, rollouts=4, rollout_steps=64, batch=4, refit_every=2, eval_every=2, val_songs=8,
+        val_steps=64, max_nll_rise=10.0,
+    )  # fmt: skip
+    reports = []
+    tuned = tune.tune(trained, converted, tmp_path / "tuned.npz", config=small, progress=reports.append)
+    assert any("val_auc" in r for r in reports)
+    assert tuned.metadata["tune"]["rounds"] == 0  # every lower AUC came with holes: the start is kept
