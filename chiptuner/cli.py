@@ -559,20 +559,27 @@ def _run_tune(args: argparse.Namespace) -> int:
     def show(report: dict) -> None:
         if "val_auc" in report:
             logger.info(
-                "round %6d  NLL %.3f  reward %+.2f  %5.1f min  val AUC %.3f (best %.3f)  val NLL %.3f",
+                "round %6d  NLL %.3f  reward %+.2f  %5.1f min  val AUC %.3f (kept %.3f)  val NLL %.3f  "
+                "holes %.1f%%  longest notes p98 %.0f steps",
                 report["round"], report["running_nll"], report["running_reward"], report["elapsed_sec"] / 60,
-                report["val_auc"], report["best_val_auc"], report["val_nll"],
+                report["val_auc"], report["best_val_auc"], report["val_nll"], 100 * report["val_holes"],
+                report["val_stuck"],
             )  # fmt: skip
 
     model = tuning.tune(
         args.model, args.data, args.out, config=config, resume=args.resume, progress=show, command=" ".join(sys.argv)
     )
     tuned = model.metadata["tune"]
-    print(
-        f"wrote {args.out}: validation AUC {tuned.get('val_auc_before', float('nan')):.3f} -> "
-        f"{tuned.get('val_auc', tuned.get('val_auc_before', float('nan'))):.3f} after {tuned['rounds']} rounds, "
-        f"validation NLL {model.metadata['val_nll']:.3f}"
-    )
+    if tuned["rounds"] == 0:
+        print(
+            f"wrote {args.out}: no round kept the band and beat the start's validation AUC "
+            f"({tuned['val_auc_before']:.3f}), so it holds the start's weights, recalibrated"
+        )
+    else:
+        print(
+            f"wrote {args.out}: validation AUC {tuned['val_auc_before']:.3f} -> {tuned['val_auc']:.3f} "
+            f"(round {tuned['rounds']}), validation NLL {model.metadata['val_nll']:.3f}"
+        )
     return EXIT_OK
 
 

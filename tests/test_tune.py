@@ -100,12 +100,18 @@ def test_rollouts_are_the_numba_step_with_the_real_windows_settings(converted):
     corpus.release()
 
 
-def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path):
+def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path, capsys):
     trained = tmp_path / "model.npz"
     # 20% validation songs: the two-sample test folds by song and needs at least 5.
     config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10, val_size=0.2)
     start = train.train(converted, trained, config=config)
     out = tmp_path / "tuned.npz"
+    # the command's defaults play 256-step windows: these 8-12 bar songs are refused in one line
+    code = cli.main(["tune", str(trained), str(converted), "-o", str(out), "--minutes", "0.1"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code == cli.EXIT_USAGE and len(errors) == 1 and "is 256 steps long" in errors[0]
+    assert not out.exists()
     small = tune.TuneConfig(
         max_minutes=0.15, rollouts=4, rollout_steps=64, batch=4, refit_every=2, eval_every=3, val_songs=8,
         val_steps=64, max_nll_rise=10.0, max_holes_rise=1.0, max_stuck_rise=100.0,

@@ -446,7 +446,8 @@ def tune(
     rollouts = _Rollouts(corpus, targets, chip_train, style_names, edges, config.rollout_steps, config.seed)
     if len(rollouts.songs) == 0:
         raise ParameterError(
-            f"{converted_dir}: no training song of style {style_names[chip]} is long enough to tune on"
+            f"{converted_dir}: no training song of style {style_names[chip]} is {config.rollout_steps} steps long "
+            "(the rollouts' length); tune on a corpus of longer songs"
         )
     device = torch.device("cpu")
     val_keys = _to_torch(_fixed_windows(corpus, targets, val, 256, 384, False, edges), device)
