@@ -45,8 +45,28 @@ def _ports_of(client_prefix: str) -> tuple[str, str]:
     return into[0], out[0]
 
 
-def test_clock_out_is_timed_to_the_frame(jack_env, tmp_path):
-    ears = FrameEars(name="clock-ears")
+def _twice(scenario, *args) -> None:
+    """Run a timing scenario; when an assertion fails, once more, and fail only if both runs fail.
+
+    The dummy JACK driver keeps time on a shared two-core host, where another process can
+    stall a cycle (an xrun: a pulse or a beat lost in transit). A sender that keeps bad time
+    fails every run; one stall fails one.
+    """
+    try:
+        scenario(*args, 0)
+    except AssertionError as first:
+        try:
+            scenario(*args, 1)
+        except AssertionError as second:
+            raise AssertionError(f"failed in two runs in a row:\n1: {first}\n2: {second}") from second
+
+
+def test_clock_out_is_timed_to_the_frame(jack_env):
+    _twice(_clock_out_timing, jack_env)
+
+
+def _clock_out_timing(jack_env, attempt: int) -> None:
+    ears = FrameEars(name=f"clock-ears-{attempt}")
     live = None
     try:
         live = start_live(
@@ -80,15 +100,19 @@ def test_clock_out_is_timed_to_the_frame(jack_env, tmp_path):
 
 
 def test_a_second_chiptuner_follows_the_clock(jack_env, tmp_path):
+    _twice(_follower_run, jack_env, tmp_path)
+
+
+def _follower_run(jack_env, tmp_path, attempt: int) -> None:
     # The follower first (client "chiptuner"), its ears on its output; then the leader
     # ("chiptuner-01") sends to the follower's input, and a second pair of ears hears the leader.
     follower = leader = None
-    follower_ears = FrameEars(name="follower-ears")
-    leader_ears = FrameEars(name="leader-ears")
+    follower_ears = FrameEars(name=f"follower-ears-{attempt}")
+    leader_ears = FrameEars(name=f"leader-ears-{attempt}")
     try:
         follower = start_live(
             ["--midi-api", "jack", "--no-sound", "--clock", "--metronome", "--in-channel", "16", "--record",
-             str(tmp_path), "--seconds", "9"],
+             str(tmp_path / f"run{attempt}"), "--seconds", "9"],
             jack_env,
         )  # fmt: skip
         follower_in, follower_out = _ports_of("chiptuner")
