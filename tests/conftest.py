@@ -1,4 +1,4 @@
-"""Shared fixtures: the corpora beside the project and a small disk, skipped with a reason where absent."""
+"""Shared fixtures: the corpora beside the project and a small disk (skipped where absent), a small corpus."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import scale_song
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
@@ -56,3 +58,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "corpora" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.corpus)
+
+
+@pytest.fixture(scope="module")
+def midi_folder(tmp_path_factory):
+    """40 short songs (8-12 bars of melody, bass and hi-hat, ``scale_song``) in a folder."""
+    from chiptuner.midi_io import write_midi  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("songs")
+    for i in range(40):
+        write_midi(scale_song(i % 12 - 5, bars=8 + i % 5), folder / f"song{i:02d}.mid")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(midi_folder, tmp_path_factory):
+    """``midi_folder``, converted (training shards)."""
+    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("converted")
+    convert_corpus([midi_folder], folder, workers=1)
+    return folder

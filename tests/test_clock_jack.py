@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.jack import ROOT, FrameEars, jack_server, percentile, start_live
+from tests.jack import ROOT, FrameEars, jack_server, percentile, start_live, twice_on_a_shared_host
 
 SAMPLE_RATE = 48_000
 PULSE_FRAMES = SAMPLE_RATE * 0.5 / 24  # 120 BPM: 1000 frames a pulse
@@ -45,24 +45,8 @@ def _ports_of(client_prefix: str) -> tuple[str, str]:
     return into[0], out[0]
 
 
-def _twice(scenario, *args) -> None:
-    """Run a timing scenario; when an assertion fails, once more, and fail only if both runs fail.
-
-    The dummy JACK driver keeps time on a shared two-core host, where another process can
-    stall a cycle (an xrun: a pulse or a beat lost in transit). A sender that keeps bad time
-    fails every run; one stall fails one.
-    """
-    try:
-        scenario(*args, 0)
-    except AssertionError as first:
-        try:
-            scenario(*args, 1)
-        except AssertionError as second:
-            raise AssertionError(f"failed in two runs in a row:\n1: {first}\n2: {second}") from second
-
-
 def test_clock_out_is_timed_to_the_frame(jack_env):
-    _twice(_clock_out_timing, jack_env)
+    twice_on_a_shared_host(_clock_out_timing, jack_env)
 
 
 def _clock_out_timing(jack_env, attempt: int) -> None:
@@ -100,7 +84,7 @@ def _clock_out_timing(jack_env, attempt: int) -> None:
 
 
 def test_a_second_chiptuner_follows_the_clock(jack_env, tmp_path):
-    _twice(_follower_run, jack_env, tmp_path)
+    twice_on_a_shared_host(_follower_run, jack_env, tmp_path)
 
 
 def _follower_run(jack_env, tmp_path, attempt: int) -> None:
@@ -161,3 +145,20 @@ def test_clock_out_with_clock_or_follow_is_one_line_exit_2(other):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--clock-out" in lines[0] and other in lines[0], done.stderr
+
+
+def test_a_timing_scenario_fails_only_when_both_runs_fail():
+    attempts = []
+
+    def stalls_once(attempt):
+        attempts.append(attempt)
+        assert attempt == 1, "a stalled cycle"
+
+    twice_on_a_shared_host(stalls_once)
+    assert attempts == [0, 1]
+
+    def always_late(attempt):
+        raise AssertionError(f"late in run {attempt}")
+
+    with pytest.raises(AssertionError, match="two runs in a row"):
+        twice_on_a_shared_host(always_late)

@@ -14,7 +14,6 @@ from chiptuner import cli
 from chiptuner._kernels import arranger as _k
 from chiptuner.corpus import dataset
 from chiptuner.corpus.dataset import load_shards, open_cache, open_conversion, shift_tokens, transpose
-from chiptuner.midi_io import write_midi
 from chiptuner.model import calibration
 from chiptuner.model.arranger import (
     CONDITION_BLOCK,
@@ -34,7 +33,6 @@ from chiptuner.model.arranger import (
     condition_rows,
     teacher_forced_log_prob,
 )
-from chiptuner.types import Notes, Score, TempoMap, TimeSignatures
 from tests.helpers import random_tokens
 
 torch = pytest.importorskip("torch", reason="training tests need torch: pip install 'chiptuner[train]'")
@@ -248,56 +246,6 @@ def test_own_samples_replace_only_previous_token_inputs(monkeypatch):
         voice[..., HOLD] = np.where(batch["previous"][..., v].numpy() == REST, -np.inf, voice[..., HOLD])
         drawn = ROW_OFFSET[5 + v] + voice.argmax(-1)[:, :-1]
         assert np.array_equal(mixed[:, 1:, 4 + v][replaced[..., v]], drawn[replaced[..., v]]), v
-
-
-def _song(shift: int, bars: int = 8) -> Score:
-    """A melody over a bass and a hi-hat, in a key moved by ``shift``."""
-    beat = 96
-    n = bars * 4
-    melody_start = np.arange(n, dtype=np.int64) * beat
-    bass_start = np.arange(n // 2, dtype=np.int64) * 2 * beat
-    start = np.concatenate((melody_start, bass_start, melody_start))
-    length = np.concatenate((np.full(n, beat), np.full(n // 2, 2 * beat), np.full(n, beat // 4)))
-    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
-    pitch = np.concatenate(
-        (67 + shift + scale[np.arange(n) % 8], 43 + shift + scale[[0, 4] * (n // 4)], np.full(n, 42))
-    )
-    channel = np.concatenate((np.zeros(n), np.ones(n // 2), np.full(n, 9))).astype(np.int8)
-    notes = Notes(
-        start,
-        start + length,
-        pitch,
-        np.full(len(start), 100),
-        channel,
-        np.zeros(len(start)),
-        channel.astype(np.int32),
-        channel == 9,
-    )
-    tempo = TempoMap(np.zeros(1, np.int64), np.full(1, 500_000, np.int64))
-    return Score(
-        notes,
-        tempo,
-        TimeSignatures(np.zeros(1, np.int64), np.full(1, 4), np.full(1, 4)),
-        beat,
-        ("melody", "bass", "drums"),
-    )
-
-
-@pytest.fixture(scope="module")
-def midi_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("songs")
-    for i in range(40):
-        write_midi(_song(i % 12 - 5, bars=8 + i % 5), folder / f"song{i:02d}.mid")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def converted(midi_folder, tmp_path_factory):
-    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
-
-    folder = tmp_path_factory.mktemp("converted")
-    convert_corpus([midi_folder], folder, workers=1)
-    return folder
 
 
 @pytest.mark.parametrize("buttons", [False, True])

@@ -6,28 +6,22 @@ import numpy as np
 import pytest
 
 from chiptuner import cli
-from chiptuner.model.arranger import FIRST_NOTE, REST, Arranger, ArrangerModel, teacher_forced_log_prob
+from chiptuner.model.arranger import (
+    FIRST_NOTE,
+    REST,
+    Arranger,
+    ArrangerModel,
+    bar_voice_flags,
+    condition_rows,
+    teacher_forced_log_prob,
+)
 from tests.helpers import random_tokens
 
 torch = pytest.importorskip("torch", reason="tuning tests need torch: pip install 'chiptuner[train]'")
 train = pytest.importorskip("chiptuner.train.arranger")
 tune = pytest.importorskip("chiptuner.train.tune")
 
-from tests.test_train import STYLES, _song, random_net  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """40 short songs (8-12 bars of melody, bass and drums), converted."""
-    from chiptuner.corpus.convert import convert_corpus  # noqa: PLC0415
-    from chiptuner.midi_io import write_midi  # noqa: PLC0415
-
-    songs = tmp_path_factory.mktemp("songs")
-    for i in range(40):
-        write_midi(_song(i % 12 - 5, bars=8 + i % 5), songs / f"song{i:02d}.mid")
-    folder = tmp_path_factory.mktemp("converted")
-    convert_corpus([songs], folder, workers=1)
-    return folder
+from tests.test_train import STYLES, random_net  # noqa: E402
 
 
 def _random_model(seed: int = 3) -> ArrangerModel:
@@ -50,8 +44,6 @@ def test_the_trainable_copy_scores_every_token_as_the_numba_step(buttons):
     lane = np.where(buttons, melody, -1)
     previous = np.concatenate((np.full((1, 4), REST), tokens[:-1]))
     rows = train.step_rows(melody, onset, lane, onset, position, previous, np.full(n, buttons))
-    from chiptuner.model.arranger import bar_voice_flags, condition_rows  # noqa: PLC0415
-
     settings = condition_rows(STYLES.index("pop"), 2, bar_voice_flags(tokens, position))
     held = train._held_tokens(tokens)
     logits, _ = net(

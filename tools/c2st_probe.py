@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from chiptuner.corpus.dataset import corpus_label, model_songs, open_conversion, songs_with_ids
 from chiptuner.evaluate import c2st
+from chiptuner.evaluate.evaluation import AS_TRAINED
 from chiptuner.model.arranger import Arranger, load_model, tokens_to_arrangement
 from chiptuner.model.calibration import song_starts
 
@@ -62,7 +63,7 @@ def main() -> None:
     songs = song_starts(songs_with_ids(corpus, chip), args.steps)
     sampling = {} if args.temperature == 1.0 else {"temperature": args.temperature}
     if args.as_trained:
-        sampling.update(rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0)
+        sampling.update(AS_TRAINED)
     elif args.rest_bias is not None:
         sampling["rest_bias"] = tuple(float(x) for x in args.rest_bias.split(","))
     real, generated = [], []

@@ -58,6 +58,7 @@ from chiptuner._kernels.arranger import N_CONDITIONS
 from chiptuner.corpus.dataset import model_songs, open_conversion, songs_with_ids
 from chiptuner.errors import ParameterError
 from chiptuner.evaluate import c2st
+from chiptuner.evaluate.evaluation import AS_TRAINED
 from chiptuner.metrics import pool, song_statistics, voice_presence
 from chiptuner.model.arranger import (
     ACCOMPANIMENT,
@@ -279,7 +280,7 @@ class _Rollouts:
 
     def play(self, model: ArrangerModel, n: int, round_index: int) -> dict:
         """``n`` rollouts: their batch inputs for torch, which tokens were drawn, and both sides' features."""
-        corpus, targets = self.corpus, self.targets
+        corpus, targets, steps = self.corpus, self.targets, self.corpus.steps
         songs = self.rng.choice(self.songs, size=n, p=self.p)
         index = np.zeros((n, self.steps), dtype=np.int64)
         drawn = np.zeros((n, self.steps, 4), dtype=np.int64)
@@ -291,21 +292,19 @@ class _Rollouts:
             begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
             start = begin
             if self.rng.random() < 0.5:  # else from a bar line inside the song
-                bars = np.flatnonzero(corpus.steps["step_in_bar"][begin : end - self.steps + 1] == 0)
+                bars = np.flatnonzero(steps["step_in_bar"][begin : end - self.steps + 1] == 0)
                 if len(bars):
                     start = begin + int(self.rng.choice(bars))
             index[i] = np.arange(start, start + self.steps)
             real = targets.tokens[index[i]].astype(np.int64)
             energy = int(np.searchsorted(self.edges, window_energy(real[None], np.ones((1, self.steps)))[0], "right"))
             on = targets.voice_on[index[i]].astype(bool)  # each bar's voices, as training reads them
-            steps = corpus.steps
             position = steps["step_in_bar"][index[i]].astype(np.int64)
             melody = steps["lane" if buttons[i] else "melody_pitch"][index[i]].astype(np.int64)
             onset = steps["lane_onset" if buttons[i] else "melody_onset"][index[i]].astype(bool)
             arranger = Arranger(
                 model, mode="buttons" if buttons[i] else "keys", seed=round_index * 1000 + i,
-                rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0,
-                style=self.styles[targets.song_style[song]], energy=ENERGY_LEVELS[min(energy, 2)],
+                style=self.styles[targets.song_style[song]], energy=ENERGY_LEVELS[min(energy, 2)], **AS_TRAINED,
             )  # fmt: skip
             # Bar by bar, each with its real bar's voices: a voice the real bar leaves out rests,
             # and one it plays is judged against real bars where it plays.
@@ -326,7 +325,6 @@ class _Rollouts:
         # The parallel pass reads the rollout as its real tokens: its log-probabilities are the rollout's.
         previous = np.concatenate((np.full((n, 1, 4), REST), drawn[:, :-1]), axis=1)
         held = np.stack([_held_tokens(d) for d in drawn])
-        steps = corpus.steps
         rows = step_rows(
             steps["melody_pitch"][index], steps["melody_onset"][index], steps["lane"][index],
             steps["lane_onset"][index], steps["step_in_bar"][index], previous,
@@ -357,9 +355,9 @@ def _validation(model: ArrangerModel, songs: list[dict], real: list[np.ndarray])
     """
     generated, presence, stats = [], [], []
     for i, song in enumerate(songs):
-        tokens = Arranger(
-            model, seed=i, style=song["style"], rest_bias=(0.0, 0.0, 0.0, 0.0), clash_bias=0.0, key_bias=0.0
-        ).run(song["melody_pitch"], song["melody_onset"], song["step_in_bar"])
+        tokens = Arranger(model, seed=i, style=song["style"], **AS_TRAINED).run(
+            song["melody_pitch"], song["melody_onset"], song["step_in_bar"]
+        )
         arranged = tokens_to_arrangement(tokens)
         generated.append(c2st.window_features(arranged.pitch, arranged.onset, song["step_in_bar"]))
         band = voice_presence(arranged.pitch, arranged.onset)
@@ -399,8 +397,9 @@ def tune(
     resume : bool
         Continue from the checkpoint beside ``out_path``.
     progress : callable
-        Called with a dict after every round (round, nll, reward, elapsed_sec, and after a
-        validation test val_auc, val_nll and best_val_auc).
+        Called with a dict after every round (round, nll, reward, running_nll, running_reward,
+        elapsed_sec, and after a validation test val_auc, val_nll, val_holes, val_stuck and
+        best_val_auc, the AUC of the model kept so far).
     command : str
         The command line, recorded in the model's metadata.
 
@@ -513,10 +512,9 @@ def tune(
     while True:
         round_index += 1
         played = rollouts.play(net.export(), config.rollouts, round_index)
-        model_windows = [f for f in played["model"]]
-        per_rollout = model_windows[0].shape[0]
+        per_rollout = played["model"][0].shape[0]
         recent_real.append(np.concatenate(played["real"]))
-        recent_model.append(np.concatenate(model_windows))
+        recent_model.append(np.concatenate(played["model"]))
         del recent_real[: -2 * config.refit_every], recent_model[: -2 * config.refit_every]
         net.train()
         batch = _to_torch(windows.batch(config.batch), device)
@@ -558,9 +556,9 @@ def tune(
             val_auc, val_nll = checked["auc"], _nll(net, val_keys)
             report.update(val_auc=val_auc, val_nll=val_nll, val_holes=checked["holes"], val_stuck=checked["stuck_p98"])
             # A band that sounds more real by leaving holes or holding notes longer is not kept.
-            keeps_the_band = checked["holes"] <= start["holes"] + config.max_holes_rise and checked[
-                "stuck_p98"
-            ] <= start["stuck_p98"] * (1 + config.max_stuck_rise)
+            no_more_holes = checked["holes"] <= start["holes"] + config.max_holes_rise
+            no_longer_notes = checked["stuck_p98"] <= start["stuck_p98"] * (1 + config.max_stuck_rise)
+            keeps_the_band = no_more_holes and no_longer_notes
             if val_auc < best_auc and val_nll <= start_nll + config.max_nll_rise and keeps_the_band:
                 best_auc, best_round = val_auc, round_index
                 kept = save({
