@@ -249,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the discriminators' reward against the likelihood (default: 2)",
     )
     tune.add_argument(
+        "--band-penalty",
+        type=options.positive_float,
+        default=4.0,
+        metavar="P",
+        help="taken off the reward of a voice left on that is silent, or holds one note, for 2 bars (default: 4)",
+    )
+    tune.add_argument(
         "--eval-every", type=options.int_at_least(1), default=150, metavar="N",
         help="rounds between validation tests (default: 150)",
     )  # fmt: skip
@@ -551,17 +558,18 @@ def _run_tune(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ParameterError(f"tuning needs torch ({error}); install it with: pip install 'chiptuner[train]'") from None
     config = tuning.TuneConfig(
-        max_minutes=args.minutes, lr=args.lr, reward_weight=args.reward_weight, eval_every=args.eval_every,
-        seed=args.seed,
+        max_minutes=args.minutes, lr=args.lr, reward_weight=args.reward_weight, band_penalty=args.band_penalty,
+        eval_every=args.eval_every, seed=args.seed,
     )  # fmt: skip
     config.check()
 
     def show(report: dict) -> None:
         if "val_auc" in report:
             logger.info(
-                "round %6d  NLL %.3f  reward %+.2f  %5.1f min  val AUC %.3f (kept %.3f)  val NLL %.3f  "
-                "holes %.1f%%  longest notes p98 %.0f steps",
-                report["round"], report["running_nll"], report["running_reward"], report["elapsed_sec"] / 60,
+                "round %6d  NLL %.3f  reward %+.2f  band faults %.1f%%  %5.1f min  val AUC %.3f (kept %.3f)  "
+                "val NLL %.3f  holes %.1f%%  longest notes p98 %.0f steps",
+                report["round"], report["running_nll"], report["running_reward"], 100 * report.get("faults", 0.0),
+                report["elapsed_sec"] / 60,
                 report["val_auc"], report["best_val_auc"], report["val_nll"], 100 * report["val_holes"],
                 report["val_stuck"],
             )  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 from chiptuner import cli
 from chiptuner.model.arranger import (
     FIRST_NOTE,
+    HOLD,
     REST,
     Arranger,
     ArrangerModel,
@@ -89,7 +90,29 @@ def test_rollouts_are_the_numba_step_with_the_real_windows_settings(converted):
     logits, _ = tune.FoldedNet(model)(torch.from_numpy(batch["rows"]), torch.from_numpy(batch["pair_rows"]))
     log_prob = train.masked_log_prob(logits, torch.from_numpy(batch["previous"]), torch.from_numpy(batch["target"]))
     assert torch.isfinite(log_prob[torch.from_numpy(free)]).all()
+    # each window's band faults are those of its drawn tokens under its settings
+    assert len(played["faults"]) == 6
+    for i in range(6):
+        np.testing.assert_array_equal(played["faults"][i], tune.band_faults(batch["target"][i], free[i, :, 1:]))
     corpus.release()
+
+
+def test_band_faults_by_hand():
+    tokens = np.zeros((64, 4), dtype=np.int64)
+    tokens[0, 1], tokens[1:, 1] = FIRST_NOTE + 3, HOLD  # pulse2: one note from the start, held on and on
+    tokens[:, 2] = FIRST_NOTE  # the triangle starts a note on every step
+    on = np.ones((64, 3), dtype=bool)
+    # window 0: pulse2 started its note there, the noise is on and silent; window 1: pulse2 holds through
+    assert tune.band_faults(tokens, on).tolist() == [[False, False, False, True], [False, True, False, True]]
+    on[:, 2] = False  # the noise turned off: its silence is no fault
+    on[40:, 0] = False  # pulse2 off for the last bar: still on in window 1, and holding through it
+    assert tune.band_faults(tokens, on).tolist() == [[False] * 4, [False, True, False, False]]
+    tokens[:, 0] = HOLD  # a lead held through a window is a fault too (a drum voice never is)
+    tokens[:, 3] = HOLD
+    assert tune.band_faults(tokens, on)[:, [0, 3]].tolist() == [[True, False], [True, False]]
+    assert tune.band_faults(tokens[:40], on[:40]).shape == (1, 4)  # whole windows only
+    with pytest.raises(Exception, match="band_penalty"):
+        tune.TuneConfig(band_penalty=-1.0).check()
 
 
 def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path, capsys):
@@ -110,7 +133,8 @@ def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path, c
     )  # fmt: skip
     reports = []
     tuned = tune.tune(trained, converted, out, config=small, progress=reports.append)
-    assert reports and "reward" in reports[-1]  # the discriminator was fitted and rewarded rollouts
+    # the discriminator was fitted and rewarded rollouts, their band faults counted
+    assert reports and "reward" in reports[-1] and 0.0 <= reports[-1]["faults"] <= 1.0
     validated = [r for r in reports if "val_auc" in r]
     assert validated and all(0.0 <= r["val_auc"] <= 1.0 for r in validated)
     meta = tuned.metadata

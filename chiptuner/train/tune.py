@@ -63,6 +63,7 @@ from chiptuner.metrics import pool, song_statistics, voice_presence
 from chiptuner.model.arranger import (
     ACCOMPANIMENT,
     ENERGY_LEVELS,
+    HOLD,
     REST,
     Arranger,
     ArrangerModel,
@@ -110,6 +111,11 @@ class TuneConfig:
         Real training windows per round for the likelihood term.
     reward_weight : float
         Weight of the policy-gradient term against the NLL term.
+    band_penalty : float
+        Taken off the reward of a voice in each 2-bar window where it breaks the band: its
+        setting is on and it never sounds, or it holds one note through the whole window.
+        The discriminators cannot pay for that: real songs rest and hold a lot (47% of real
+        chip songs have a 4-bar hole), but a voice the player leaves on must play.
     refit_every : int
         Rounds between discriminator fits; each fit reads the last ``2 * refit_every`` rounds.
     eval_every : int
@@ -133,6 +139,7 @@ class TuneConfig:
     rollout_steps: int = 256
     batch: int = 32
     reward_weight: float = 2.0
+    band_penalty: float = 4.0
     refit_every: int = 10
     eval_every: int = 150
     val_songs: int = 160
@@ -152,8 +159,10 @@ class TuneConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < c2st.WINDOW_STEPS or value % c2st.WINDOW_STEPS:
                 raise ParameterError(f"{name} is {value!r}; it must be a multiple of {c2st.WINDOW_STEPS}")
-        if not self.lr > 0 or not self.max_minutes > 0 or not self.reward_weight >= 0 or not self.max_nll_rise >= 0:
-            raise ParameterError("lr and max_minutes must be above 0, reward_weight and max_nll_rise at least 0")
+        if not self.lr > 0 or not self.max_minutes > 0:
+            raise ParameterError("lr and max_minutes must be above 0")
+        if not (self.reward_weight >= 0 and self.band_penalty >= 0 and self.max_nll_rise >= 0):
+            raise ParameterError("reward_weight, band_penalty and max_nll_rise must be at least 0")
 
 
 class FoldedNet(nn.Module):
@@ -261,6 +270,26 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def band_faults(tokens: np.ndarray, voice_on: np.ndarray) -> np.ndarray:
+    """Per 2-bar window and voice (W, 4), whether the voice breaks the band there.
+
+    A fault is an accompaniment voice whose setting is on somewhere in the window that
+    never sounds in it, or any pitched voice that sounds one held note through the whole
+    window (no note starts). ``tokens`` (T, 4); ``voice_on`` (T, 3) the accompaniment
+    voices' settings per step.
+    """
+    windows = len(tokens) // c2st.WINDOW_STEPS
+    used = windows * c2st.WINDOW_STEPS
+    token = np.asarray(tokens)[:used].reshape(windows, c2st.WINDOW_STEPS, 4)
+    on = np.asarray(voice_on, dtype=bool)[:used].reshape(windows, c2st.WINDOW_STEPS, 3).any(axis=1)
+    sounds = (token != REST).any(axis=1)
+    # Held through: every step a hold, the first included (the note started before the window).
+    faults = (token == HOLD).all(axis=1)
+    faults[:, 3] = False  # a drum hit has no length to hold
+    faults[:, 1:] |= on & ~sounds[:, 1:]
+    return faults
+
+
 def _window_features(tokens: np.ndarray, position: np.ndarray) -> np.ndarray:
     arranged = tokens_to_arrangement(tokens)
     return c2st.window_features(arranged.pitch, arranged.onset, position)
@@ -286,7 +315,7 @@ class _Rollouts:
         drawn = np.zeros((n, self.steps, 4), dtype=np.int64)
         free = np.zeros((n, self.steps, 4), dtype=bool)
         buttons = self.rng.random(n) < 0.5
-        real_features, model_features = [], []
+        real_features, model_features, faults = [], [], []
         settings = np.zeros((n, self.steps, N_CONDITIONS), dtype=np.int64)
         for i, song in enumerate(songs.tolist()):
             begin, end = int(corpus.offsets[song]), int(corpus.offsets[song + 1])
@@ -319,6 +348,7 @@ class _Rollouts:
             free[i, :, 0] = ~(onset & (melody >= 0))  # the lead's onsets are the player's
             settings[i] = condition_rows(targets.song_style[song], min(energy, 2), on)
             model_features.append(_window_features(drawn[i], position))
+            faults.append(band_faults(drawn[i], on))
             real_features.append(
                 c2st.window_features(steps["voice_pitch"][index[i]], steps["voice_onset"][index[i]], position)
             )
@@ -336,7 +366,7 @@ class _Rollouts:
             "previous": previous,
             "target": drawn,
         }
-        return {"batch": batch, "free": free, "real": real_features, "model": model_features}
+        return {"batch": batch, "free": free, "real": real_features, "model": model_features, "faults": faults}
 
 
 ProgressCallback = Callable[[dict], None]
@@ -529,6 +559,9 @@ def tune(
         report: dict = {"round": round_index, "nll": float(nll.detach())}
         if discriminator is not None and config.reward_weight > 0:
             reward = discriminator.reward(recent_model[-1]).reshape(config.rollouts, per_rollout, 4)
+            faults = np.stack(played["faults"])
+            reward = reward - config.band_penalty * faults
+            report["faults"] = float(faults[..., 1:].mean())
             advantage = (reward - reward.mean(axis=(0, 1))) / (reward.std(axis=(0, 1)) + 1e-6)
             rollout = _to_torch(played["batch"], device)
             logits, _ = net(rollout["rows"], rollout["pair_rows"])
