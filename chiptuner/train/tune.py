@@ -18,7 +18,10 @@ it actually plays, as ReaLchords does with reinforcement learning:
    its own features (pulse2's and the triangle's with the consonances). Each rollout window
    is scored by discriminators fitted *before* it was played: a voice's reward is the
    log-odds that the window is real on every feature plus on the voice's own, so each
-   voice answers mostly for what it plays.
+   voice answers mostly for what it plays, less ``band_penalty`` where it breaks the band
+   in that window (``band_faults``: left on and silent, or holding one note throughout).
+   Real songs rest and hold a lot, so without it the reward pays for the holes that the
+   band's targets forbid.
 3. **Policy gradient.** REINFORCE, each voice's reward standardised over the round's
    windows: the log-probability of every token the model drew in a window (not the lead
    notes the player forced, not a voice its setting turned off) is raised in proportion to
@@ -29,9 +32,9 @@ it actually plays, as ReaLchords does with reinforcement learning:
 4. **Selection.** Every ``eval_every`` rounds the model arranges validation chip songs
    (never test songs) as trained and the classifier two-sample test of ``c2st`` is run on
    them; the model with the lowest AUC is kept, provided its validation NLL is within
-   ``max_nll_rise`` of the starting model's and the band still plays as well as the
-   start's (voices that never play or fall silent for 4 bars, the longest notes: see
-   ``TuneConfig``); it is then calibrated (``model.calibration.calibrate``).
+   ``max_nll_rise`` of the starting model's, its voices never play or fall silent for 4
+   bars no more often than the start's, and its longest notes stay within the real
+   songs' (see ``TuneConfig``); it is then calibrated (``model.calibration.calibrate``).
 
 The network is the exported model's own arrays, made trainable (``FoldedNet``): any model
 file can be tuned, and exporting is a copy.
