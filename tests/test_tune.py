@@ -182,3 +182,39 @@ def test_tune_keeps_no_model_whose_band_plays_less(converted, tmp_path, monkeypa
     tuned = tune.tune(trained, converted, tmp_path / "tuned.npz", config=small, progress=reports.append)
     assert any("val_auc" in r for r in reports)
     assert tuned.metadata["tune"]["rounds"] == 0  # every lower AUC came with holes: the start is kept
+
+
+@pytest.mark.parametrize("carries_over", [False, True])
+def test_a_kept_model_must_also_beat_the_start_on_the_songs_the_selection_never_reads(
+    converted, tmp_path, monkeypatch, carries_over
+):
+    trained = tmp_path / "model.npz"
+    config = train.TrainConfig(hidden=16, embed=8, window=32, batch=8, eval_every=5, max_batches=10, val_size=0.4)
+    train.train(converted, trained, config=config)
+    real_validation = tune._validation
+    seen: list[int] = []  # the song lists in the order first tested: the selection's, then the confirming one
+    selection_aucs = iter([0.9] + [0.9 - 0.01 * k for k in range(1, 200)])
+
+    def validation(model, songs, real):
+        figures = real_validation(model, songs, real)
+        if id(songs) not in seen:
+            seen.append(id(songs))
+            return {**figures, "auc": 0.9}  # the start reads 0.9 on both
+        if id(songs) == seen[0]:
+            return {**figures, "auc": next(selection_aucs), "holes": 0.0, "stuck_p98": 0.0}
+        return {**figures, "auc": 0.8 if carries_over else 0.95}
+
+    monkeypatch.setattr(tune, "_validation", validation)
+    small = tune.TuneConfig(
+        max_minutes=0.1, rollouts=4, rollout_steps=64, batch=4, refit_every=2, eval_every=2, val_songs=6,
+        val_steps=64, max_nll_rise=10.0,
+    )  # fmt: skip
+    reports = []
+    tuned = tune.tune(trained, converted, tmp_path / "tuned.npz", config=small, progress=reports.append)
+    assert len(seen) == 2 and tuned.metadata["tune"]["confirm_songs"] >= 5
+    confirmed = [r["val_confirm_auc"] for r in reports if "val_confirm_auc" in r]
+    assert confirmed  # every lower selection AUC was checked on the other songs
+    if carries_over:
+        assert tuned.metadata["tune"]["rounds"] > 0 and tuned.metadata["tune"]["val_confirm_auc"] == 0.8
+    else:
+        assert tuned.metadata["tune"]["rounds"] == 0  # the selection's gains did not carry over: the start is kept
