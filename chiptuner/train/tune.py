@@ -149,7 +149,7 @@ class TuneConfig:
     refit_every: int = 10
     eval_every: int = 150
     val_songs: int = 160
-    val_steps: int = 512
+    val_steps: int = 1024
     max_nll_rise: float = 0.02
     max_holes_rise: float = 0.01
     max_stuck_rise: float = 0.0
