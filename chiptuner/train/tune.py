@@ -76,7 +76,7 @@ from chiptuner.model.arranger import (
     load_model,
     tokens_to_arrangement,
 )
-from chiptuner.model.calibration import calibrate, song_starts
+from chiptuner.model.calibration import calibrate, pool_real, song_starts
 from chiptuner.train.arranger import (
     _fixed_windows,
     _held_tokens,
@@ -501,9 +501,7 @@ def tune(
     # The lowest of many AUCs on one set of songs is partly luck: a kept model must also beat
     # the start on the validation chip songs the selection never reads.
     confirm_songs, confirm_real = chip_songs(np.setdiff1d(every_val_chip, val_chip))
-    real_stuck = pool(
-        [song_statistics(s["melody_pitch"], s["melody_onset"], s["voice_pitch"], s["voice_onset"]) for s in val_songs]
-    )["stuck_p98"]
+    real_stuck = pool_real(val_songs)["stuck_p98"]
     if len(val_songs) < 5:
         raise ParameterError(f"{converted_dir}: {len(val_songs)} validation songs are too few for the two-sample test")
     logger.info(
