@@ -113,6 +113,26 @@ def test_band_faults_by_hand():
     assert tune.band_faults(tokens[:40], on[:40]).shape == (1, 4)  # whole windows only
     with pytest.raises(Exception, match="band_penalty"):
         tune.TuneConfig(band_penalty=-1.0).check()
+    with pytest.raises(Exception, match="run_percentile"):
+        tune.TuneConfig(run_percentile=0.0).check()
+
+
+def test_band_faults_count_a_pitch_repeated_past_its_limit():
+    tokens = np.full((96, 4), REST, dtype=np.int64)
+    tokens[::2, 2] = FIRST_NOTE + 5  # the triangle: one pitch on every other step, 48 notes in a row
+    tokens[::4, 1] = FIRST_NOTE + np.arange(24) % 2  # pulse2 alternates two pitches: runs of 1
+    tokens[::2, 3] = FIRST_NOTE  # the drums repeat freely
+    on = np.ones((96, 3), dtype=bool)
+    plain = tune.band_faults(tokens, on)
+    assert not plain.any()
+    # a limit of 20 notes: the 21st starts at step 40 (window 1), every later one faults too
+    limited = tune.band_faults(tokens, on, np.array([20.0, 20.0, 20.0]))
+    assert limited[:, 2].tolist() == [False, True, True] and not limited[:, [0, 1, 3]].any()
+    # a rest between notes does not end a run; a note of another pitch does: runs of 25 (to step 48) and 22
+    tokens[50, 2] = FIRST_NOTE + 7
+    assert tune.band_faults(tokens, on, np.array([20.0, 20.0, 25.0]))[:, 2].tolist() == [False] * 3
+    assert tune.band_faults(tokens, on, np.array([20.0, 20.0, 24.0]))[:, 2].tolist() == [False, True, False]
+    assert tune.band_faults(tokens, on, np.array([20.0, 20.0, 21.0]))[:, 2].tolist() == [False, True, True]
 
 
 def test_tune_keeps_the_best_validation_model_and_resumes(converted, tmp_path, capsys):

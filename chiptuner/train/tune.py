@@ -19,7 +19,8 @@ it actually plays, as ReaLchords does with reinforcement learning:
    is scored by discriminators fitted *before* it was played: a voice's reward is the
    log-odds that the window is real on every feature plus on the voice's own, so each
    voice answers mostly for what it plays, less ``band_penalty`` where it breaks the band
-   in that window (``band_faults``: left on and silent, or holding one note throughout).
+   in that window (``band_faults``: left on and silent, holding one note throughout, or
+   repeating one pitch for more notes in a row than nearly every real song does).
    Real songs rest and hold a lot, so without it the reward pays for the holes that the
    band's targets forbid.
 3. **Policy gradient.** REINFORCE, each voice's reward standardised over the round's
@@ -118,9 +119,16 @@ class TuneConfig:
         Weight of the policy-gradient term against the NLL term.
     band_penalty : float
         Taken off the reward of a voice in each 2-bar window where it breaks the band: its
-        setting is on and it never sounds, or it holds one note through the whole window.
-        The discriminators cannot pay for that: real songs rest and hold a lot (47% of real
-        chip songs have a 4-bar hole), but a voice the player leaves on must play.
+        setting is on and it never sounds, or it holds one note through the whole window,
+        or it repeats one pitch for more notes in a row than ``run_percentile`` of real
+        songs do. The discriminators cannot pay for that: real songs rest and hold a lot
+        (47% of real chip songs have a 4-bar hole), but a voice the player leaves on must
+        play; and a round that sounds real by repeating a note in a few songs is refused.
+    run_percentile : float
+        Per pitched voice, this percentile over the rollouts' training songs (their first
+        ``val_steps`` steps) of the longest run of notes of one pitch is the longest run
+        the reward lets pass. Below 98 because the test is the p98 over songs of the
+        longest run of any of three voices.
     refit_every : int
         Rounds between discriminator fits; each fit reads the last ``2 * refit_every`` rounds.
     eval_every : int
@@ -146,6 +154,7 @@ class TuneConfig:
     batch: int = 32
     reward_weight: float = 2.0
     band_penalty: float = 4.0
+    run_percentile: float = 95.0
     refit_every: int = 10
     eval_every: int = 150
     val_songs: int = 160
@@ -165,6 +174,8 @@ class TuneConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < c2st.WINDOW_STEPS or value % c2st.WINDOW_STEPS:
                 raise ParameterError(f"{name} is {value!r}; it must be a multiple of {c2st.WINDOW_STEPS}")
+        if not 0 < self.run_percentile <= 100:
+            raise ParameterError(f"run_percentile is {self.run_percentile!r}; it must be above 0 and at most 100")
         if not self.lr > 0 or not self.max_minutes > 0:
             raise ParameterError("lr and max_minutes must be above 0")
         if not (self.reward_weight >= 0 and self.band_penalty >= 0 and self.max_nll_rise >= 0):
@@ -276,13 +287,15 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def band_faults(tokens: np.ndarray, voice_on: np.ndarray) -> np.ndarray:
+def band_faults(tokens: np.ndarray, voice_on: np.ndarray, run_limits: np.ndarray | None = None) -> np.ndarray:
     """Per 2-bar window and voice (W, 4), whether the voice breaks the band there.
 
     A fault is an accompaniment voice whose setting is on somewhere in the window that
     never sounds in it, or any pitched voice that sounds one held note through the whole
-    window (no note starts). ``tokens`` (T, 4); ``voice_on`` (T, 3) the accompaniment
-    voices' settings per step.
+    window (no note starts), or, given ``run_limits`` (3,), a pitched voice whose note
+    starting in the window repeats the pitch of more than its limit of notes in a row (the
+    "stuck notes" of ``metrics.song_statistics``). ``tokens`` (T, 4); ``voice_on`` (T, 3)
+    the accompaniment voices' settings per step.
     """
     windows = len(tokens) // c2st.WINDOW_STEPS
     used = windows * c2st.WINDOW_STEPS
@@ -293,6 +306,14 @@ def band_faults(tokens: np.ndarray, voice_on: np.ndarray) -> np.ndarray:
     faults = (token == HOLD).all(axis=1)
     faults[:, 3] = False  # a drum hit has no length to hold
     faults[:, 1:] |= on & ~sounds[:, 1:]
+    if run_limits is not None and used:
+        arranged = tokens_to_arrangement(np.asarray(tokens)[:used])
+        for v, limit in enumerate(run_limits):
+            steps = np.flatnonzero(arranged.onset[:, v] & (arranged.pitch[:, v] >= 0))
+            pitch = arranged.pitch[steps, v]
+            count = np.arange(len(steps))
+            first = np.maximum.accumulate(np.where(np.r_[True, pitch[1:] != pitch[:-1]], count, 0))
+            faults[steps[count - first + 1 > limit] // c2st.WINDOW_STEPS, v] = True
     return faults
 
 
@@ -304,9 +325,12 @@ def _window_features(tokens: np.ndarray, position: np.ndarray) -> np.ndarray:
 class _Rollouts:
     """Free-running windows of training songs, each with its real song's settings and real features."""
 
-    def __init__(self, corpus, targets, songs: np.ndarray, styles: list[str], edges: np.ndarray, steps: int, seed: int):
+    def __init__(
+        self, corpus, targets, songs: np.ndarray, styles: list[str], edges: np.ndarray, steps: int, seed: int,
+        run_limits: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
         self.corpus, self.targets, self.songs, self.styles = corpus, targets, songs, styles
-        self.edges, self.steps = edges, steps
+        self.edges, self.steps, self.run_limits = edges, steps, run_limits
         self.rng = np.random.default_rng(seed)
         lengths = np.diff(corpus.offsets)[songs]
         self.songs = songs[lengths >= steps]
@@ -354,7 +378,7 @@ class _Rollouts:
             free[i, :, 0] = ~(onset & (melody >= 0))  # the lead's onsets are the player's
             settings[i] = condition_rows(targets.song_style[song], min(energy, 2), on)
             model_features.append(_window_features(drawn[i], position))
-            faults.append(band_faults(drawn[i], on))
+            faults.append(band_faults(drawn[i], on, self.run_limits))
             real_features.append(
                 c2st.window_features(steps["voice_pitch"][index[i]], steps["voice_onset"][index[i]], position)
             )
@@ -376,6 +400,16 @@ class _Rollouts:
 
 
 ProgressCallback = Callable[[dict], None]
+
+
+def _run_limits(corpus, songs: np.ndarray, config: TuneConfig) -> np.ndarray:
+    """Per pitched voice (3,): ``config.run_percentile`` over ``songs`` of their longest run of notes of one pitch."""
+    picked = songs[:: max(len(songs) // 400, 1)]  # 400 songs pin a p95 within a note or two, in seconds
+    runs = [
+        song_statistics(s["melody_pitch"], s["melody_onset"], s["voice_pitch"], s["voice_onset"]).longest_run
+        for s in song_starts(songs_with_ids(corpus, picked), config.val_steps)
+    ]
+    return np.percentile(np.array(runs), config.run_percentile, axis=0) if runs else np.full(3, np.inf)
 
 
 def _chip_index(styles: list[str]) -> int:
@@ -478,7 +512,10 @@ def tune(
         float(trained.get("voice_dropout", 0.2)),
     )  # fmt: skip
     chip_train = train_songs[song_style[train_songs] == chip]
-    rollouts = _Rollouts(corpus, targets, chip_train, style_names, edges, config.rollout_steps, config.seed)
+    run_limits = _run_limits(corpus, chip_train, config)
+    rollouts = _Rollouts(
+        corpus, targets, chip_train, style_names, edges, config.rollout_steps, config.seed, run_limits
+    )  # fmt: skip
     if len(rollouts.songs) == 0:
         raise ParameterError(
             f"{converted_dir}: no training song of style {style_names[chip]} is {config.rollout_steps} steps long "
@@ -505,8 +542,9 @@ def tune(
     if len(val_songs) < 5:
         raise ParameterError(f"{converted_dir}: {len(val_songs)} validation songs are too few for the two-sample test")
     logger.info(
-        "tuning on %d training songs (%d %s for the rollouts); %d validation songs for the test",
-        len(train_songs), len(rollouts.songs), style_names[chip], len(val_songs),
+        "tuning on %d training songs (%d %s for the rollouts, longest runs of one pitch let pass %s); "
+        "%d validation songs for the test",
+        len(train_songs), len(rollouts.songs), style_names[chip], run_limits.tolist(), len(val_songs),
     )  # fmt: skip
 
     net = FoldedNet(model)
@@ -550,7 +588,7 @@ def tune(
             "tune": {
                 "command": command, "config": asdict(config), "rounds": 0, "val_auc_before": start_auc,
                 "val_nll_before": start_nll, "val_confirm_auc_before": start_confirm,
-                "confirm_songs": len(confirm_songs),
+                "confirm_songs": len(confirm_songs), "run_limits": run_limits.tolist(),
             },
         })  # fmt: skip
     budget_sec = config.max_minutes * 60.0 - spent_sec
@@ -626,7 +664,7 @@ def tune(
                         "val_holes_before": start["holes"], "val_holes": checked["holes"],
                         "val_stuck_p98_before": start["stuck_p98"], "val_stuck_p98": checked["stuck_p98"],
                         "val_confirm_auc_before": start_confirm, "val_confirm_auc": report.get("val_confirm_auc"),
-                        "confirm_songs": len(confirm_songs),
+                        "confirm_songs": len(confirm_songs), "run_limits": run_limits.tolist(),
                         "seconds": round(spent_sec + elapsed, 1),
                     },
                 })  # fmt: skip
