@@ -68,6 +68,22 @@ def test_the_trainable_copy_exports_the_same_arrays_and_keeps_the_pair_mask():
     assert not net.gru.weight_ih_l0.requires_grad  # the GRU's input matrix stays the identity
 
 
+@pytest.mark.parametrize("folded", [True, False])
+def test_an_exported_model_keeps_its_weights_while_training_goes_on(folded):
+    # A kept model is calibrated and saved after the last round: it must hold the kept round's weights.
+    net = tune.FoldedNet(_random_model()) if folded else random_net(4, hidden=16, embed=8).float()
+    exported = net.export() if folded else train.export(net)
+    names = ("in_table", "b_ih", "b_hh", "w_hh_t", "w_out_t", "b_out", "pair_table")
+    before = {name: np.array(getattr(exported, name)) for name in names}
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.5)
+    for name in names:
+        np.testing.assert_array_equal(getattr(exported, name), before[name], err_msg=name)
+    later = net.export() if folded else train.export(net)
+    assert not np.array_equal(later.b_hh, exported.b_hh) and not np.array_equal(later.w_hh_t, exported.w_hh_t)
+
+
 def test_rollouts_are_the_numba_step_with_the_real_windows_settings(converted):
     from chiptuner.corpus.dataset import open_cache  # noqa: PLC0415
 

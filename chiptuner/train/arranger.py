@@ -314,20 +314,29 @@ class ArrangerNet(nn.Module):
         return logits, h
 
 
+def owned_array(tensor: torch.Tensor) -> np.ndarray:
+    """A float32 copy of ``tensor``, owned by the array.
+
+    ``.numpy()`` of a float32 CPU parameter shares its memory: an exported model would go on
+    changing as training steps the parameter in place.
+    """
+    return tensor.detach().float().cpu().numpy().copy()
+
+
 def export(net: ArrangerNet, *, metadata: dict | None = None, extras: dict | None = None) -> ArrangerModel:
-    """Fold a trained ``ArrangerNet`` into the plain arrays of an ``ArrangerModel``."""
+    """Fold a trained ``ArrangerNet`` into the plain arrays of an ``ArrangerModel`` (copies: training may go on)."""
     with torch.no_grad():
         w = {name: value.double() for name, value in net.effective_weights().items()}
         table = w["table"]
         in_table = torch.cat((table @ net.gru.weight_ih_l0.double().T, table @ w["direct_weight"].T), dim=1)
         return ArrangerModel(
-            in_table=in_table.float().cpu().numpy(),
-            b_ih=net.gru.bias_ih_l0.float().cpu().numpy(),
-            b_hh=net.gru.bias_hh_l0.float().cpu().numpy(),
-            w_hh_t=net.gru.weight_hh_l0.T.float().cpu().numpy(),
-            w_out_t=w["head_weight"].T.float().cpu().numpy(),
-            b_out=w["head_bias"].float().cpu().numpy(),
-            pair_table=w["pair_table"].float().cpu().numpy(),
+            in_table=owned_array(in_table),
+            b_ih=owned_array(net.gru.bias_ih_l0),
+            b_hh=owned_array(net.gru.bias_hh_l0),
+            w_hh_t=owned_array(net.gru.weight_hh_l0.T),
+            w_out_t=owned_array(w["head_weight"].T),
+            b_out=owned_array(w["head_bias"]),
+            pair_table=owned_array(w["pair_table"]),
             metadata=dict(metadata or {}),
             extras=dict(extras or {}),
         )

@@ -88,6 +88,7 @@ from chiptuner.train.arranger import (
     _Windows,
     _with_own_samples,
     masked_log_prob,
+    owned_array,
     pair_rows,
     song_styles,
     step_rows,
@@ -227,18 +228,18 @@ class FoldedNet(nn.Module):
         return logits, h
 
     def export(self, metadata: dict | None = None) -> ArrangerModel:
-        """The model with this module's weights (metadata and extras kept unless ``metadata`` is given)."""
+        """The model with this module's weights, copied (metadata and extras kept unless ``metadata`` is given)."""
         with torch.no_grad():
             in_table = torch.cat((self.in_gates, self.in_direct), dim=1)
             return dataclasses.replace(
                 self.model,
-                in_table=in_table.float().cpu().numpy(),
-                b_ih=self.gru.bias_ih_l0.float().cpu().numpy(),
-                b_hh=self.gru.bias_hh_l0.float().cpu().numpy(),
-                w_hh_t=self.gru.weight_hh_l0.T.contiguous().float().cpu().numpy(),
-                w_out_t=self.w_out.T.contiguous().float().cpu().numpy(),
-                b_out=self.b_out.float().cpu().numpy(),
-                pair_table=(self.pair * self.pair_mask).float().cpu().numpy(),
+                in_table=owned_array(in_table),
+                b_ih=owned_array(self.gru.bias_ih_l0),
+                b_hh=owned_array(self.gru.bias_hh_l0),
+                w_hh_t=owned_array(self.gru.weight_hh_l0.T),
+                w_out_t=owned_array(self.w_out.T),
+                b_out=owned_array(self.b_out),
+                pair_table=owned_array(self.pair * self.pair_mask),
                 metadata=dict(self.model.metadata if metadata is None else metadata),
             )
 
