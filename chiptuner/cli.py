@@ -567,7 +567,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         if "val_auc" in report:
             logger.info(
                 "round %6d  NLL %.3f  reward %+.2f  band faults %.1f%%  %5.1f min  val AUC %.3f (kept %.3f)%s  "
-                "val NLL %.3f  holes %.1f%%  longest notes p98 %.0f steps",
+                "val NLL %.3f  holes %.1f%%  longest run of one pitch p98 %.0f notes",
                 report["round"], report["running_nll"], report["running_reward"], 100 * report.get("faults", 0.0),
                 report["elapsed_sec"] / 60, report["val_auc"], report["best_val_auc"],
                 f"  other songs {report['val_confirm_auc']:.3f}" if "val_confirm_auc" in report else "",

@@ -34,7 +34,7 @@ it actually plays, as ReaLchords does with reinforcement learning:
    (never test songs) as trained and the classifier two-sample test of ``c2st`` is run on
    them; the model with the lowest AUC is kept, provided its validation NLL is within
    ``max_nll_rise`` of the starting model's, its voices never play or fall silent for 4
-   bars no more often than the start's, its longest notes stay within the real songs'
+   bars no more often than the start's, its longest runs of one pitch stay within the real songs'
    (see ``TuneConfig``), and its AUC on the other validation chip songs (those the
    selection never reads) is below the start's there: the lowest of many AUCs on one set
    of songs is partly luck. It is then calibrated (``model.calibration.calibrate``).
@@ -143,7 +143,7 @@ class TuneConfig:
         Nor one whose share of validation arrangements with a voice that never plays or falls
         silent for 4 bars is more than this above the start's,
     max_stuck_rise : float
-        nor one whose p98 longest note is more than this fraction above the larger of the
+        nor one whose p98 longest run of notes of one pitch is more than this fraction above the larger of the
         start's and the real validation songs' (the target: at most real's p98).
     seed : int
     """
@@ -422,7 +422,7 @@ def _validation(model: ArrangerModel, songs: list[dict], real: list[np.ndarray])
 
     ``auc``: the two-sample AUC; ``holes``: the share of arrangements where an accompaniment
     voice never plays or is silent ``metrics.HOLE_BARS`` bars or more after the start;
-    ``stuck_p98``: the p98 over songs of the longest note of a pitched voice, in steps.
+    ``stuck_p98``: the p98 over songs of the longest run of notes of one pitch in a pitched voice.
     """
     generated, presence, stats = [], [], []
     for i, song in enumerate(songs):
